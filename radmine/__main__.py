@@ -1,0 +1,3 @@
+from radmine.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""Small shared helpers for parameter checking and fitted-state checks.
+
+Error messages follow scikit-learn's style: they name the parameter, the
+class (or function), what is allowed and what was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when a method that needs a fitted estimator is called before ``fit``."""
+
+
+def check_is_fitted(estimator: Any, attributes: str | Iterable[str] | None = None) -> None:
+    """Raise :class:`NotFittedError` unless ``estimator`` has learned attributes.
+
+    Parameters
+    ----------
+    estimator : object
+        The estimator to check.
+    attributes : str or iterable of str, optional
+        Names that must exist. By default any public attribute ending in ``_``.
+    """
+    if attributes is None:
+        fitted = any(k.endswith("_") and not k.startswith("_") for k in vars(estimator))
+    else:
+        if isinstance(attributes, str):
+            attributes = [attributes]
+        fitted = all(hasattr(estimator, a) for a in attributes)
+    if not fitted:
+        name = type(estimator).__name__
+        raise NotFittedError(
+            f"This {name} instance is not fitted yet. Call 'fit' with appropriate "
+            f"arguments before using this method."
+        )
+
+
+def check_option(value: Any, name: str, owner: str, allowed: Iterable[Any]) -> Any:
+    """Check that ``value`` is one of ``allowed``; raise a ``ValueError`` otherwise."""
+    allowed = list(allowed)
+    if value not in allowed:
+        shown = "{" + ", ".join(repr(a) for a in allowed) + "}"
+        raise ValueError(
+            f"The {name!r} parameter of {owner} must be one of {shown}. Got {value!r} instead."
+        )
+    return value
+
+
+def check_int(value: Any, name: str, owner: str, *, min_value: int | None = None) -> int:
+    """Check that ``value`` is an int (not bool), optionally ``>= min_value``."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"The {name!r} parameter of {owner} must be an int. Got {value!r} "
+            f"of type {type(value).__name__} instead."
+        )
+    if min_value is not None and value < min_value:
+        raise ValueError(
+            f"The {name!r} parameter of {owner} must be an int >= {min_value}. Got {value!r} instead."
+        )
+    return int(value)
+
+
+def check_columns(df: Any, required: Iterable[str], what: str) -> None:
+    """Raise ``ValueError`` naming the missing columns of table ``what``."""
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{what} is missing required column(s) {missing}; it has {list(df.columns)}."
+        )
+
+
+def check_random_state(random_state: Any):
+    """Turn ``None``/int/Generator into a ``numpy.random.Generator`` (never seeds globally)."""
+    import numpy as np
+
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None or isinstance(random_state, (int, np.integer)):
+        return np.random.default_rng(random_state)
+    raise TypeError(
+        f"random_state must be None, an int or a numpy Generator. Got {type(random_state).__name__}."
+    )

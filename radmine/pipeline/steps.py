@@ -1,0 +1,398 @@
+"""The steps of ``radmine mine``: read -> text -> labels -> topics -> embed -> cluster -> img2text -> report.
+
+Every step reads what earlier steps wrote in the output folder and writes its
+own tables (parquet) and models there:
+
+============  ======================================================  ==========================
+step          writes                                                  depends on
+============  ======================================================  ==========================
+read          ``corpus/`` (a saved :class:`~radmine.Corpus`)            --
+text          ``text/sentences.parquet``, ``text/links.parquet``       read
+labels        ``labels/labels.parquet``, ``labels/mentions.parquet``   text
+topics        ``topics/`` model, ``topic_info``, ``image_topics``      text
+embed         ``embed/embeddings.npy`` + ``image_ids.parquet``         read
+cluster       ``cluster/`` assignments, ``cluster_info``, history      embed, text
+img2text      ``img2text/metrics.json``, model, ``describe``           embed, text
+report        ``report.html``                                          all of the above
+============  ======================================================  ==========================
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from radmine._io import atomic_write_json
+from radmine.pipeline.config import load_config
+from radmine.pipeline.runner import RunContext, Step, run_steps, save_table
+
+logger = logging.getLogger(__name__)
+
+
+# -- helpers ---------------------------------------------------------------
+def _corpus(ctx: RunContext):
+    """The corpus as the text step left it (sentences + links), or as read."""
+    from radmine.corpus import Corpus
+
+    def load():
+        corpus = Corpus.load(ctx.out / "corpus")
+        s, l = ctx.out / "text" / "sentences.parquet", ctx.out / "text" / "links.parquet"
+        if s.is_file():
+            corpus.sentences = pd.read_parquet(s)
+        if l.is_file():
+            corpus.links = pd.read_parquet(l)
+        return corpus
+
+    return ctx.cached("corpus", load)
+
+
+def _embeddings(ctx: RunContext) -> tuple[np.ndarray, pd.DataFrame]:
+    def load():
+        X = np.load(ctx.out / "embed" / "embeddings.npy")
+        ids = pd.read_parquet(ctx.out / "embed" / "image_ids.parquet")
+        return X, ids
+
+    return ctx.cached("embeddings", load)
+
+
+# -- steps -----------------------------------------------------------------
+def step_read(ctx: RunContext) -> dict[str, Any]:
+    from radmine.readers import read_corpus
+
+    cfg = ctx.config["read"]
+    if ctx.source is None:
+        from radmine.datasets import load_embedded
+
+        corpus = load_embedded()
+    else:
+        kwargs = {}
+        if cfg["dicom_table"]:
+            kwargs["dicom_table"] = cfg["dicom_table"]
+        if cfg["reports_file"]:
+            kwargs["reports"] = cfg["reports_file"]
+        corpus = read_corpus(ctx.source, progress=ctx.progress, **kwargs)
+    if cfg["max_reports"] and cfg["max_reports"] < corpus.n_reports:
+        corpus = corpus.subset(corpus.reports["report_id"].iloc[: cfg["max_reports"]])
+    # Resolve image paths now: later steps read the saved corpus from DIR.
+    if len(corpus.images) and "path" in corpus.images:
+        images = corpus.images.copy()
+        images["path"] = corpus.image_paths()
+        corpus.images = images
+        corpus.root = None
+    ctx.add_quarantine("read", corpus.quarantine)
+    corpus.save(ctx.out / "corpus")
+    ctx._cache.pop("corpus", None)
+    return {"reports": corpus.n_reports, "images": corpus.n_images, "patients": int(corpus.reports["patient_id"].nunique())}
+
+
+def step_text(ctx: RunContext) -> dict[str, Any]:
+    from radmine.linking import link_key_images
+    from radmine.text.sentences import sentence_table
+
+    cfg = ctx.config["text"]
+    corpus = _corpus(ctx)
+    sentences = sentence_table(corpus.reports, engine=cfg["engine"], progress=ctx.progress)
+    corpus.sentences = sentences
+    links = link_key_images(corpus, context=cfg["context"])
+    corpus.links = links
+    save_table(ctx, sentences, "text", "sentences")
+    save_table(ctx, links, "text", "links")
+    resolved = int(links["resolved"].fillna(False).astype(bool).sum()) if "resolved" in links else 0
+    unresolved = links[~links["resolved"].fillna(False).astype(bool)] if "resolved" in links else links.iloc[:0]
+    ctx.add_quarantine(
+        "text",
+        pd.DataFrame(
+            {
+                "source": "link",
+                "item": unresolved["report_id"].astype(str) + " series " + unresolved["series"].astype(str)
+                + " image " + unresolved["instance"].astype(str),
+                "reason": unresolved.get("reason", pd.Series("unresolved", index=unresolved.index)).astype(str),
+            }
+        ),
+    )
+    methods = links["method"].value_counts().to_dict() if "method" in links else {}
+    return {"sentences": len(sentences), "links": len(links), "resolved": resolved, "methods": methods}
+
+
+def _vocabulary_for(ctx: RunContext, corpus) -> str:
+    v = ctx.config["labels"]["vocabulary"]
+    if v != "auto":
+        return v
+    mods = corpus.reports["modality"].fillna("").astype(str).str.upper()
+    xr = mods.isin(["CR", "DX", "XR"]).mean() if len(mods) else 0
+    return "chest_xray" if xr >= 0.5 else "ct_mr"
+
+
+def step_labels(ctx: RunContext) -> dict[str, Any]:
+    from radmine.labels.labeler import WeakLabeler
+
+    corpus = _corpus(ctx)
+    vocab = _vocabulary_for(ctx, corpus)
+    labeler = WeakLabeler(vocabulary=vocab, sections=tuple(ctx.config["labels"]["sections"]))
+    labels = labeler.fit(corpus.reports).transform(corpus.reports)
+    mentions = labeler.mentions_ if hasattr(labeler, "mentions_") else pd.DataFrame()
+    save_table(ctx, labels.reset_index(), "labels", "labels")
+    save_table(ctx, mentions, "labels", "mentions")
+    info: dict[str, Any] = {"vocabulary": vocab, "reports": len(labels), "mentions": len(mentions)}
+    if "mesh_major" in corpus.reports.columns and vocab == "chest_xray":
+        from radmine.labels.evaluate import evaluate_labels, mesh_reference
+
+        ref = mesh_reference(corpus.reports, vocabulary=vocab)
+        scores = evaluate_labels(labels, ref)
+        scores.to_csv(ctx.path("labels", "evaluation_vs_mesh.csv"))
+        if "micro avg" in scores.index:
+            info["micro_f1_vs_mesh"] = round(float(scores.loc["micro avg", "f1"]), 4)
+    prevalence = (labels == 1).mean().sort_values(ascending=False)
+    prevalence.rename("prevalence").to_frame().to_csv(ctx.path("labels", "prevalence.csv"))
+    return info
+
+
+def step_topics(ctx: RunContext) -> dict[str, Any]:
+    from radmine.topics.hierarchy import HierarchicalTopicModel
+    from radmine.topics.model import TopicModel
+    from radmine.topics.selection import select_n_topics
+
+    cfg = ctx.config["topics"]
+    corpus = _corpus(ctx)
+    k = int(cfg["n_topics"])
+    info: dict[str, Any] = {}
+    if k <= 0:
+        n_docs = corpus.n_reports
+        cands = [c for c in cfg["candidates"] if c < max(3, n_docs // 5)] or [min(cfg["candidates"])]
+        sel = select_n_topics(corpus, n_topics=cands, random_state=ctx.random_state)
+        save_table(ctx, sel, "topics", "selection")
+        k = int(sel.sort_values("c_npmi", ascending=False)["n_topics"].iloc[0])
+        info["chosen_k"] = k
+    common = dict(unit=cfg["unit"], passes=cfg["passes"], min_df=cfg["min_df"], random_state=ctx.random_state)
+    if cfg["n_subtopics"] > 0:
+        model = HierarchicalTopicModel(n_topics=k, n_subtopics=cfg["n_subtopics"], **common).fit(corpus)
+        save_table(ctx, model.get_topic_info(level=1), "topics", "topic_info")
+        save_table(ctx, model.get_topic_info(level=2), "topics", "topic_info_level2")
+        image_topics = model.topic_labels_for_images(corpus, level=2) if corpus.n_images else pd.DataFrame()
+    else:
+        model = TopicModel(n_topics=k, **common).fit(corpus)
+        save_table(ctx, model.get_topic_info(), "topics", "topic_info")
+        image_topics = model.topic_labels_for_images(corpus) if corpus.n_images else pd.DataFrame()
+    save_table(ctx, model.get_document_info(), "topics", "document_info")
+    save_table(ctx, image_topics, "topics", "image_topics")
+    model.save(ctx.out / "topics" / "model")
+    info.update({"n_topics": k, "images_labelled": len(image_topics)})
+    return info
+
+
+def step_embed(ctx: RunContext) -> dict[str, Any]:
+    from radmine.images.embed import ImageEmbedder
+
+    cfg = ctx.config["embed"]
+    corpus = _corpus(ctx)
+    images = corpus.images
+    if "path" in images:
+        images = images[images["path"].notna()]
+    if not len(images):
+        np.save(ctx.path("embed", "embeddings.npy"), np.zeros((0, 0), dtype=np.float32))
+        save_table(ctx, pd.DataFrame({"image_id": pd.Series(dtype=str)}), "embed", "image_ids")
+        return {"images": 0, "note": "corpus has no image files"}
+    embedder = ImageEmbedder(
+        backbone=cfg["backbone"],
+        image_size=cfg["image_size"],
+        channels=cfg["channels"],
+        batch_size=cfg["batch_size"],
+        num_workers=cfg["num_workers"],
+        cache_dir=str(ctx.out / "embed" / "cache"),
+        progress=ctx.progress,
+        random_state=ctx.random_state,
+    )
+    X = embedder.transform(images)
+    q = getattr(embedder, "quarantine_", None)
+    ctx.add_quarantine("embed", q)
+    ok = ~np.isnan(X).any(axis=1)
+    np.save(ctx.path("embed", "embeddings.npy"), X[ok].astype(np.float32))
+    save_table(ctx, images.loc[ok, ["image_id"]].reset_index(drop=True), "embed", "image_ids")
+    return {"images": int(ok.sum()), "dim": int(X.shape[1]), "backbone": cfg["backbone"]}
+
+
+def step_cluster(ctx: RunContext) -> dict[str, Any]:
+    from radmine.cluster import JointClusterer
+
+    cfg = ctx.config["cluster"]
+    corpus = _corpus(ctx)
+    X, ids = _embeddings(ctx)
+    if len(ids) < 4:
+        return {"images": len(ids), "note": "too few images to cluster"}
+    k = int(cfg["n_clusters"]) or max(2, int(round(math.sqrt(len(ids) / 2))))
+    images = corpus.images.set_index("image_id").loc[ids["image_id"]].reset_index()
+    clusterer = JointClusterer(
+        n_clusters=k,
+        backbone=ctx.config["embed"]["backbone"],
+        image_size=ctx.config["embed"]["image_size"],
+        n_rounds=cfg["n_rounds"],
+        finetune=cfg["finetune"],
+        finetune_epochs=cfg["finetune_epochs"],
+        hierarchical=cfg["hierarchical"],
+        checkpoint_dir=str(ctx.out / "cluster" / "checkpoints"),
+        random_state=ctx.random_state,
+        progress=ctx.progress,
+    )
+    clusterer.fit(images, features=X)
+    assign = pd.DataFrame({"image_id": clusterer.image_ids_, "cluster": clusterer.labels_})
+    save_table(ctx, assign, "cluster", "assignments")
+    info_df = clusterer.cluster_info(corpus)
+    save_table(ctx, _jsonable(info_df), "cluster", "cluster_info")
+    save_table(ctx, clusterer.history_, "cluster", "history")
+    from radmine.plotting import clusters as cplot
+
+    fig = cplot.history(clusterer)
+    fig.savefig(ctx.path("cluster", "history.png"), dpi=90, bbox_inches="tight")
+    shown = info_df.sort_values("size", ascending=False)["cluster"].head(ctx.config["report"]["n_examples"])
+    mdir = ctx.out / "cluster" / "montages"
+    mdir.mkdir(parents=True, exist_ok=True)
+    for c in shown:
+        fig = cplot.montage(clusterer, corpus, c, n=9)
+        fig.savefig(mdir / f"cluster_{c}.png", dpi=80, bbox_inches="tight")
+    return {"k": k, "n_clusters": int(clusterer.n_clusters_), "rounds": len(clusterer.history_)}
+
+
+def step_img2text(ctx: RunContext) -> dict[str, Any]:
+    from radmine.img2text.model import ImageTextModel
+
+    cfg = ctx.config["img2text"]
+    corpus = _corpus(ctx)
+    links = corpus.links
+    if not len(links) or not corpus.n_images:
+        return {"note": "no image-text pairs"}
+    splits = corpus.split(by="patient_id", sizes={"train": 0.8, "test": 0.2}, random_state=ctx.random_state)
+    if "split" in corpus.reports.columns and set(corpus.reports["split"].dropna()) >= {"train"}:
+        labels = corpus.reports["split"].fillna("train").replace({"dev": "test", "val": "test"})
+        if (labels == "test").any():
+            splits = {"train": corpus.subset(corpus.reports.loc[labels == "train", "report_id"]),
+                      "test": corpus.subset(corpus.reports.loc[labels == "test", "report_id"])}
+    model = ImageTextModel(
+        text_encoder=cfg["text_encoder"],
+        objective=cfg["objective"],
+        backbone=ctx.config["embed"]["backbone"],
+        epochs=cfg["epochs"],
+        batch_size=cfg["batch_size"],
+        checkpoint_dir=str(ctx.out / "img2text" / "checkpoints"),
+        random_state=ctx.random_state,
+        progress=ctx.progress,
+    )
+    model.fit(splits["train"])
+    metrics = model.score(splits["test"], ks=tuple(cfg["ks"]))
+    atomic_write_json(ctx.path("img2text", "metrics.json"), metrics)
+    save_table(ctx, model.history_, "img2text", "history")
+    model.save(ctx.out / "img2text" / "model")
+    test_images = splits["test"].images.head(ctx.config["report"]["n_examples"])
+    rows = []
+    for _, img in test_images.iterrows():
+        d = model.describe(img["path"], k=5)
+        rows.append({"image_id": img["image_id"], "path": img["path"], **_jsonable_dict(d)})
+    save_table(ctx, pd.DataFrame(rows), "img2text", "describe")
+    key = next((k for k in metrics if k.endswith("R@10")), None)
+    return {"test_images": int(splits["test"].n_images), **({key: round(metrics[key], 3)} if key else {})}
+
+
+def step_report(ctx: RunContext) -> dict[str, Any]:
+    from radmine.pipeline.report import write_report
+
+    path = write_report(ctx.out)
+    return {"report": str(path)}
+
+
+def _jsonable(df: pd.DataFrame) -> pd.DataFrame:
+    """Object cells holding lists of tuples/dicts become JSON strings (parquet-safe)."""
+    df = df.copy()
+    for c in df.columns:
+        if df[c].dtype == object and df[c].map(lambda v: isinstance(v, (list, tuple, dict))).any():
+            df[c] = df[c].map(lambda v: json.dumps(v, default=str) if isinstance(v, (list, tuple, dict)) else v)
+    return df
+
+
+def _jsonable_dict(d: Any) -> dict[str, Any]:
+    if isinstance(d, dict):
+        return {k: json.dumps(v, default=str) if isinstance(v, (list, tuple, dict, pd.DataFrame)) and not isinstance(v, pd.DataFrame) else (v.to_json(orient="records") if isinstance(v, pd.DataFrame) else v) for k, v in d.items()}
+    return {"description": json.dumps(d, default=str)}
+
+
+STEPS = [
+    Step("read", step_read, (), ("read",), ("corpus/corpus.json",), "load the corpus"),
+    Step("text", step_text, ("read",), ("text",), ("text/sentences.parquet", "text/links.parquet"), "sections, sentences, key-image links"),
+    Step("labels", step_labels, ("text",), ("labels",), ("labels/labels.parquet",), "weak labels"),
+    Step("topics", step_topics, ("text",), ("topics",), ("topics/topic_info.parquet",), "LDA topics (two levels)"),
+    Step("embed", step_embed, ("read",), ("embed",), ("embed/embeddings.npy",), "CNN image embeddings"),
+    Step("cluster", step_cluster, ("embed", "text"), ("cluster", "embed"), ("cluster/assignments.parquet",), "joint image clusters"),
+    Step("img2text", step_img2text, ("embed", "text"), ("img2text", "embed"), ("img2text/metrics.json",), "image-to-text model + Recall@K"),
+    Step("report", step_report, ("read", "text", "labels", "topics", "embed", "cluster", "img2text"), ("report",), ("report.html",), "HTML report"),
+]
+
+
+def mine(
+    source: str | Path | None = None,
+    out: str | Path = "radmine-out",
+    *,
+    config: str | Path | dict | None = None,
+    steps: list[str] | None = None,
+    force: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    progress: bool | None = None,
+    scheduler: str | None = None,
+    echo=print,
+) -> pd.DataFrame:
+    """Run the main job: every pipeline on one corpus, resumable.
+
+    Parameters
+    ----------
+    source : str or Path, optional
+        The corpus: ``None`` = the embedded synthetic corpus; an Open-i ``.tgz``
+        or folder; a MedPix folder; a DICOM folder; a saved corpus; a reports file.
+    out : str or Path
+        Output folder; re-using it resumes and skips up-to-date steps.
+    config : str, Path or dict, optional
+        A TOML/YAML file (or a nested dict) overriding the defaults
+        (``radmine mine --print-config`` shows them).
+    steps : list of str, optional
+        Run only these steps (default: ``[run] steps`` of the config).
+    force : list of str, optional
+        Re-run these steps even if up to date.
+    overrides : dict, optional
+        ``{"section.key": value}`` settings applied last.
+    progress : bool, optional
+        Progress bars (default: the config's ``run.progress``).
+    scheduler : str, optional
+        A Dask scheduler address or ``"local"``: the report steps run on it.
+
+    Returns
+    -------
+    DataFrame
+        One row per step with its status, time and summary.
+    """
+    if isinstance(config, dict):
+        cfg = load_config(None)
+        flat = {f"{s}.{k}": v for s, kv in config.items() for k, v in kv.items()}
+        cfg = load_config(None, {**flat, **(overrides or {})})
+    else:
+        cfg = load_config(config, overrides)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", cfg)
+    ctx = RunContext(
+        out=out,
+        config=cfg,
+        source=None if source is None else str(source),
+        progress=cfg["run"]["progress"] if progress is None else progress,
+    )
+    selected = steps or cfg["run"]["steps"]
+    if scheduler:
+        from radmine.dask import get_client
+
+        ctx.client = get_client(scheduler)
+    try:
+        return run_steps(STEPS, ctx, only=selected, force=force, echo=echo)
+    finally:
+        if ctx.client is not None and scheduler == "local":
+            ctx.client.close()
