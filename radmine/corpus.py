@@ -343,11 +343,12 @@ class Corpus:
         import radmine
 
         path = Path(path)
+        for key in self.tables:  # check every name before writing anything
+            if not key.isidentifier():
+                raise ValueError(f"Table name {key!r} cannot be saved: use letters, digits and '_'.")
         path.mkdir(parents=True, exist_ok=True)
         tables = {}
         for key, df in self.tables.items():
-            if not key.isidentifier():
-                raise ValueError(f"Table name {key!r} cannot be saved: use letters, digits and '_'.")
             df = df.copy()
             index_names = [n for n in df.index.names if n is not None]
             if index_names:
@@ -403,7 +404,7 @@ class Corpus:
             f = path / info["file"]
             if not f.is_file():
                 raise ValueError(f"{path}: table file {info['file']!r} listed in {MANIFEST} is missing.")
-            df = pd.read_parquet(f)
+            df = _lists_back(pd.read_parquet(f))
             if info.get("index"):
                 df = df.set_index(info["index"])
             tables[key] = df
@@ -582,6 +583,15 @@ def concat(
     reports = core.pop("reports")
     images = core.pop("images")
     return Corpus(reports, images, name=name or "+".join(sources), **core, **merged)
+
+
+def _lists_back(df: pd.DataFrame) -> pd.DataFrame:
+    """Parquet returns list cells as numpy arrays; turn them back into lists (exact round trip)."""
+    for col in df.columns:
+        s = df[col]
+        if s.dtype == object and s.map(lambda v: isinstance(v, np.ndarray)).any():
+            df[col] = s.map(lambda v: v.tolist() if isinstance(v, np.ndarray) else v)
+    return df
 
 
 def _check_table(key: str, df: pd.DataFrame) -> None:
