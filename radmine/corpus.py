@@ -22,7 +22,10 @@ Tables and keys
     ``report_id, image_id, kind, value, term, qualifiers`` -- e.g. Open-i MeSH
     ``kind="mesh_major"``, MedPix ``kind="diagnosis"|"acr_code"|"location"``.
 ``quarantine``
-    ``source, item, reason``: every input item a reader skipped, with why.
+    ``source, item, reason``: every input item a reader skipped, with why. An
+    optional ``kept`` column marks rows that were loaded anyway but carry a
+    defect (``kept=True``); items in == rows out + quarantined rows with
+    ``kept=False``.
 
 Extra tables (ground truth, topic labels, ...) live in ``corpus.tables``
 under any other name and are saved and loaded with the rest.
@@ -291,7 +294,8 @@ class Corpus:
     def summary(self) -> dict[str, Any]:
         """Counts, modalities and sections, as a plain dict."""
         rep, img = self.reports, self.images
-        sections = [c for c in rep.columns if c in SECTION_COLUMNS or c == "conclusion"]
+        known = SECTION_COLUMNS + ["exam", "differential", "diagnosis", "conclusion"]
+        sections = [c for c in rep.columns if c in known]
         filled = {s: int(rep[s].fillna("").astype(str).str.strip().ne("").sum()) for s in sections}
         out: dict[str, Any] = {
             "name": self.name,
