@@ -1,0 +1,264 @@
+"""Benchmark radmine's TopicModel against tomotopy, scikit-learn and plain gensim LDA.
+
+Part 1 (real reports): on the shared IU reports (findings + impression) and
+MedPix case findings, every library fits the *same* token lists (radmine's
+preprocessing + Shin's vocabulary filters, learned on the training 80%) at
+the same K:
+
+- ``radmine[gensim]``: ``TopicModel`` defaults (gensim LdaModel, alpha=eta=0.01,
+  10 passes, 50 E-step iterations);
+- ``radmine[tomotopy]``: ``TopicModel(backend="tomotopy")`` (Gibbs, 500 sweeps,
+  alpha re-estimated);
+- ``gensim``: ``LdaModel(num_topics=K)`` defaults (1 pass);
+- ``tomotopy``: ``LDAModel(k=K)`` defaults, ``train(1000)``;
+- ``sklearn``: ``LatentDirichletAllocation(n_components=K)`` defaults (batch, 10 iterations).
+
+All single-threaded, seed 0. Scores are computed the same way for all:
+``c_npmi`` and ``c_v`` (gensim ``CoherenceModel`` over the training token
+lists, each model's top-10 words) and held-out per-word perplexity by
+document completion on the held-out 20% (``radmine.topics.model.completion_perplexity``:
+topic mix inferred from half of each document's words with each model's
+topic-word matrix, the other half scored). ``native_ppl`` is each library's
+own held-out estimate where it has one (gensim bound, sklearn
+``perplexity``, tomotopy ``infer`` log-likelihood); they are not comparable
+across libraries.
+
+Part 2 (scaling): fit time against corpus size on generated reports
+(sentences recombined from a small grammar, no real text), up to 200,000.
+
+Run::
+
+    python benchmarks/bench_topics.py            # K = 10, 20, 40; sizes up to 200,000
+    python benchmarks/bench_topics.py --quick    # K = 10, 20; sizes up to 20,000
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+warnings.filterwarnings("ignore")
+logging.getLogger("gensim").setLevel(logging.ERROR)
+
+
+# ------------------------------------------------------------------ data
+def real_corpora() -> dict[str, list[str]]:
+    import radmine
+    from radmine import _paths
+    from radmine.topics.io import report_texts
+
+    out = {}
+    if _paths.openi_tgz() is not None:
+        c = radmine.read_openi(_paths.openi_tgz(), progress=False)
+        out["IU reports"] = report_texts(c.reports, ("findings", "impression")).tolist()
+    if _paths.medpix_dir() is not None:
+        m = radmine.read_medpix(_paths.medpix_dir(), progress=False)
+        out["MedPix findings"] = report_texts(m.reports, ("findings",)).tolist()
+    return out
+
+
+GRAMMAR = {
+    "normal": ["The {lung} are clear.", "Heart size is normal.", "The mediastinal contours are within normal limits.",
+               "No pneumothorax or pleural effusion.", "No focal airspace consolidation.", "The osseous structures are intact."],
+    "cardio": ["There is {deg} cardiomegaly.", "The cardiac silhouette is enlarged.", "Pulmonary vascular congestion is {chg}.",
+               "Cardiomegaly with {deg} interstitial edema."],
+    "effusion": ["{size} {side} pleural effusion.", "Blunting of the {side} costophrenic angle.", "{size} bilateral pleural effusions are {chg}."],
+    "granuloma": ["Calcified granuloma in the {side} {lobe} lobe.", "Stable calcified hilar lymph nodes.", "Scattered calcified granulomas."],
+    "spine": ["{deg} degenerative changes of the thoracic spine.", "Osteophytes along the thoracic vertebral bodies.",
+              "Thoracic scoliosis convex to the {side}."],
+    "devices": ["{side} chest wall pacemaker with leads in the right atrium and ventricle.", "The {device} tip projects over the cavoatrial junction.",
+                "Sternotomy wires and mediastinal clips."],
+    "airspace": ["{deg} airspace opacity in the {side} {lobe} lobe.", "Findings may represent pneumonia.", "Patchy consolidation in the {side} base."],
+    "atelectasis": ["{deg} bibasilar atelectasis.", "Linear subsegmental atelectasis in the {side} base.", "Low lung volumes with bronchovascular crowding."],
+    "copd": ["The lungs are hyperexpanded with flattened diaphragms.", "Emphysematous changes in the upper lobes.", "Chronic interstitial markings."],
+    "fracture": ["Healed {side} rib fractures.", "Old fracture deformity of the {side} clavicle.", "Compression deformity of a thoracic vertebral body."],
+}
+SLOTS = {"lung": ["lungs"], "deg": ["Mild", "Moderate", "Severe", "Minimal"], "chg": ["stable", "increased", "decreased", "unchanged"],
+         "size": ["Small", "Moderate", "Large", "Trace"], "side": ["right", "left"], "lobe": ["upper", "middle", "lower"],
+         "device": ["PICC", "central venous catheter", "dialysis catheter"]}
+
+
+def generated_reports(n: int, seed: int = 0) -> list[str]:
+    """Reports recombined from grammar sentences: 1-2 finding themes plus normal sentences."""
+    rng = np.random.default_rng(seed)
+    themes = [t for t in GRAMMAR if t != "normal"]
+    out = []
+    for _ in range(n):
+        picked = list(rng.choice(themes, size=rng.integers(1, 3), replace=False))
+        sents = []
+        for th in picked + ["normal"] * int(rng.integers(2, 4)):
+            tpl = GRAMMAR[th][rng.integers(len(GRAMMAR[th]))]
+            sents.append(tpl.format(**{k: v[rng.integers(len(v))] for k, v in SLOTS.items()}))
+        rng.shuffle(sents)
+        out.append(" ".join(sents))
+    return out
+
+
+# ------------------------------------------------------------------ models
+def prepare(texts: list[str], seed: int = 0):
+    from radmine.topics.preprocess import Preprocessor, Vocabulary
+
+    rng = np.random.default_rng(seed)
+    test = rng.random(len(texts)) < 0.2
+    train_texts = [t for t, m in zip(texts, test) if not m]
+    test_texts = [t for t, m in zip(texts, test) if m]
+    pre = Preprocessor()
+    tokens = pre.fit_transform(train_texts)
+    vocab = Vocabulary().fit(tokens)
+    train = [d for d in vocab.filter_docs(tokens) if len(d) >= 5]
+    held = [d for d in vocab.filter_docs(pre.transform(test_texts)) if len(d) >= 2]
+    return pre, vocab, train, held
+
+
+def fit_all(k: int, pre, vocab, train, names):
+    """Fit each model; return name -> (seconds, topic_word (k, V), alpha, native perplexity fn)."""
+    import pandas as pd
+
+    from radmine.topics.model import TopicModel
+
+    d = vocab.dictionary_
+    bows = [d.doc2bow(t) for t in train]
+    out = {}
+    docs = pd.DataFrame({"doc_id": range(len(train)), "report_id": range(len(train)), "sentence_id": -1})
+    for name in names:
+        if name.startswith("radmine"):
+            backend = name[len("radmine[") : -1]
+            tm = TopicModel(k, random_state=0, backend=backend)
+            t0 = time.perf_counter()
+            tm._fit_tokens(train, docs, pre, vocabulary=vocab)
+            secs = time.perf_counter() - t0
+            lda = tm.to_gensim() if backend == "gensim" else None
+            native = (lambda hb, lda=lda: 2 ** (-lda.log_perplexity(hb))) if lda is not None else None
+            out[name] = (secs, tm.topic_word_, tm.alpha_.astype(float), native)
+        elif name == "gensim":
+            from gensim.models import LdaModel
+
+            t0 = time.perf_counter()
+            lda = LdaModel(bows, id2word=d, num_topics=k, random_state=0)
+            secs = time.perf_counter() - t0
+            out[name] = (secs, lda.get_topics(), np.asarray(lda.alpha, float), lambda hb, lda=lda: 2 ** (-lda.log_perplexity(hb)))
+        elif name == "tomotopy":
+            import tomotopy as tp
+
+            mdl = tp.LDAModel(k=k, seed=0)
+            for t in train:
+                mdl.add_doc(t)
+            t0 = time.perf_counter()
+            mdl.train(1000, workers=1)
+            secs = time.perf_counter() - t0
+            cols = np.array([d.token2id[w] for w in mdl.used_vocabs])
+            phi = np.full((k, len(d)), 1e-12)
+            for j in range(k):
+                phi[j, cols] = mdl.get_topic_word_dist(j)
+
+            def native(hb, mdl=mdl):
+                docs = [mdl.make_doc([d[i] for i, c in b for _ in range(c)]) for b in hb]
+                _, ll = mdl.infer(docs, workers=1)
+                return float(np.exp(-np.sum(ll) / sum(c for b in hb for _, c in b)))
+
+            out[name] = (secs, phi / phi.sum(1, keepdims=True), np.asarray(mdl.alpha, float), native)
+        elif name == "sklearn":
+            from gensim.matutils import corpus2csc
+            from sklearn.decomposition import LatentDirichletAllocation
+
+            X = corpus2csc(bows, num_terms=len(d)).T.tocsr()
+            t0 = time.perf_counter()
+            sk = LatentDirichletAllocation(n_components=k, random_state=0).fit(X)
+            secs = time.perf_counter() - t0
+            phi = sk.components_ / sk.components_.sum(1, keepdims=True)
+
+            def native(hb, sk=sk):
+                return float(sk.perplexity(corpus2csc(hb, num_terms=len(d)).T.tocsr()))
+
+            out[name] = (secs, phi, np.full(k, 1.0 / k), native)
+    return out
+
+
+def score(models, vocab, train, held):
+    from radmine.topics.model import _bow_matrix, completion_perplexity, topic_coherence
+
+    d = vocab.dictionary_
+    words = vocab.words
+    hb = [d.doc2bow(t) for t in held]
+    Xh = _bow_matrix(hb, len(d))
+    rows = []
+    for name, (secs, phi, alpha, native) in models.items():
+        tops = [[words[i] for i in np.argsort(-p)[:10]] for p in phi]
+        rows.append({
+            "model": name, "fit_s": secs,
+            "c_npmi": topic_coherence(tops, train, d, "c_npmi"),
+            "c_v": topic_coherence(tops, train, d, "c_v"),
+            "heldout_ppl": completion_perplexity(phi, Xh, alpha),
+            "native_ppl": native(hb) if native is not None else np.nan,
+        })
+    df = pd.DataFrame(rows)
+    df["fit_vs_fastest"] = df["fit_s"] / df["fit_s"].min()
+    return df
+
+
+def scaling(sizes, k: int, gensim_max: int):
+    from radmine.topics.model import TopicModel
+
+    rows = []
+    for n in sizes:
+        texts = generated_reports(n, seed=n)
+        row = {"reports": n}
+        t0 = time.perf_counter()
+        # drop_top=0: the grammar's vocabulary is small, Shin's top-10 drop would empty most reports
+        tm = TopicModel(k, random_state=0, backend="tomotopy", drop_top=0)
+        docs = tm._documents(texts)
+        pre = tm._new_preprocessor()
+        tokens = pre.fit_transform(docs["text"])
+        row["preprocess_s"] = time.perf_counter() - t0
+        tm._fit_tokens(tokens, docs.drop(columns="text"), pre)
+        row["tokens"] = int(tm.documents_["n_terms"].sum())
+        row["radmine[tomotopy]_s"] = tm.fit_seconds_
+        if n <= gensim_max:
+            tg = TopicModel(k, random_state=0, drop_top=0)
+            tg._fit_tokens(tokens, docs.drop(columns="text"), pre, vocabulary=tm.vocabulary_)
+            row["radmine[gensim]_s"] = tg.fit_seconds_
+        else:
+            row["radmine[gensim]_s"] = np.nan
+        rows.append(row)
+        print(pd.DataFrame([row]).to_string(index=False, header=len(rows) == 1, float_format=lambda x: f"{x:.2f}"), flush=True)
+    return pd.DataFrame(rows)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="K = 10, 20 and sizes up to 20,000")
+    ap.add_argument("--k", type=int, nargs="*", default=None)
+    ap.add_argument("--sizes", type=int, nargs="*", default=None)
+    ap.add_argument("--gensim-max", type=int, default=None, help="largest generated corpus fitted with the gensim backend")
+    ap.add_argument("--skip-real", action="store_true")
+    ap.add_argument("--skip-scaling", action="store_true")
+    args = ap.parse_args(argv)
+    ks = args.k or ([10, 20] if args.quick else [10, 20, 40])
+    sizes = args.sizes or ([1000, 5000, 20000] if args.quick else [1000, 5000, 20000, 50000, 100000, 200000])
+    gensim_max = args.gensim_max or (20000 if args.quick else 50000)
+    names = ["radmine[gensim]", "radmine[tomotopy]", "gensim", "tomotopy", "sklearn"]
+    pd.set_option("display.width", 200)
+    if not args.skip_real:
+        for cname, texts in real_corpora().items():
+            pre, vocab, train, held = prepare(texts)
+            print(f"\n== {cname}: {len(train)} training documents, {len(held)} held-out, {len(vocab)} terms ==", flush=True)
+            for k in ks:
+                df = score(fit_all(k, pre, vocab, train, names), vocab, train, held)
+                print(f"\nK = {k}")
+                print(df.to_string(index=False, float_format=lambda x: f"{x:.3f}"), flush=True)
+                best = df[~df.model.str.startswith("radmine")]
+                for r in df[df.model.str.startswith("radmine")].itertuples():
+                    print(f"  {r.model}: c_npmi {r.c_npmi:.3f} vs best peer {best.c_npmi.max():.3f}; "
+                          f"c_v {r.c_v:.3f} vs {best.c_v.max():.3f}; fit {r.fit_s / best.fit_s.min():.2f}x the fastest peer")
+    if not args.skip_scaling:
+        print(f"\n== fit time vs corpus size (generated reports, K=20; gensim backend up to {gensim_max:,}) ==", flush=True)
+        scaling(sizes, 20, gensim_max)
+
+
+if __name__ == "__main__":
+    main()

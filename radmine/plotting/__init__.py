@@ -1,0 +1,1 @@
+"""Plots for radmine pipelines: functions returning matplotlib Figures."""

@@ -1,0 +1,906 @@
+"""LDA topic models over reports or key-image sentences (Shin et al. 2015/2016).
+
+:class:`TopicModel` fits Latent Dirichlet Allocation with gensim's
+single-core ``LdaModel`` (online variational Bayes; honours ``random_state``)
+or, with ``backend="tomotopy"``, tomotopy's collapsed Gibbs sampler (faster
+on one core and usually more coherent; also seeded). Both backends end in the
+same fitted state: a topic-word pseudo-count matrix ``components_`` (lambda)
+and a per-topic ``alpha_``; transform, perplexity, save/load and the
+inspection API work on that state alone, so a loaded model transforms exactly
+like the one that was saved.
+
+Defaults are Shin et al.'s Stanford TMT settings: topic and term smoothing
+0.01, terms of >= 3 characters in >= 3 documents, the 10 most common terms
+dropped, documents of >= 5 terms.
+"""
+
+from __future__ import annotations
+
+import html
+import inspect
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from radmine._repr import EstimatorReprMixin, summary_html
+from radmine._validation import check_int, check_is_fitted, check_option
+from radmine.topics.io import documents
+from radmine.topics.preprocess import Preprocessor, Vocabulary
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "radmine-topic-model"
+FORMAT_VERSION = 1
+_JSON = "topic_model.json"
+_ARRAYS = "topic_model.safetensors"
+_DOCS = "documents.parquet"
+
+
+# ---------------------------------------------------------------- inference
+def _bow_matrix(bows: list[list[tuple[int, int]]], n_terms: int):
+    """CSR (n_docs, n_terms) count matrix from gensim bag-of-words lists."""
+    from scipy import sparse
+
+    indptr = np.zeros(len(bows) + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum([len(b) for b in bows])
+    idx = np.fromiter((i for b in bows for i, _ in b), dtype=np.int64, count=int(indptr[-1]))
+    cnt = np.fromiter((c for b in bows for _, c in b), dtype=np.float64, count=int(indptr[-1]))
+    return sparse.csr_matrix((cnt, idx, indptr), shape=(len(bows), n_terms))
+
+
+def infer_gamma(X, exp_elog_beta: np.ndarray, alpha: np.ndarray, *, max_iter: int = 100, tol: float = 1e-3, batch_size: int = 4096) -> np.ndarray:
+    """Variational posterior Dirichlet parameters of each document's topic mixture.
+
+    The E-step of Hoffman et al.'s online LDA (as in gensim ``LdaModel.inference``)
+    vectorised over a sparse batch, with a deterministic start
+    (``gamma = alpha + n_words / n_topics``); each document stops updating once
+    its mean absolute change is below ``tol``, so the result does not depend
+    on the batch a document is in.
+
+    Parameters
+    ----------
+    X : sparse matrix (n_docs, n_terms)
+        Term counts.
+    exp_elog_beta : array (n_topics, n_terms)
+        ``exp(E[log beta])`` of the topic-word Dirichlets.
+    alpha : array (n_topics,)
+
+    Returns
+    -------
+    array (n_docs, n_topics)
+    """
+    from scipy import sparse
+    from scipy.special import digamma
+
+    X = sparse.csr_matrix(X)
+    n, k = X.shape[0], exp_elog_beta.shape[0]
+    alpha = np.asarray(alpha, dtype=np.float64)
+    out = np.empty((n, k), dtype=np.float64)
+    eb = np.asarray(exp_elog_beta, dtype=np.float64)
+    ebt = np.ascontiguousarray(eb.T)
+    for s in range(0, n, batch_size):
+        Xb = X[s : s + batch_size]
+        lens = np.asarray(Xb.sum(axis=1)).ravel()
+        gamma = alpha[None, :] + (lens / k)[:, None]
+        active = np.flatnonzero(lens > 0)
+        for _ in range(max_iter):
+            if active.size == 0:
+                break
+            Xa = Xb[active].tocoo()
+            g = gamma[active]
+            et = np.exp(digamma(g) - digamma(g.sum(axis=1, keepdims=True)))
+            phinorm = np.einsum("ij,ij->i", et[Xa.row], ebt[Xa.col]) + 1e-100
+            S = sparse.csr_matrix((Xa.data / phinorm, (Xa.row, Xa.col)), shape=Xa.shape)
+            new = alpha[None, :] + et * (S @ ebt)
+            change = np.abs(new - g).mean(axis=1)
+            gamma[active] = new
+            active = active[change >= tol]
+        out[s : s + batch_size] = gamma
+    return out
+
+
+def exp_elog_beta(components: np.ndarray) -> np.ndarray:
+    from scipy.special import digamma
+
+    lam = np.asarray(components, dtype=np.float64)
+    return np.exp(digamma(lam) - digamma(lam.sum(axis=1, keepdims=True)))
+
+
+def completion_perplexity(topic_word: np.ndarray, X, alpha: np.ndarray | float = 0.1, *, random_state: int = 0) -> float:
+    """Held-out per-word perplexity by document completion.
+
+    Each document's tokens are split at random into two halves; the topic mix
+    is inferred (same variational E-step for any model) from the first half
+    and the second half is scored: ``exp(-sum log p(w | d) / n_words)`` with
+    ``p(w | d) = sum_k theta_dk phi_kw``. Comparable across LDA
+    implementations because only their topic-word matrices enter.
+
+    Parameters
+    ----------
+    topic_word : array (n_topics, n_terms), rows summing to 1
+    X : sparse matrix (n_docs, n_terms) of counts
+    alpha : float or array (n_topics,)
+    """
+    from scipy import sparse
+
+    X = sparse.csr_matrix(X)
+    rng = np.random.default_rng(random_state)
+    coo = X.tocoo()
+    rows = np.repeat(coo.row, coo.data.astype(int))
+    cols = np.repeat(coo.col, coo.data.astype(int))
+    half = rng.random(rows.size) < 0.5
+    shape = X.shape
+    obs = sparse.csr_matrix((np.ones(half.sum()), (rows[half], cols[half])), shape=shape)
+    held = sparse.csr_matrix((np.ones((~half).sum()), (rows[~half], cols[~half])), shape=shape).tocoo()
+    k = topic_word.shape[0]
+    alpha = np.full(k, float(alpha)) if np.isscalar(alpha) else np.asarray(alpha, dtype=float)
+    phi = np.asarray(topic_word, dtype=np.float64)
+    phi = phi / phi.sum(axis=1, keepdims=True)
+    gamma = infer_gamma(obs, phi, alpha)
+    theta = gamma / gamma.sum(axis=1, keepdims=True)
+    p = np.einsum("ij,ij->i", theta[held.row], phi[:, held.col].T)
+    n = held.data.sum()
+    if n == 0:
+        return float("nan")
+    return float(np.exp(-(held.data * np.log(p + 1e-300)).sum() / n))
+
+
+# ---------------------------------------------------------------- model
+def _seed(random_state: Any) -> int | None:
+    if random_state is None:
+        return None
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        return int(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**31 - 1))
+    raise TypeError(f"random_state must be None, an int or a numpy Generator; got {type(random_state).__name__}.")
+
+
+def _label(t: Any, width: int) -> str:
+    return str(t).zfill(width) if isinstance(t, (int, np.integer)) else str(t)
+
+
+class TopicModel(EstimatorReprMixin):
+    """LDA topics over reports or sentences, with Shin et al.'s settings as defaults.
+
+    Parameters
+    ----------
+    n_topics : int, default 20
+    unit : {"report", "sentence"}, default "report"
+        What a document is when fitting a Corpus: a report (its ``sections``),
+        or a sentence -- each key image's linked sentence plus its neighbours
+        when ``corpus.links`` has rows, else every sentence. Plain texts are
+        used as they are.
+    alpha : float, default 0.01
+        Document-topic smoothing (symmetric prior; the tomotopy backend
+        re-estimates it every 10 sweeps, as tomotopy does by default).
+    eta : float, default 0.01
+        Topic-term smoothing.
+    passes : int, default 10
+        gensim: passes over the corpus (ignored by tomotopy).
+    iterations : int, optional
+        gensim: E-step iterations per document (default 50); tomotopy: Gibbs
+        sweeps (default 500).
+    min_df : int, default 3
+        Keep terms in at least ``min_df`` documents.
+    min_chars : int, default 3
+        Drop words shorter than this.
+    drop_top : int, default 10
+        Drop the most common terms (by document frequency).
+    min_doc_terms : int, default 5
+        Documents with fewer (in-vocabulary) terms are not used for training;
+        they still get a topic mix from :meth:`transform`.
+    phrases : bool, default True
+        Join frequent bigrams ("pleural_effusion") with gensim ``Phrases``.
+    mark_negation : bool or "drop", default False
+        ``True``: prefix words in negated scopes with ``NEG_`` ("no effusion"
+        and "effusion" become different terms); ``"drop"``: leave negated
+        words out, so topics describe positive findings only.
+    sections : tuple of str or None, default ("findings", "impression")
+        Report sections to read (None: the full text).
+    engine : str, default "rules"
+        Sentence splitter engine when ``unit="sentence"`` needs sentences.
+    random_state : int, optional
+        Seed. Same data + same seed -> identical topics (single-core paths).
+    progress : bool, default False
+        tqdm bars while training.
+    backend : {"gensim", "tomotopy"}, default "gensim"
+    n_jobs : int, default 1
+        gensim: ``> 1`` uses ``LdaMulticore`` (faster, **not reproducible**:
+        workers race, so topics change between runs even with a seed);
+        tomotopy: sampler threads (also not reproducible when ``> 1``).
+
+    Attributes
+    ----------
+    components_ : ndarray (n_topics, n_terms)
+        Topic-term Dirichlet parameters (lambda = eta + expected counts).
+    alpha_ : ndarray (n_topics,)
+    preprocessor_ : Preprocessor
+    vocabulary_ : Vocabulary
+    documents_ : DataFrame
+        ``doc_id, report_id, sentence_id, n_terms, in_training`` for the fit documents.
+    fit_seconds_ : float
+
+    Examples
+    --------
+    >>> import radmine
+    >>> corpus = radmine.load_embedded()                     # doctest: +SKIP
+    >>> tm = radmine.TopicModel(8, random_state=0).fit(corpus)  # doctest: +SKIP
+    >>> tm.get_topic_info()[["topic", "size", "name"]]       # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        n_topics: int = 20,
+        *,
+        unit: str = "report",
+        alpha: float = 0.01,
+        eta: float = 0.01,
+        passes: int = 10,
+        iterations: int | None = None,
+        min_df: int = 3,
+        min_chars: int = 3,
+        drop_top: int = 10,
+        min_doc_terms: int = 5,
+        phrases: bool = True,
+        mark_negation: bool = False,
+        sections: tuple[str, ...] | None = ("findings", "impression"),
+        engine: str = "rules",
+        random_state: int | None = None,
+        progress: bool = False,
+        backend: str = "gensim",
+        n_jobs: int = 1,
+    ) -> None:
+        self.n_topics = n_topics
+        self.unit = unit
+        self.alpha = alpha
+        self.eta = eta
+        self.passes = passes
+        self.iterations = iterations
+        self.min_df = min_df
+        self.min_chars = min_chars
+        self.drop_top = drop_top
+        self.min_doc_terms = min_doc_terms
+        self.phrases = phrases
+        self.mark_negation = mark_negation
+        self.sections = sections
+        self.engine = engine
+        self.random_state = random_state
+        self.progress = progress
+        self.backend = backend
+        self.n_jobs = n_jobs
+
+    # -- params -------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {n: getattr(self, n) for n in names}
+
+    def _check_params(self) -> None:
+        owner = type(self).__name__
+        check_int(self.n_topics, "n_topics", owner, min_value=1)
+        check_option(self.unit, "unit", owner, ["report", "sentence"])
+        check_option(self.backend, "backend", owner, ["gensim", "tomotopy"])
+        for name in ("alpha", "eta"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"The {name!r} parameter of {owner} must be a float > 0. Got {v!r} instead.")
+        check_int(self.passes, "passes", owner, min_value=1)
+        if self.iterations is not None:
+            check_int(self.iterations, "iterations", owner, min_value=1)
+        check_int(self.min_df, "min_df", owner, min_value=1)
+        check_int(self.min_chars, "min_chars", owner, min_value=1)
+        check_int(self.drop_top, "drop_top", owner, min_value=0)
+        check_int(self.min_doc_terms, "min_doc_terms", owner, min_value=0)
+        check_int(self.n_jobs, "n_jobs", owner, min_value=1)
+        check_option(self.mark_negation, "mark_negation", owner, [False, True, "drop"])
+        if self.sections is not None and (isinstance(self.sections, str) or not all(isinstance(s, str) for s in self.sections)):
+            raise TypeError(f"The 'sections' parameter of {owner} must be a tuple of section names or None. Got {self.sections!r}.")
+        _seed(self.random_state)
+
+    def _documents(self, X: Any) -> pd.DataFrame:
+        return documents(X, unit=self.unit, sections=self.sections, engine=self.engine, progress=self.progress)
+
+    def _new_preprocessor(self) -> Preprocessor:
+        return Preprocessor(min_chars=self.min_chars, mark_negation=self.mark_negation, phrases=self.phrases)
+
+    # -- fit ----------------------------------------------------------
+    def fit(self, X: Any, y: Any = None) -> TopicModel:
+        """Fit topics to a Corpus or a list/Series of texts.
+
+        Parameters
+        ----------
+        X : Corpus or list/Series of str (n_docs,)
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        docs = self._documents(X)
+        pre = self._new_preprocessor()
+        tokens = pre.fit_transform(docs["text"])
+        return self._fit_tokens(tokens, docs.drop(columns="text"), pre)
+
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit, then return the topic mix of the fit documents, (n_docs, n_topics)."""
+        self.fit(X)
+        return self._theta_of_fit_docs()
+
+    def _fit_tokens(self, tokens: list[list[str]], docs: pd.DataFrame, pre: Preprocessor, *, vocabulary: Vocabulary | None = None) -> TopicModel:
+        """Fit on already tokenized documents (shared by the hierarchical model)."""
+        self._check_params()
+        if len(tokens) != len(docs):
+            raise ValueError(f"{len(tokens)} token lists for {len(docs)} documents.")
+        t0 = time.perf_counter()
+        vocab = vocabulary or Vocabulary(min_df=self.min_df, drop_top=self.drop_top).fit(tokens)
+        kept = vocab.filter_docs(tokens)
+        n_terms = np.array([len(t) for t in kept], dtype=np.int64)
+        train = n_terms >= max(self.min_doc_terms, 1)
+        if not train.any():
+            raise ValueError(
+                f"No document has >= min_doc_terms={self.min_doc_terms} in-vocabulary terms "
+                f"({len(docs)} documents, {len(vocab)} terms); lower min_doc_terms/min_df or pass more text."
+            )
+        train_tokens = [t for t, m in zip(kept, train) if m]
+        seed = _seed(self.random_state)
+        if self.backend == "gensim":
+            lam, alpha = self._fit_gensim(train_tokens, vocab, seed)
+        else:
+            lam, alpha = self._fit_tomotopy(train_tokens, vocab, seed)
+        # topics ordered by size (expected tokens), largest first: deterministic and readable
+        mass = lam.sum(axis=1) - self.eta * lam.shape[1]
+        order = np.argsort(-mass, kind="stable")
+        self.components_ = np.ascontiguousarray(lam[order], dtype=np.float32)
+        self.alpha_ = np.asarray(alpha, dtype=np.float32)[order]
+        self.preprocessor_ = pre
+        self.vocabulary_ = vocab
+        d = docs.reset_index(drop=True).copy()
+        d["n_terms"] = n_terms
+        d["in_training"] = train
+        self.documents_ = d
+        self.n_features_ = len(vocab)
+        self.fit_seconds_ = time.perf_counter() - t0
+        self._fit_X = _bow_matrix([vocab.doc2bow(t) for t in kept], len(vocab))
+        self._train_tokens = train_tokens
+        self._doc_info = None
+        self._eeb = None
+        logger.info(
+            "TopicModel(%s) fitted %d topics on %d/%d documents, %d terms in %.1fs",
+            self.backend, self.n_topics, int(train.sum()), len(d), len(vocab), self.fit_seconds_,
+        )
+        return self
+
+    def _fit_gensim(self, train_tokens, vocab, seed):
+        from gensim.models import LdaModel, LdaMulticore
+
+        k = self.n_topics
+        bows = [vocab.doc2bow(t) for t in train_tokens]
+        iterations = 50 if self.iterations is None else self.iterations
+        corpus = bows
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.passes * len(bows), desc="LDA (gensim)", unit="doc")
+            corpus = _ProgressCorpus(bows, bar)
+        common = dict(
+            corpus=corpus, id2word=vocab.dictionary_, num_topics=k, eta=float(self.eta), passes=self.passes,
+            iterations=iterations, random_state=seed, eval_every=None, chunksize=2000, dtype=np.float32,
+        )
+        try:
+            if self.n_jobs > 1:
+                logger.warning("n_jobs > 1 uses gensim LdaMulticore: results are not reproducible, even with a seed.")
+                lda = LdaMulticore(workers=self.n_jobs, alpha=np.full(k, float(self.alpha)), **common)
+            else:
+                lda = LdaModel(alpha=np.full(k, float(self.alpha)), **common)
+        finally:
+            if bar is not None:
+                bar.close()
+        return np.asarray(lda.state.get_lambda(), dtype=np.float64), np.asarray(lda.alpha, dtype=np.float64)
+
+    def _fit_tomotopy(self, train_tokens, vocab, seed):
+        import tomotopy as tp
+
+        k = self.n_topics
+        if seed is None:
+            seed = int(np.random.default_rng().integers(2**31 - 1))
+        mdl = tp.LDAModel(k=k, alpha=float(self.alpha), eta=float(self.eta), seed=seed)
+        for t in train_tokens:
+            mdl.add_doc(t)
+        total = 500 if self.iterations is None else self.iterations
+        step = max(1, min(50, total))
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, desc="LDA (tomotopy)", unit="sweep")
+        done = 0
+        while done < total:
+            n = min(step, total - done)
+            mdl.train(n, workers=self.n_jobs)
+            done += n
+            if bar is not None:
+                bar.update(n)
+        if bar is not None:
+            bar.close()
+        words = list(mdl.used_vocabs)
+        t2i = vocab.dictionary_.token2id
+        cols = np.array([t2i[w] for w in words], dtype=np.int64)
+        lam = np.full((k, len(vocab)), float(self.eta), dtype=np.float64)
+        for t in range(k):
+            lam[t, cols] = np.asarray(mdl.get_topic_word_dist(t, normalize=False), dtype=np.float64)
+        return lam, np.asarray(mdl.alpha, dtype=np.float64)
+
+    # -- transform ----------------------------------------------------
+    def _bow(self, tokens: list[list[str]]):
+        vocab = self.vocabulary_
+        return _bow_matrix([vocab.doc2bow(t) for t in tokens], len(vocab))
+
+    def _exp_elog_beta(self) -> np.ndarray:
+        if getattr(self, "_eeb", None) is None:
+            self._eeb = exp_elog_beta(self.components_)
+        return self._eeb
+
+    def _theta(self, X) -> np.ndarray:
+        gamma = infer_gamma(X, self._exp_elog_beta(), self.alpha_.astype(np.float64))
+        theta = gamma / gamma.sum(axis=1, keepdims=True)
+        empty = np.asarray(X.sum(axis=1)).ravel() == 0
+        theta[empty] = 1.0 / self.n_topics_
+        return theta
+
+    def _transform_tokens(self, tokens: list[list[str]]) -> np.ndarray:
+        return self._theta(self._bow(tokens))
+
+    def _theta_of_fit_docs(self) -> np.ndarray:
+        X = getattr(self, "_fit_X", None)
+        if X is None:
+            raise ValueError("The fit documents are not kept by a loaded model; call transform(texts).")
+        return self._theta(X)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Topic mix of each document.
+
+        Parameters
+        ----------
+        X : Corpus or list/Series of str (n_docs,)
+            A Corpus gives the same documents as :meth:`fit` (``unit``).
+
+        Returns
+        -------
+        ndarray (n_docs, n_topics)
+            Rows sum to 1; a document with no in-vocabulary term gets the
+            uniform mix.
+        """
+        check_is_fitted(self, "components_")
+        docs = self._documents(X)
+        return self._transform_tokens(self.preprocessor_.transform(docs["text"]))
+
+    @property
+    def n_topics_(self) -> int:
+        return int(self.components_.shape[0])
+
+    @property
+    def topic_word_(self) -> np.ndarray:
+        """Topic-term probabilities, (n_topics, n_terms), rows sum to 1."""
+        check_is_fitted(self, "components_")
+        c = self.components_.astype(np.float64)
+        return c / c.sum(axis=1, keepdims=True)
+
+    @property
+    def topic_ids_(self) -> list[int]:
+        return list(range(self.n_topics_))
+
+    # -- inspection ---------------------------------------------------
+    def _name_width(self) -> int:
+        return max(2, len(str(self.n_topics_ - 1)))
+
+    def _top(self, t: int, n_words: int) -> tuple[list[str], list[float]]:
+        phi = self.topic_word_[t]
+        idx = np.argsort(-phi, kind="stable")[:n_words]
+        words = self.vocabulary_.words
+        return [words[i] for i in idx], [float(phi[i]) for i in idx]
+
+    def get_topic(self, t: Any, n_words: int = 10) -> pd.DataFrame:
+        """Top words of topic ``t``: DataFrame ``word, weight`` (weight = p(word | topic)).
+
+        Raises
+        ------
+        KeyError
+            If ``t`` is not a topic id (0 .. n_topics-1).
+        """
+        check_is_fitted(self, "components_")
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= int(t) < self.n_topics_:
+            raise KeyError(f"Unknown topic {t!r}: topics are the ints 0..{self.n_topics_ - 1}.")
+        words, weights = self._top(int(t), check_int(n_words, "n_words", "get_topic", min_value=1))
+        return pd.DataFrame({"word": words, "weight": weights})
+
+    def get_topic_info(self, n_words: int = 10) -> pd.DataFrame:
+        """One row per topic.
+
+        Returns
+        -------
+        DataFrame
+            ``topic`` (int), ``size`` (fit documents whose dominant topic it
+            is), ``name`` (e.g. ``"04: axial, contrast, sagittal"``),
+            ``top_words`` (list of str), ``weights`` (list of float).
+        """
+        check_is_fitted(self, "components_")
+        n_words = check_int(n_words, "n_words", "get_topic_info", min_value=1)
+        info = self.get_document_info()
+        sizes = info.loc[info["dominant_topic"] >= 0, "dominant_topic"].value_counts()
+        rows = []
+        w = self._name_width()
+        for t in range(self.n_topics_):
+            words, weights = self._top(t, n_words)
+            rows.append((t, int(sizes.get(t, 0)), f"{_label(t, w)}: {', '.join(words[:3])}", words, weights))
+        return pd.DataFrame(rows, columns=["topic", "size", "name", "top_words", "weights"])
+
+    def get_document_info(self) -> pd.DataFrame:
+        """Dominant topic of each fit document.
+
+        Returns
+        -------
+        DataFrame
+            ``doc_id, report_id`` (+ ``sentence_id`` when ``unit="sentence"``),
+            ``dominant_topic`` (-1 when the document has no in-vocabulary term),
+            ``probability``, ``n_terms``, ``in_training``.
+        """
+        check_is_fitted(self, "components_")
+        if getattr(self, "_doc_info", None) is None:
+            theta = self._theta_of_fit_docs()
+            d = self.documents_.copy()
+            dom = theta.argmax(axis=1)
+            prob = theta.max(axis=1)
+            empty = d["n_terms"].to_numpy() == 0
+            d["dominant_topic"] = np.where(empty, -1, dom).astype(int)
+            d["probability"] = np.where(empty, np.nan, prob)
+            self._doc_info = d
+        d = self._doc_info
+        cols = ["doc_id", "report_id"] + (["sentence_id"] if self.unit == "sentence" else [])
+        cols += ["dominant_topic", "probability", "n_terms", "in_training"]
+        return d[cols].copy()
+
+    # -- image labels -------------------------------------------------
+    def topic_labels_for_images(self, corpus: Any, context: int = 1) -> pd.DataFrame:
+        """One topic label per image, as Shin et al. used them to train a CNN.
+
+        ``unit="report"``: the image takes its report's dominant topic.
+        ``unit="sentence"``: the image takes the dominant topic of its linked
+        sentence(s) (``corpus.links``, or :func:`radmine.link_key_images`
+        when empty) with ``context`` neighbouring sentences on each side
+        (0 or 1; captions count as the image's sentence); images without a
+        linked sentence fall back to their report. An image without a report
+        but with a caption takes the caption's topic.
+
+        Returns
+        -------
+        DataFrame
+            ``image_id, report_id, topic, probability, source`` with source in
+            ``"report" | "sentence" | "caption"``; ``topic`` is -1 (and
+            probability NaN) when no text is left after preprocessing.
+        """
+        check_is_fitted(self, "components_")
+        context = check_int(context, "context", "topic_labels_for_images", min_value=0)
+        image_texts = image_documents(corpus, unit=self.unit, sections=self.sections, context=context)
+        if not len(image_texts):
+            return pd.DataFrame({c: pd.Series(dtype=t) for c, t in
+                                 [("image_id", object), ("report_id", object), ("topic", int), ("probability", float), ("source", object)]})
+        tokens = self.preprocessor_.transform(image_texts["text"])
+        theta = self._transform_tokens(tokens)
+        return _labels_frame(image_texts, theta, tokens, self.vocabulary_)
+
+    # -- scores ---------------------------------------------------------
+    def perplexity(self, X: Any, *, method: str = "completion", random_state: int = 0) -> float:
+        """Per-word perplexity of (held-out) documents; lower is better.
+
+        Parameters
+        ----------
+        X : Corpus or list/Series of str
+        method : {"completion", "bound"}, default "completion"
+            ``"completion"``: document completion (infer the topic mix from a
+            random half of each document's words, score the other half); the
+            same estimate the benchmark computes for every library.
+            ``"bound"``: gensim's variational bound, ``2 ** -log_perplexity``.
+        """
+        check_is_fitted(self, "components_")
+        check_option(method, "method", "perplexity", ["completion", "bound"])
+        tokens = self.preprocessor_.transform(self._documents(X)["text"])
+        X_ = self._bow(tokens)
+        if method == "completion":
+            return completion_perplexity(self.topic_word_, X_, self.alpha_, random_state=random_state)
+        lda = self.to_gensim()
+        from gensim.matutils import Sparse2Corpus
+
+        bows = list(Sparse2Corpus(X_.astype(int), documents_columns=False))
+        bows = [[(int(i), int(c)) for i, c in b] for b in bows if b]
+        return float(2 ** (-lda.log_perplexity(bows)))
+
+    def coherence(self, measure: str = "c_npmi", texts: Any = None, *, top_n: int = 10) -> float:
+        """Mean topic coherence (gensim ``CoherenceModel``) of the top ``top_n`` words.
+
+        Parameters
+        ----------
+        measure : {"c_npmi", "c_v", "u_mass", "c_uci"}
+        texts : Corpus or list/Series of str, optional
+            Reference texts (default: the fit documents; required after ``load``).
+        """
+        check_is_fitted(self, "components_")
+        check_option(measure, "measure", "coherence", ["c_npmi", "c_v", "u_mass", "c_uci"])
+        if texts is None:
+            tokens = getattr(self, "_train_tokens", None)
+            if tokens is None:
+                raise ValueError("coherence: a loaded model does not keep its training texts; pass texts=.")
+        else:
+            tokens = self.vocabulary_.filter_docs(self.preprocessor_.transform(self._documents(texts)["text"]))
+        topics = [self._top(t, top_n)[0] for t in range(self.n_topics_)]
+        return topic_coherence(topics, tokens, self.vocabulary_.dictionary_, measure)
+
+    # -- exports --------------------------------------------------------
+    def to_gensim(self):
+        """A gensim ``LdaModel`` with this model's topics (for gensim tools)."""
+        from gensim.models import LdaModel
+
+        check_is_fitted(self, "components_")
+        k, v = self.components_.shape
+        lda = LdaModel(id2word=self.vocabulary_.dictionary_, num_topics=k, alpha=self.alpha_.astype(np.float64),
+                       eta=float(self.eta), random_state=0, dtype=np.float32)
+        lda.state.sstats = (self.components_.astype(np.float64) - float(self.eta)).clip(min=0).astype(np.float32)
+        lda.sync_state()
+        return lda
+
+    def to_pyldavis(self, texts: Any = None, **kwargs: Any):
+        """A pyLDAvis ``PreparedData`` (display with ``pyLDAvis.display``).
+
+        Parameters
+        ----------
+        texts : Corpus or list/Series of str, optional
+            Documents for topic sizes (default: the fit documents; required after ``load``).
+        **kwargs
+            Passed to ``pyLDAvis.prepare``.
+        """
+        check_is_fitted(self, "components_")
+        try:
+            import pyLDAvis
+        except ImportError:  # pragma: no cover
+            raise ImportError("to_pyldavis needs the 'pyLDAvis' package: pip install pyLDAvis") from None
+        if texts is None:
+            X = getattr(self, "_fit_X", None)
+            if X is None:
+                raise ValueError("to_pyldavis: a loaded model does not keep its fit documents; pass texts=.")
+        else:
+            X = self._bow(self.preprocessor_.transform(self._documents(texts)["text"]))
+        lens = np.asarray(X.sum(axis=1)).ravel()
+        keep = lens > 0
+        theta = self._theta(X[keep])
+        tf = np.asarray(X.sum(axis=0)).ravel()
+        kwargs.setdefault("sort_topics", False)
+        return pyLDAvis.prepare(
+            topic_term_dists=self.topic_word_, doc_topic_dists=theta, doc_lengths=lens[keep],
+            vocab=self.vocabulary_.words, term_frequency=np.maximum(tf, 1e-12), **kwargs,
+        )
+
+    # -- persistence ----------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Save to a folder: ``topic_model.json`` (params, vocabulary, phrases),
+        ``topic_model.safetensors`` (topic-term matrix, alpha) and
+        ``documents.parquet`` (fit documents and their dominant topics). No pickle."""
+        from safetensors.numpy import save as st_save
+
+        from radmine import __version__
+        from radmine._io import atomic_write_bytes, atomic_write_json, atomic_write_parquet
+
+        check_is_fitted(self, "components_")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        params = self.get_params()
+        params["sections"] = None if self.sections is None else list(self.sections)
+        params["random_state"] = self.random_state if isinstance(self.random_state, (int, type(None))) else None
+        atomic_write_bytes(path / _ARRAYS, st_save({"components": np.ascontiguousarray(self.components_, dtype=np.float32),
+                                                    "alpha": np.ascontiguousarray(self.alpha_, dtype=np.float32)}))
+        info = self.get_document_info() if getattr(self, "_fit_X", None) is not None or getattr(self, "_doc_info", None) is not None else None
+        if info is not None:
+            full = self._doc_info.copy()
+            for c in ("doc_id", "report_id"):
+                full[c] = full[c].astype(str) if full[c].dtype == object else full[c]
+            atomic_write_parquet(full, path / _DOCS)
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "radmine_version": __version__,
+            "class": type(self).__name__,
+            "params": params,
+            "preprocessor": self.preprocessor_.to_dict(),
+            "vocabulary": self.vocabulary_.to_dict(),
+            "fit_seconds": self.fit_seconds_,
+        }
+        atomic_write_json(path / _JSON, meta)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TopicModel:
+        """Load a model written by :meth:`save` (JSON + safetensors + parquet; no pickle)."""
+        from safetensors.numpy import load as st_load
+
+        from radmine import __version__
+
+        path = Path(path)
+        meta = _read_meta(path, FORMAT)
+        if meta.get("radmine_version") != __version__:
+            logger.warning("Topic model at %s was saved with radmine %s; this is %s.", path, meta.get("radmine_version"), __version__)
+        params = dict(meta["params"])
+        if params.get("sections") is not None:
+            params["sections"] = tuple(params["sections"])
+        obj = cls(**params)
+        arrays = st_load((path / _ARRAYS).read_bytes())
+        obj.components_ = arrays["components"]
+        obj.alpha_ = arrays["alpha"]
+        obj.preprocessor_ = Preprocessor.from_dict(meta["preprocessor"])
+        obj.vocabulary_ = Vocabulary.from_dict(meta["vocabulary"])
+        obj.n_features_ = len(obj.vocabulary_)
+        obj.fit_seconds_ = float(meta.get("fit_seconds", float("nan")))
+        obj._fit_X = None
+        obj._train_tokens = None
+        obj._eeb = None
+        if (path / _DOCS).is_file():
+            d = pd.read_parquet(path / _DOCS)
+            obj._doc_info = d
+            obj.documents_ = d[[c for c in ["doc_id", "report_id", "sentence_id", "n_terms", "in_training"] if c in d.columns]].copy()
+        else:
+            obj._doc_info = None
+            obj.documents_ = pd.DataFrame(columns=["doc_id", "report_id", "sentence_id", "n_terms", "in_training"])
+        return obj
+
+    # -- display --------------------------------------------------------
+    def _summary_rows(self) -> dict[str, Any]:
+        rows = super()._summary_rows()
+        if hasattr(self, "components_"):
+            rows = {"fitted": True, "topics": self.n_topics_, "terms": self.n_features_,
+                    "documents": len(self.documents_), "backend": self.backend, "unit": self.unit}
+        return rows
+
+    def _repr_html_(self) -> str:
+        if not hasattr(self, "components_"):
+            return super()._repr_html_()
+        return topic_table_html(self.get_topic_info(n_words=8), title=f"TopicModel: {self.n_topics_} topics",
+                                summary=self._summary_rows())
+
+
+class _ProgressCorpus:
+    """Iterable over bag-of-words lists that advances a tqdm bar (gensim pass progress)."""
+
+    def __init__(self, bows, bar):
+        self.bows, self.bar = bows, bar
+
+    def __len__(self):
+        return len(self.bows)
+
+    def __iter__(self):
+        for b in self.bows:
+            self.bar.update(1)
+            yield b
+
+
+def topic_coherence(topics: list[list[str]], tokens: list[list[str]], dictionary: Any, measure: str = "c_npmi") -> float:
+    """Mean coherence of ``topics`` (lists of top words) over tokenized ``texts`` with gensim's
+    ``CoherenceModel`` (``processes=1``: deterministic). Words not in ``dictionary`` are skipped."""
+    from gensim.models import CoherenceModel
+
+    t2i = dictionary.token2id
+    topics = [[w for w in t if w in t2i] for t in topics]
+    topics = [t for t in topics if len(t) >= 2]
+    if not topics:
+        return float("nan")
+    cm = CoherenceModel(topics=topics, texts=tokens, dictionary=dictionary, coherence=measure, topn=max(len(t) for t in topics), processes=1)
+    return float(cm.get_coherence())
+
+
+def image_documents(corpus: Any, *, unit: str, sections: Any, context: int = 1) -> pd.DataFrame:
+    """The text each image is labelled from: ``image_id, report_id, source, text``."""
+    from radmine.corpus import Corpus
+    from radmine.topics.io import _clean, _window, report_texts
+
+    if not isinstance(corpus, Corpus):
+        raise TypeError(f"topic_labels_for_images needs a radmine.Corpus; got {type(corpus).__name__}.")
+    images = corpus.images
+    if not len(images):
+        return pd.DataFrame(columns=["image_id", "report_id", "source", "text"])
+    rep_text = dict(zip(corpus.reports["report_id"], report_texts(corpus.reports, sections)))
+    sent_text: dict[Any, tuple[str, str]] = {}
+    if unit == "sentence":
+        links = corpus.links
+        if links is None or not len(links):
+            try:
+                from radmine.linking import link_key_images
+
+                links = link_key_images(corpus, context=max(context, 1))
+            except ImportError:
+                logger.warning("radmine.linking is not available; images are labelled from their reports.")
+                links = None
+        if links is not None and len(links) and "sentence" in links.columns:
+            sentences = corpus.sentences if context > 1 and len(corpus.sentences) else None
+            by_img: dict[Any, list[tuple[str, str]]] = {}
+            for r in links.itertuples(index=False):
+                s = _clean(getattr(r, "sentence", ""))
+                if not s.strip():
+                    continue
+                sid = getattr(r, "sentence_id", -1)
+                sid = -1 if sid is None or pd.isna(sid) else int(sid)
+                method = str(getattr(r, "method", "") or "")
+                if method == "caption" or sid < 0:
+                    src, text = "caption", s
+                else:
+                    src = "sentence"
+                    if sentences is not None:
+                        w = sentences[(sentences["report_id"] == r.report_id) & sentences["sentence_id"].between(sid - context, sid + context)]
+                        text = " ".join(w.sort_values("sentence_id")["text"].map(_clean)) or s
+                    else:
+                        text = _window(getattr(r, "prev_sentence", ""), s, getattr(r, "next_sentence", ""), context)
+                by_img.setdefault(r.image_id, []).append((src, text))
+            for img, items in by_img.items():
+                src = "sentence" if any(s == "sentence" for s, _ in items) else "caption"
+                sent_text[img] = (src, " ".join(t for _, t in items))
+    rows = []
+    has_caption = "caption" in images.columns
+    for r in images.itertuples(index=False):
+        rid = getattr(r, "report_id", None)
+        if r.image_id in sent_text:
+            src, text = sent_text[r.image_id]
+        elif rid is not None and not pd.isna(rid) and _clean(rep_text.get(rid, "")).strip():
+            src, text = "report", rep_text[rid]
+        elif has_caption and _clean(getattr(r, "caption", "")).strip():
+            src, text = "caption", _clean(r.caption)
+        else:
+            src, text = "report", _clean(rep_text.get(rid, "")) if rid is not None and not pd.isna(rid) else ""
+        rows.append((r.image_id, rid, src, text))
+    return pd.DataFrame(rows, columns=["image_id", "report_id", "source", "text"])
+
+
+def _labels_frame(image_texts: pd.DataFrame, theta: np.ndarray, tokens, vocab) -> pd.DataFrame:
+    n_terms = np.array([len(t) for t in vocab.filter_docs(tokens)])
+    empty = n_terms == 0
+    return pd.DataFrame(
+        {
+            "image_id": image_texts["image_id"].to_numpy(),
+            "report_id": image_texts["report_id"].to_numpy(),
+            "topic": np.where(empty, -1, theta.argmax(axis=1)).astype(int),
+            "probability": np.where(empty, np.nan, theta.max(axis=1)),
+            "source": image_texts["source"].to_numpy(),
+        }
+    )
+
+
+def topic_table_html(info: pd.DataFrame, *, title: str, summary: dict[str, Any] | None = None, max_rows: int = 100) -> str:
+    """HTML table of topics with their top words drawn as inline bars."""
+    head = summary_html(title, summary) if summary else f"<strong>{html.escape(title)}</strong>"
+    body = []
+    for r in info.head(max_rows).itertuples(index=False):
+        wmax = max(r.weights) if len(r.weights) else 1.0
+        cells = "".join(
+            f"<span style='display:inline-block;margin-right:0.8em;white-space:nowrap'>{html.escape(w)} "
+            f"<span style='display:inline-block;height:0.6em;width:{max(2, int(60 * x / wmax))}px;"
+            f"background:#4c78a8;vertical-align:middle'></span></span>"
+            for w, x in zip(r.top_words, r.weights)
+        )
+        body.append(f"<tr><td style='text-align:left'>{html.escape(str(r.topic))}</td>"
+                    f"<td style='text-align:right'>{int(r.size)}</td><td style='text-align:left'>{cells}</td></tr>")
+    more = f"<div>... {len(info) - max_rows} more topics</div>" if len(info) > max_rows else ""
+    return (f"<div>{head}<table><thead><tr><th>topic</th><th>size</th><th style='text-align:left'>top words</th>"
+            f"</tr></thead><tbody>{''.join(body)}</tbody></table>{more}</div>")
+
+
+def _read_meta(path: Path, fmt: str) -> dict[str, Any]:
+    f = path / (_JSON if fmt == FORMAT else "hierarchical_topic_model.json")
+    if not f.is_file():
+        raise FileNotFoundError(f"{path} is not a saved radmine topic model: {f.name} not found.")
+    try:
+        meta = json.loads(f.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{f}: not valid JSON ({err}).") from None
+    if meta.get("format") != fmt:
+        raise ValueError(f"{f}: expected format {fmt!r}, found {meta.get('format')!r}.")
+    return meta
