@@ -50,3 +50,29 @@ def embedded_corpus():
     import radmine
 
     return radmine.load_embedded()
+
+
+#: Small settings so the whole main job runs in about a minute on 2 CPU cores.
+FAST_MINE = {
+    "embed.backbone": "random_cnn",
+    "embed.image_size": 64,
+    "cluster.n_rounds": 2,
+    "cluster.finetune_epochs": 1,
+    "img2text.epochs": 3,
+    "topics.n_topics": 5,
+    "topics.n_subtopics": 2,
+    "topics.passes": 3,
+}
+
+
+@pytest.fixture(scope="session")
+def mined_run(tmp_path_factory):
+    """``radmine mine`` on the embedded corpus with FAST_MINE settings: (out_dir, result table).
+
+    Shared by the main-job and browser tests; copy the folder before changing it.
+    """
+    import radmine
+
+    out = tmp_path_factory.mktemp("mine") / "run"
+    result = radmine.mine(None, out, overrides=FAST_MINE, progress=False, echo=lambda s: None)
+    return out, result

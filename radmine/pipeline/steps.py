@@ -97,9 +97,19 @@ def step_text(ctx: RunContext) -> dict[str, Any]:
 
     cfg = ctx.config["text"]
     corpus = _corpus(ctx)
-    sentences = sentence_table(corpus.reports, engine=cfg["engine"], progress=ctx.progress)
-    corpus.sentences = sentences
-    links = link_key_images(corpus, context=cfg["context"])
+    if ctx.client is not None:  # same tables, computed partition by partition on the Dask cluster
+        from radmine import dask as rdask
+
+        ddf = rdask.from_pandas(corpus.reports)
+        s_dd = rdask.sentences(ddf, engine=cfg["engine"])
+        l_dd = rdask.links(ddf, corpus.images, context=cfg["context"], name=corpus.name, sentences=s_dd)
+        sentences, links = rdask.compute(s_dd, l_dd, client=ctx.client)
+        sentences, links = sentences.reset_index(drop=True), rdask.order_links(links, corpus.images)
+        corpus.sentences = sentences
+    else:
+        sentences = sentence_table(corpus.reports, engine=cfg["engine"], progress=ctx.progress)
+        corpus.sentences = sentences
+        links = link_key_images(corpus, context=cfg["context"])
     corpus.links = links
     save_table(ctx, sentences, "text", "sentences")
     save_table(ctx, links, "text", "links")
@@ -135,8 +145,15 @@ def step_labels(ctx: RunContext) -> dict[str, Any]:
     corpus = _corpus(ctx)
     vocab = _vocabulary_for(ctx, corpus)
     labeler = WeakLabeler(vocabulary=vocab, sections=tuple(ctx.config["labels"]["sections"]))
-    labels = labeler.fit(corpus.reports).transform(corpus.reports)
-    mentions = labeler.mentions_ if hasattr(labeler, "mentions_") else pd.DataFrame()
+    if ctx.client is not None:  # partition by partition on the Dask cluster (same rows and values)
+        from radmine import dask as rdask
+
+        l_dd, m_dd = rdask.label_reports(rdask.from_pandas(corpus.reports), labeler=labeler.fit(corpus.reports), return_mentions=True)
+        labels, mentions = rdask.compute(l_dd, m_dd, client=ctx.client)
+        mentions = mentions.reset_index(drop=True)
+    else:
+        labels = labeler.fit(corpus.reports).transform(corpus.reports)
+        mentions = labeler.mentions_ if hasattr(labeler, "mentions_") else pd.DataFrame()
     save_table(ctx, labels.reset_index(), "labels", "labels")
     save_table(ctx, mentions, "labels", "mentions")
     info: dict[str, Any] = {"vocabulary": vocab, "reports": len(labels), "mentions": len(mentions)}
@@ -165,11 +182,14 @@ def step_topics(ctx: RunContext) -> dict[str, Any]:
     if k <= 0:
         n_docs = corpus.n_reports
         cands = [c for c in cfg["candidates"] if c < max(3, n_docs // 5)] or [min(cfg["candidates"])]
-        sel = select_n_topics(corpus, n_topics=cands, random_state=ctx.random_state)
+        sel = select_n_topics(
+            corpus, n_topics=cands, random_state=ctx.random_state, measures=("perplexity", "c_npmi"),
+            unit=cfg["unit"], passes=cfg["passes"], min_df=cfg["min_df"], backend=cfg["backend"],
+        )
         save_table(ctx, sel, "topics", "selection")
         k = int(sel.sort_values("c_npmi", ascending=False)["n_topics"].iloc[0])
         info["chosen_k"] = k
-    common = dict(unit=cfg["unit"], passes=cfg["passes"], min_df=cfg["min_df"], random_state=ctx.random_state)
+    common = dict(unit=cfg["unit"], passes=cfg["passes"], min_df=cfg["min_df"], backend=cfg["backend"], random_state=ctx.random_state)
     if cfg["n_subtopics"] > 0:
         model = HierarchicalTopicModel(n_topics=k, n_subtopics=cfg["n_subtopics"], **common).fit(corpus)
         save_table(ctx, model.get_topic_info(level=1), "topics", "topic_info")
@@ -208,7 +228,12 @@ def step_embed(ctx: RunContext) -> dict[str, Any]:
         progress=ctx.progress,
         random_state=ctx.random_state,
     )
-    X = embedder.transform(images)
+    if ctx.client is not None:  # chunks on the Dask workers, each committing its own cache shards
+        from radmine import dask as rdask
+
+        X = rdask.embed_images(embedder, images, client=ctx.client)
+    else:
+        X = embedder.transform(images)
     q = getattr(embedder, "quarantine_", None)
     ctx.add_quarantine("embed", q)
     ok = ~np.isnan(X).any(axis=1)

@@ -1,0 +1,103 @@
+"""The main job end to end on the embedded corpus: outputs, resume, skip, recompute-what-changed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+import radmine
+from radmine.pipeline import steps as steps_mod
+from radmine.pipeline.config import default_config, load_config
+
+from tests.conftest import FAST_MINE as FAST
+
+
+def _mine(out, **kw):
+    kw.setdefault("overrides", FAST)
+    return radmine.mine(None, out, progress=False, echo=lambda s: None, **kw)
+
+
+@pytest.fixture()
+def mined(mined_run):
+    return mined_run
+
+
+def test_every_step_runs_and_writes_its_outputs(mined):
+    out, result = mined
+    assert list(result["status"]) == ["ran"] * len(steps_mod.STEPS)
+    for step in steps_mod.STEPS:
+        for o in step.outputs:
+            assert (out / o).exists(), o
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["steps"]) == {s.name for s in steps_mod.STEPS}
+    links = pd.read_parquet(out / "text" / "links.parquet")
+    assert links["resolved"].any()
+    metrics = json.loads((out / "img2text" / "metrics.json").read_text())
+    assert any(k.startswith("image_to_text_R@") for k in metrics)
+    html = (out / "report.html").read_text()
+    for title in ("Corpus", "Key images", "Weak labels", "Topics", "Image clusters", "Image → text"):
+        assert title in html
+    assert "data:image/png;base64," in html
+
+
+def test_second_run_skips_everything(mined):
+    out, _ = mined
+    result = _mine(out)
+    assert set(result["status"]) == {"skipped"}
+
+
+def test_changed_setting_recomputes_only_dependent_steps(mined, tmp_path):
+    out, _ = mined
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    result = _mine(copy, overrides={**FAST, "topics.n_topics": 4}).set_index("step")["status"]
+    assert result["topics"] == "ran" and result["report"] == "ran"
+    for name in ("read", "text", "labels", "embed", "cluster", "img2text"):
+        assert result[name] == "skipped", name
+
+
+def test_a_crashed_run_resumes_without_redoing_finished_steps(mined, tmp_path, monkeypatch):
+    out, _ = mined
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for name in ("cluster", "img2text", "report"):  # as if the run died during 'cluster'
+        manifest["steps"].pop(name)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+
+    def boom(ctx):
+        raise KeyboardInterrupt("killed")
+
+    crashed = [s if s.name != "cluster" else steps_mod.Step(s.name, boom, s.deps, s.sections, s.outputs) for s in steps_mod.STEPS]
+    monkeypatch.setattr(steps_mod, "STEPS", crashed)
+    with pytest.raises(KeyboardInterrupt, match="killed"):
+        _mine(copy)
+    monkeypatch.undo()
+    result = _mine(copy).set_index("step")["status"]
+    assert result[["read", "text", "labels", "topics", "embed"]].eq("skipped").all()
+    assert result[["cluster", "img2text", "report"]].eq("ran").all()
+
+
+def test_config_defaults_are_documented_and_typos_rejected(tmp_path):
+    cfg = default_config()
+    assert cfg["run"]["steps"] == [s.name for s in steps_mod.STEPS]
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[topics]\nn_topic = 3\n")
+    with pytest.raises(ValueError, match=r"unknown setting topics.n_topic"):
+        load_config(bad)
+    bad.write_text("[topicz]\n")
+    with pytest.raises(ValueError, match=r"unknown config section \[topicz\]"):
+        load_config(bad)
+    bad.write_text("[topics]\nn_topics = 'ten'\n")
+    with pytest.raises(ValueError, match=r"topics.n_topics must be of type int"):
+        load_config(bad)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_unknown_step_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match=r"Unknown step 'topic'"):
+        _mine(tmp_path / "x", steps=["topic"])
