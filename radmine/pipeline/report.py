@@ -68,6 +68,25 @@ def _table(df: pd.DataFrame, max_rows: int = 30) -> str:
     return df.head(max_rows).to_html(index=False, escape=True, border=0)
 
 
+def _pairs_text(v):
+    """``'[["liver", 524], ["mass", 198]]'`` -> ``'liver 524, mass 198'`` (the paper's cluster naming style)."""
+    if isinstance(v, str) and v.startswith("["):
+        try:
+            v = json.loads(v)
+        except json.JSONDecodeError:
+            return v
+    if isinstance(v, (list, tuple)):
+        out = []
+        for item in v:
+            if isinstance(item, (list, tuple)) and len(item) == 2:
+                w, c = item
+                out.append(f"{w} {c:.3g}" if isinstance(c, float) else f"{w} {c}")
+            else:
+                out.append(str(item))
+        return ", ".join(out)
+    return v
+
+
 def _read(p: Path) -> pd.DataFrame | None:
     if p.with_suffix(".parquet").is_file():
         return pd.read_parquet(p.with_suffix(".parquet"))
@@ -106,7 +125,11 @@ def write_report(out: str | Path, *, n_examples: int | None = None) -> Path:
              f"<style>{CSS}</style></head><body>", f"<h1>radmine report — {html.escape(corpus.name)}</h1>"]
 
     # run summary
-    rows = [{"step": k, "seconds": v.get("seconds"), "summary": v.get("summary", "")} for k, v in manifest.get("steps", {}).items()]
+    from radmine.pipeline.steps import STEPS
+
+    order = {s.name: i for i, s in enumerate(STEPS)}
+    done = sorted(manifest.get("steps", {}).items(), key=lambda kv: order.get(kv[0], len(order)))
+    rows = [{"step": k, "seconds": v.get("seconds"), "summary": v.get("summary", "")} for k, v in done]
     parts.append("<h2>Run</h2>" + _table(pd.DataFrame(rows)))
 
     # corpus
@@ -165,8 +188,8 @@ def write_report(out: str | Path, *, n_examples: int | None = None) -> Path:
     if info is None:
         parts.append(_missing("cluster"))
     else:
-        cols = [c for c in ("cluster", "size", "name", "top_words", "top_annotations") if c in info.columns]
-        parts.append(_table(info[cols], 60))
+        cols = [c for c in ("cluster", "size", "name", "top_words", "distinctive_words", "top_annotations") if c in info.columns]
+        parts.append(_table(info[cols].map(_pairs_text), 60))
         hist = _read(out / "cluster" / "history")
         if hist is not None:
             parts.append("<p>Convergence:</p>" + _table(hist.round(4)))

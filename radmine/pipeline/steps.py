@@ -288,38 +288,55 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
 
     cfg = ctx.config["img2text"]
     corpus = _corpus(ctx)
-    links = corpus.links
-    if not len(links) or not corpus.n_images:
-        return {"note": "no image-text pairs"}
-    splits = corpus.split(by="patient_id", sizes={"train": 0.8, "test": 0.2}, random_state=ctx.random_state)
-    if "split" in corpus.reports.columns and set(corpus.reports["split"].dropna()) >= {"train"}:
-        labels = corpus.reports["split"].fillna("train").replace({"dev": "test", "val": "test"})
-        if (labels == "test").any():
-            splits = {"train": corpus.subset(corpus.reports.loc[labels == "train", "report_id"]),
-                      "test": corpus.subset(corpus.reports.loc[labels == "test", "report_id"])}
+    X, ids = _embeddings(ctx)
+    if not len(corpus.links) or not len(ids):
+        return {"note": "no image-text pairs with image features"}
+    corpus = corpus.copy()
+    splits = set(corpus.reports["split"].dropna()) if "split" in corpus.reports.columns else set()
+    if "train" not in splits or not (splits & {"dev", "test"}):
+        # No published split: hold out 20% of patients (never split a patient).
+        parts = corpus.split(by="patient_id", sizes={"train": 0.8, "test": 0.2}, random_state=ctx.random_state)
+        where = {rid: name for name, c in parts.items() for rid in c.reports["report_id"]}
+        corpus.reports = corpus.reports.assign(split=corpus.reports["report_id"].map(where))
+        splits = {"train", "test"}
+    eval_split = "dev" if "dev" in splits else "test"
+    features = pd.DataFrame(X, index=pd.Index(ids["image_id"], name="image_id"))
     model = ImageTextModel(
         text_encoder=cfg["text_encoder"],
         objective=cfg["objective"],
         backbone=ctx.config["embed"]["backbone"],
         epochs=cfg["epochs"],
         batch_size=cfg["batch_size"],
+        ks=tuple(cfg["ks"]),
+        train_split="train",
         checkpoint_dir=str(ctx.out / "img2text" / "checkpoints"),
         random_state=ctx.random_state,
         progress=ctx.progress,
     )
-    model.fit(splits["train"])
-    metrics = model.score(splits["test"], ks=tuple(cfg["ks"]))
+    model.fit(corpus, image_features=features)
+    metrics = model.score(corpus, split=eval_split, image_features=features)
+    metrics = {k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v) for k, v in metrics.items()}
+    metrics["eval_split"] = eval_split
     atomic_write_json(ctx.path("img2text", "metrics.json"), metrics)
     save_table(ctx, model.history_, "img2text", "history")
-    model.save(ctx.out / "img2text" / "model")
-    test_images = splits["test"].images.head(ctx.config["report"]["n_examples"])
+    # A gallery of held-out images with the words and sentences the model gives them.
+    held = corpus.reports.loc[corpus.reports["split"] == eval_split, "report_id"]
+    shown = corpus.images[corpus.images["report_id"].isin(held) & corpus.images["image_id"].isin(features.index)]
+    shown = shown.head(ctx.config["report"]["n_examples"])
     rows = []
-    for _, img in test_images.iterrows():
-        d = model.describe(img["path"], k=5)
-        rows.append({"image_id": img["image_id"], "path": img["path"], **_jsonable_dict(d)})
-    save_table(ctx, pd.DataFrame(rows), "img2text", "describe")
+    if len(shown):
+        desc = model.describe(None, k=5, n_sentences=1, features=features.loc[shown["image_id"]].to_numpy(np.float32))
+        for i, img in enumerate(shown.itertuples()):
+            d = desc[desc["image"] == i]
+            rows.append({
+                "image_id": img.image_id,
+                "path": img.path,
+                "words": ", ".join(d.loc[d["kind"] == "word", "text"]),
+                "nearest sentence": " | ".join(d.loc[d["kind"] == "sentence", "text"]),
+            })
+    save_table(ctx, pd.DataFrame(rows, columns=["image_id", "path", "words", "nearest sentence"]), "img2text", "describe")
     key = next((k for k in metrics if k.endswith("R@10")), None)
-    return {"test_images": int(splits["test"].n_images), **({key: round(metrics[key], 3)} if key else {})}
+    return {"eval_split": eval_split, "images": int(metrics.get("n_images", 0)), **({key: round(metrics[key], 3)} if key else {})}
 
 
 def step_report(ctx: RunContext) -> dict[str, Any]:
@@ -336,12 +353,6 @@ def _jsonable(df: pd.DataFrame) -> pd.DataFrame:
         if df[c].dtype == object and df[c].map(lambda v: isinstance(v, (list, tuple, dict))).any():
             df[c] = df[c].map(lambda v: json.dumps(v, default=str) if isinstance(v, (list, tuple, dict)) else v)
     return df
-
-
-def _jsonable_dict(d: Any) -> dict[str, Any]:
-    if isinstance(d, dict):
-        return {k: json.dumps(v, default=str) if isinstance(v, (list, tuple, dict, pd.DataFrame)) and not isinstance(v, pd.DataFrame) else (v.to_json(orient="records") if isinstance(v, pd.DataFrame) else v) for k, v in d.items()}
-    return {"description": json.dumps(d, default=str)}
 
 
 STEPS = [
