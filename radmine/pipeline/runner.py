@@ -160,12 +160,12 @@ def run_steps(
             rows.append({"step": step.name, "status": "skipped", "seconds": 0.0, "summary": prev.get("summary", "")})
             continue
         echo(f"[{step.name}] running: {step.description}")
-        n_quarantined = len(ctx.quarantine)
+        ctx.quarantine.clear()
         t0 = time.perf_counter()
         info = step.func(ctx) or {}
         seconds = time.perf_counter() - t0
         summary = ", ".join(f"{k}={_short(v)}" for k, v in info.items())
-        new_q = len(ctx.quarantine) - n_quarantined
+        new_q = _write_quarantine(ctx, step.name)
         if new_q:
             summary += f", quarantined={new_q}"
         manifest["steps"][step.name] = {
@@ -178,27 +178,24 @@ def run_steps(
         }
         manifest["radmine_version"] = radmine.__version__
         manifest["source"] = ctx.source
-        _write_quarantine(ctx)
         atomic_write_json(ctx.out / MANIFEST, manifest)
         echo(f"[{step.name}] done in {seconds:.1f}s: {summary}")
         rows.append({"step": step.name, "status": "ran", "seconds": seconds, "summary": summary})
     return pd.DataFrame(rows, columns=["step", "status", "seconds", "summary"])
 
 
-def _write_quarantine(ctx: RunContext) -> None:
+def _write_quarantine(ctx: RunContext, step: str) -> int:
+    """Replace ``step``'s rows of ``DIR/quarantine.csv`` by what it quarantined in this run."""
     path = ctx.out / "quarantine.csv"
-    old = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["step", "source", "item", "reason"])
-    new = pd.DataFrame(ctx.quarantine, columns=["step", "source", "item", "reason"])
-    if len(new):
-        steps_now = set(new["step"])
-        old = old[~old["step"].isin(steps_now)]
-    both = pd.concat([old, new], ignore_index=True).drop_duplicates()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    cols = ["step", "source", "item", "reason"]
+    old = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=cols)
+    new = pd.DataFrame(ctx.quarantine, columns=cols).drop_duplicates()
+    ctx.quarantine.clear()
+    both = pd.concat([old[old["step"] != step], new], ignore_index=True)
     tmp = path.with_suffix(".csv.tmp")
     both.to_csv(tmp, index=False)
     tmp.replace(path)
-    ctx.quarantine.clear()
-    ctx.quarantine.extend(both.to_dict("records"))
+    return len(new)
 
 
 def _source_fingerprint(source: str | None) -> Any:

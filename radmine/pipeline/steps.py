@@ -258,6 +258,7 @@ def step_cluster(ctx: RunContext) -> dict[str, Any]:
         image_size=ctx.config["embed"]["image_size"],
         n_rounds=cfg["n_rounds"],
         finetune=cfg["finetune"],
+        finetune_mode=cfg["finetune_mode"],
         finetune_epochs=cfg["finetune_epochs"],
         hierarchical=cfg["hierarchical"],
         checkpoint_dir=str(ctx.out / "cluster" / "checkpoints"),
