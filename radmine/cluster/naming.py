@@ -17,7 +17,7 @@ RADIOLOGY_FILLERS = frozenset(
     noted note notes arrow arrows arrowhead arrowheads also within there which patient patients case cases
     figure fig view views study studies left right may well without identified appears appear visible
     consistent compatible likely measuring measures measure approximately cm mm year old male female
-    mpx synpic yo""".split()
+    mpx synpic yo series se im img key representative""".split()
 )
 TOKEN_PATTERN = r"(?u)\b[a-zA-Z][a-zA-Z0-9]+\b"
 

@@ -52,6 +52,7 @@ RADIOLOGY_STOP_WORDS = frozenset(
     images image view views film films radiograph radiographs obtained performed
     reveal reveals revealed recommend recommended recommendation clinical correlation
     mm cm xxx xxxx year years old yo day days
+    series se im img key representative
     """.split()
 )
 
