@@ -153,7 +153,7 @@ _NEGATED, _UNCERTAIN = "negated", "uncertain"
 
 
 def trie_regex(phrases: Iterable[str], *, space: str = r"\s+", hyphen: str | None = None) -> str:
-    """One regular expression matching any of ``phrases`` (longest first), built as a character trie.
+    r"""One regular expression matching any of ``phrases`` (longest first), built as a character trie.
 
     A trie-shaped pattern tries one branch per character instead of every
     phrase at every position, which keeps hundreds of phrases fast.
