@@ -259,7 +259,7 @@ class WeakLabeler(EstimatorReprMixin):
         if sentences is None:
             from radmine.text.sentences import sentence_table
 
-            ok = table["text"].map(lambda t: isinstance(t, str) and bool(t.strip()))
+            ok = table["text"].map(lambda t: isinstance(t, str) and bool(t.strip())).astype(bool)
             sentences = sentence_table(table[ok], engine=self.engine)
         else:
             sentences = sentences[sentences["report_id"].isin(set(table["report_id"]))]
