@@ -498,13 +498,16 @@ class ImageTextModel(EstimatorReprMixin):
         self.image_ids_ = img_ids
         # describe vocabulary and sentence bank (training texts only)
         train_texts = list(dict.fromkeys(pairs.loc[~held, "text"]))
-        self.phrases_ = candidate_phrases(train_texts, max_phrases=self.max_phrases)
+        self.phrases_ = candidate_phrases(train_texts, min_count=3, max_phrases=self.max_phrases)
         if isinstance(enc, Word2VecTextEncoder):
             known = set(enc.vocabulary_)
             self.phrases_ = [p for p in self.phrases_ if all(w in known for w in p.split())]
         self.phrase_emb_ = self.encode_texts(self.phrases_) if self.phrases_ else np.zeros((0, self.dim_), np.float32)
         self.text_bank_ = train_texts
         self.text_bank_emb_ = self._encode_text_rows(np.array([txt_row[t] for t in train_texts]))
+        # word2vec means share a large common component; without removing it the nearest "words" of a
+        # predicted mean vector are rare ones near the centre of the space (Shin's regression)
+        self.center_ = self.text_bank_emb_.mean(axis=0) if self.objective == "regression" else None
         self._img_items = getattr(self, "_img_items", None)
         return self
 
@@ -686,18 +689,25 @@ class ImageTextModel(EstimatorReprMixin):
         DataFrame
             ``image, kind, rank, text, score``: ``image`` is the position of
             the image in the input (0-based), ``kind`` ``"word"`` or
-            ``"sentence"``, ``rank`` 1-based, ``score`` the cosine similarity.
+            ``"sentence"``, ``rank`` 1-based, ``score`` the cosine similarity
+            (for ``objective="regression"`` after subtracting the mean
+            training-text vector from both sides, so that generic directions
+            do not favour rare words).
         """
         check_is_fitted(self, "module_")
         check_int(k, "k", "ImageTextModel.describe", min_value=1)
         check_int(n_sentences, "n_sentences", "ImageTextModel.describe", min_value=0)
         emb = self.encode_image_features(features) if features is not None else self.encode_images(images)
         rows = []
+        center = getattr(self, "center_", None)
         for kind, bank, bemb, n in (("word", self.phrases_, self.phrase_emb_, k),
                                     ("sentence", self.text_bank_, self.text_bank_emb_, n_sentences)):
             if not n or not len(bank):
                 continue
-            sims = emb @ bemb.T
+            if center is not None:  # regression: compare directions away from the mean text vector
+                sims = _unit(emb - center) @ _unit(bemb - center).T
+            else:
+                sims = emb @ bemb.T
             top = np.argsort(-sims, axis=1, kind="stable")[:, :n]
             for i in range(len(emb)):
                 for r, j in enumerate(top[i]):
@@ -766,6 +776,10 @@ class ImageTextModel(EstimatorReprMixin):
 
 
 _NOT_FINGERPRINTED = {"epochs", "patience"}
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def _resolved_paths(corpus: Corpus, im: pd.DataFrame) -> list:
