@@ -48,11 +48,11 @@ if _paths.medpix_dir() is not None:
     corpus = radmine.read_medpix(_paths.medpix_dir(), progress=False)
 else:
     corpus = radmine.load_embedded()
-# a 240-image sample keeps the notebook quick on a CPU
-sample = corpus.images.sample(240, random_state=0)["report_id"].unique()
+# a 120-image sample keeps the notebook quick on a CPU
+sample = corpus.images.sample(120, random_state=0)["report_id"].unique()
 corpus = corpus.subset(sample)
 corpus"""),
-        new_code_cell("embedder = radmine.ImageEmbedder(backbone='efficientnet_lite0', image_size=160, progress=False)\n"
+        new_code_cell("embedder = radmine.ImageEmbedder(backbone='efficientnet_lite0', image_size=128, progress=False)\n"
                       "X = embedder.transform(corpus)\nX.shape"),
         new_code_cell("clusterer = radmine.JointClusterer(n_clusters=6, finetune=False, n_rounds=1, random_state=0, progress=False)\n"
                       "clusterer.fit(corpus, features=X)\nclusterer"),

@@ -431,5 +431,5 @@ def mine(
     try:
         return run_steps(STEPS, ctx, only=selected, force=force, echo=echo)
     finally:
-        if ctx.client is not None:  # a client this call opened (local cluster or a connection)
+        if ctx.client is not None and isinstance(scheduler, str):  # close only what this call opened
             ctx.client.close()
