@@ -202,7 +202,7 @@ def write_report(out: str | Path, *, n_examples: int | None = None) -> Path:
     # image to text
     parts.append("<h2>Image → text</h2>")
     mpath = out / "img2text" / "metrics.json"
-    if not mpath.is_file():
+    if not mpath.is_file() or not json.loads(mpath.read_text()):
         parts.append(_missing("img2text"))
     else:
         metrics = json.loads(mpath.read_text())

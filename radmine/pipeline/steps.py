@@ -249,6 +249,7 @@ def step_cluster(ctx: RunContext) -> dict[str, Any]:
     corpus = _corpus(ctx)
     X, ids = _embeddings(ctx)
     if len(ids) < 4:
+        save_table(ctx, pd.DataFrame({"image_id": pd.Series(dtype=str), "cluster": pd.Series(dtype=str)}), "cluster", "assignments")
         return {"images": len(ids), "note": "too few images to cluster"}
     k = int(cfg["n_clusters"]) or max(2, int(round(math.sqrt(len(ids) / 2))))
     images = corpus.images.set_index("image_id").loc[ids["image_id"]].reset_index()
@@ -291,6 +292,7 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
     corpus = _corpus(ctx)
     X, ids = _embeddings(ctx)
     if not len(corpus.links) or not len(ids):
+        atomic_write_json(ctx.path("img2text", "metrics.json"), {})
         return {"note": "no image-text pairs with image features"}
     corpus = corpus.copy()
     splits = set(corpus.reports["split"].dropna()) if "split" in corpus.reports.columns else set()
