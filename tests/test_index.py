@@ -135,3 +135,15 @@ def test_embedder_to_index_end_to_end():
     index = radmine.ImageIndex().add(X, [f"i{j}" for j in range(7)])
     ids, scores = index.search(["i6"], k=1)
     assert ids[0, 0] == "i2" and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_n_threads_is_restored():
+    faiss = pytest.importorskip("faiss")
+    before = faiss.omp_get_max_threads()
+    X = _data(100)
+    index = radmine.ImageIndex(n_threads=1).add(X)
+    order, _ = _brute(X, X[:3], "ip", 2)
+    np.testing.assert_array_equal(index.search(X[:3], k=2)[0], order)
+    assert faiss.omp_get_max_threads() == before
+    with pytest.raises(ValueError, match="'n_threads' parameter"):
+        radmine.ImageIndex(n_threads=0).add(X)

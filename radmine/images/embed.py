@@ -127,7 +127,7 @@ class ImageDataset(Dataset):
         try:
             arr, hu = decode_image(self.sources[i], size=size, channels=self.options["channels"])
             x = preprocess(arr, self.spec, hu=hu, **self.options)
-            if not torch.isfinite(x).all():
+            if not np.isfinite(x.numpy()).all():  # numpy: no OpenMP wake-up per image
                 raise ValueError("image has non-finite pixel values")
             return i, x, ""
         except Exception as exc:  # noqa: BLE001 - any decode failure goes to quarantine

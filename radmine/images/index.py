@@ -56,9 +56,13 @@ class ImageIndex(EstimatorReprMixin):
         visited per query). ``"auto"``: IVF when the first ``add`` has at
         least 50,000 vectors, else flat.
     nlist : int, optional
-        IVF cells; default ``4 * sqrt(n)`` clipped to ``[1, n // 39]``.
+        IVF cells; default ``sqrt(n)`` clipped to ``[1, n // 39]``.
     nprobe : int, optional
-        IVF cells searched per query; default ``max(1, nlist // 8)``.
+        IVF cells searched per query; default ``max(1, nlist // 16)``.
+    n_threads : int, optional
+        faiss OpenMP threads while adding/searching (restored afterwards).
+        ``None`` keeps faiss's default (all cores); ``1`` is faster on a
+        small, busy machine, where OpenMP threads wait on each other.
 
     Attributes
     ----------
@@ -85,11 +89,32 @@ class ImageIndex(EstimatorReprMixin):
         index_type: str = "flat",
         nlist: int | None = None,
         nprobe: int | None = None,
+        n_threads: int | None = None,
     ) -> None:
         self.metric = metric
         self.index_type = index_type
         self.nlist = nlist
         self.nprobe = nprobe
+        self.n_threads = n_threads
+
+    def _threads(self):
+        """Context manager: faiss OpenMP threads = ``n_threads`` inside, restored on exit."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def ctx():
+            if self.n_threads is None:
+                yield
+                return
+            faiss = _faiss()
+            before = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(int(self.n_threads))
+            try:
+                yield
+            finally:
+                faiss.omp_set_num_threads(before)
+
+        return ctx()
 
     # -- building ----------------------------------------------------------
     def _build(self, X: np.ndarray) -> None:
@@ -101,6 +126,8 @@ class ImageIndex(EstimatorReprMixin):
             check_int(self.nlist, "nlist", owner, min_value=1)
         if self.nprobe is not None:
             check_int(self.nprobe, "nprobe", owner, min_value=1)
+        if self.n_threads is not None:
+            check_int(self.n_threads, "n_threads", owner, min_value=1)
         n, dim = X.shape
         kind = self.index_type
         if kind == "auto":
@@ -109,14 +136,15 @@ class ImageIndex(EstimatorReprMixin):
         if kind == "flat":
             index = faiss.IndexFlatIP(dim) if self.metric == "ip" else faiss.IndexFlatL2(dim)
         else:
-            nlist = self.nlist or int(4 * math.sqrt(n))
+            nlist = self.nlist or int(math.sqrt(n))
             nlist = max(1, min(nlist, max(1, n // 39)))
             if self.nlist is not None and nlist != self.nlist:
                 logger.info("ImageIndex: nlist=%d lowered to %d for %d training vectors.", self.nlist, nlist, n)
             quantizer = faiss.IndexFlatIP(dim) if self.metric == "ip" else faiss.IndexFlatL2(dim)
             index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss_metric)
-            index.train(X)
-            index.nprobe = int(self.nprobe or max(1, nlist // 8))
+            with self._threads():
+                index.train(X)
+            index.nprobe = int(self.nprobe or max(1, nlist // 16))
             self._quantizer = quantizer  # keep the Python object alive alongside the index
         self.index_ = index
         self.ids_ = []
@@ -161,7 +189,8 @@ class ImageIndex(EstimatorReprMixin):
             seen = set(self._pos)
             dup = dup or [i for i in ids if i in seen or seen.add(i)]
             raise ValueError(f"ImageIndex.add: ids must be unique; duplicated: {dup[:5]}.")
-        self.index_.add(X)
+        with self._threads():
+            self.index_.add(X)
         self._direct_map = False
         for j, i in enumerate(ids):
             self._pos[i] = start + j
@@ -225,7 +254,8 @@ class ImageIndex(EstimatorReprMixin):
         Q, self_rows = self._queries(query)
         extra = 1 if (exclude_self and self_rows is not None) else 0
         kk = min(k + extra, len(self.ids_))
-        D, I = self.index_.search(Q, kk)
+        with self._threads():
+            D, I = self.index_.search(Q, kk)
         if extra:
             keep_I = np.full((len(Q), k), -1, dtype=np.int64)
             keep_D = np.full((len(Q), k), np.nan, dtype=np.float32)
@@ -323,6 +353,7 @@ class ImageIndex(EstimatorReprMixin):
             "kind": self.kind_,
             "nlist": self.nlist,
             "nprobe": self.nprobe,
+            "n_threads": self.n_threads,
             "dim": self.dim_,
             "id_type": "int" if ints else "str",
             "ids": [int(i) for i in self.ids_] if ints else [str(i) for i in self.ids_],
@@ -341,7 +372,8 @@ class ImageIndex(EstimatorReprMixin):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"ImageIndex.load: {folder / name} not found (expected a folder from save()).")
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-        obj = cls(metric=meta["metric"], index_type=meta["index_type"], nlist=meta.get("nlist"), nprobe=meta.get("nprobe"))
+        obj = cls(metric=meta["metric"], index_type=meta["index_type"], nlist=meta.get("nlist"),
+                  nprobe=meta.get("nprobe"), n_threads=meta.get("n_threads"))
         obj.index_ = faiss.read_index(str(folder / INDEX_FILE))
         obj.ids_ = list(meta["ids"])
         obj.dim_ = int(meta["dim"])

@@ -90,31 +90,38 @@ def _to_gray(array: Any) -> tuple[np.ndarray, str]:
     return np.ascontiguousarray(a, dtype=np.float32), kind
 
 
-def _scale_intensity(x, kind: str, intensity: str, percentiles):
-    """Map a resized gray tensor to [0, 1] according to ``intensity``."""
-    import torch
-
+def _scale_intensity(x: np.ndarray, kind: str, intensity: str, percentiles) -> np.ndarray:
+    """Map a resized gray image to [0, 1] according to ``intensity`` (numpy, in float32)."""
     if intensity == "none":
         return x
     if intensity == "auto":
         if kind == "uint8":
-            return x / 255.0
+            return x * np.float32(1.0 / 255.0)
         lo, hi = float(x.min()), float(x.max())
         if kind == "float" and lo >= 0.0 and hi <= 1.0:
             return x
-        return (x - lo) / (hi - lo) if hi > lo else torch.zeros_like(x)
+        return (x - lo) / np.float32(hi - lo) if hi > lo else np.zeros_like(x)
     if intensity == "minmax":
         lo, hi = float(x.min()), float(x.max())
-        return (x - lo) / (hi - lo) if hi > lo else torch.zeros_like(x)
-    # percentile
-    q = torch.tensor([percentiles[0] / 100.0, percentiles[1] / 100.0], dtype=x.dtype)
-    flat = x.flatten()
-    if flat.numel() > 1_000_000:  # torch.quantile has an input-size limit; a sample is enough
-        flat = flat[:: flat.numel() // 1_000_000 + 1]
-    lo, hi = (float(v) for v in torch.quantile(flat, q))
+        return (x - lo) / np.float32(hi - lo) if hi > lo else np.zeros_like(x)
+    lo, hi = (float(v) for v in np.percentile(x, [percentiles[0], percentiles[1]]))
     if hi <= lo:
-        return torch.zeros_like(x)
-    return ((x - lo) / (hi - lo)).clamp_(0.0, 1.0)
+        return np.zeros_like(x)
+    return np.clip((x - lo) / np.float32(hi - lo), 0.0, 1.0)
+
+
+def _resize(gray: np.ndarray, nh: int, nw: int) -> np.ndarray:
+    """Bilinear resize (antialiased when shrinking) with PIL on float32: no torch/OpenMP thread pool.
+
+    Tiny torch ops in a process whose OpenMP pool also runs the model cost
+    10-50x their work in thread spin-waits; PIL's resampler is single-threaded.
+    """
+    from PIL import Image
+
+    if (nh, nw) == gray.shape:
+        return gray
+    im = Image.fromarray(np.ascontiguousarray(gray, dtype=np.float32), mode="F")
+    return np.asarray(im.resize((nw, nh), Image.BILINEAR), dtype=np.float32)
 
 
 def looks_like_hu(array: np.ndarray) -> bool:
@@ -172,7 +179,6 @@ def preprocess(
     torch.Size([3, 32, 32])
     """
     import torch
-    import torch.nn.functional as F
 
     global _noted_fallback
     _check(channels, "channels", CHANNEL_MODES)
@@ -192,29 +198,25 @@ def preprocess(
             use_windows = False
 
     h, w = gray.shape
-    x = torch.from_numpy(gray)[None, None]  # (1, 1, h, w)
     if resize == "pad":
         scale = size / max(h, w)
         nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     else:
         nh, nw = size, size
-    if (nh, nw) != (h, w):
-        x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=(nh < h or nw < w))
-    x = x[0]  # (1, nh, nw)
+    x = _resize(gray, nh, nw)  # (nh, nw) float32
 
     if use_windows:
-        bounds = window_bounds(windows)
-        x = torch.cat([((x - lo) / (hi - lo)).clamp(0.0, 1.0) for lo, hi in bounds], dim=0)
+        chans = [np.clip((x - lo) / np.float32(hi - lo), 0.0, 1.0) for lo, hi in window_bounds(windows)]
     else:
-        x = _scale_intensity(x, kind, intensity, percentiles).expand(3, nh, nw)
-
-    if (nh, nw) != (size, size):
-        out = torch.full((3, size, size), float(pad_value), dtype=torch.float32)
-        top, left = (size - nh) // 2, (size - nw) // 2
-        out[:, top : top + nh, left : left + nw] = x
-        x = out
-    else:
-        x = x.contiguous()
-    mean = torch.tensor(spec["mean"], dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(spec["std"], dtype=torch.float32).view(3, 1, 1)
-    return (x - mean) / std
+        g = _scale_intensity(x, kind, intensity, percentiles)
+        chans = [g, g, g]
+    mean = [float(v) for v in spec["mean"]]
+    std = [float(v) for v in spec["std"]]
+    out = np.empty((3, size, size), dtype=np.float32)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    for c in range(3):
+        fill = (float(pad_value) - mean[c]) / std[c]
+        if (nh, nw) != (size, size):
+            out[c].fill(fill)
+        out[c, top : top + nh, left : left + nw] = (chans[c] - np.float32(mean[c])) / np.float32(std[c])
+    return torch.from_numpy(out)
