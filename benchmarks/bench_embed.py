@@ -165,16 +165,16 @@ def bench_throughput(df: pd.DataFrame, n: int, rounds: int, batch_size: int) -> 
 
     paths = df["path"].tolist()[:n]
     n = len(paths)
-    emb = radmine.ImageEmbedder(batch_size=batch_size, progress=False).fit()
+    emb = radmine.ImageEmbedder(batch_size=batch_size or "auto", progress=False).fit()
     model = emb.backbone_
+    batch_size = emb.batch_size_
     tensors = torch.stack([preprocess(decode_image(p, size=224)[0], emb.input_spec_) for p in paths])
     emb.transform(paths[:batch_size])  # warm-up (allocator, kernels)
-    names = ["bare forward", "radmine end-to-end", "radmine, num_workers=0", "naive loop (batch 1)"]
+    other = 1 if emb._n_workers(n) == 0 else 0
+    names = ["bare forward", "radmine end-to-end", f"radmine, num_workers={other}", "naive loop (batch 1)"]
     times: dict[str, list[float]] = {k: [] for k in names}
     cpu: dict[str, list[float]] = {k: [] for k in names}
-    emb0 = radmine.ImageEmbedder(batch_size=batch_size, progress=False, num_workers=0)
-    emb0.backbone_, emb0.dim_, emb0.input_spec_, emb0.settings_, emb0.device_ = (
-        model, emb.dim_, emb.input_spec_, emb.settings_, emb.device_)
+    emb0 = radmine.ImageEmbedder(batch_size=batch_size, progress=False, num_workers=other).fit()
 
     def bare():
         with torch.inference_mode():
@@ -184,7 +184,7 @@ def bench_throughput(df: pd.DataFrame, n: int, rounds: int, batch_size: int) -> 
     runs = {
         "bare forward": bare,
         "radmine end-to-end": lambda: emb.transform(paths),
-        "radmine, num_workers=0": lambda: emb0.transform(paths),
+        f"radmine, num_workers={other}": lambda: emb0.transform(paths),
         "naive loop (batch 1)": lambda: naive_loop(paths, model),
     }
     for r in range(rounds):
@@ -197,7 +197,8 @@ def bench_throughput(df: pd.DataFrame, n: int, rounds: int, batch_size: int) -> 
     rows = []
     for name in names:
         ips = n / statistics.median(times[name])
-        rows.append({"method": name, "images": n, "rounds": rounds, "images/s": ips,
+        rows.append({"method": name, "batch": 1 if name.startswith("naive") else batch_size,
+                     "images": n, "rounds": rounds, "images/s": ips,
                      "vs bare forward": ips / bare_ips,
                      "cpu_ms/image": 1000 * statistics.median(cpu[name]) / n})
     return rows
@@ -251,12 +252,12 @@ def embed_quality_sets(df: pd.DataFrame, cache_dir: Path, batch_size: int, varia
     n = len(paths)
 
     t = time.perf_counter()
-    emb = radmine.ImageEmbedder(batch_size=batch_size, cache_dir=cache_dir, progress=True)
+    emb = radmine.ImageEmbedder(batch_size=batch_size or "auto", cache_dir=cache_dir, progress=True)
     feats["radmine: EfficientNet-Lite0 (pad, avg)"] = emb.transform(df)
     first = time.perf_counter() - t
     timing.append({"run": "first run (computes + writes cache)", "images": n, "seconds": first, "images/s": n / first})
     t = time.perf_counter()
-    again = radmine.ImageEmbedder(batch_size=batch_size, cache_dir=cache_dir, progress=False).transform(df)
+    again = radmine.ImageEmbedder(batch_size=batch_size or "auto", cache_dir=cache_dir, progress=False).transform(df)
     second = time.perf_counter() - t
     assert np.array_equal(again, feats["radmine: EfficientNet-Lite0 (pad, avg)"], equal_nan=True)
     timing.append({"run": "second run (full cache)", "images": n, "seconds": second, "images/s": n / second})
@@ -265,20 +266,20 @@ def embed_quality_sets(df: pd.DataFrame, cache_dir: Path, batch_size: int, varia
     for label, kw in (variants or {}).items():
         t = time.perf_counter()
         feats[f"radmine: EfficientNet-Lite0 ({label})"] = radmine.ImageEmbedder(
-            batch_size=batch_size, progress=True, **kw).transform(df)
+            batch_size=batch_size or "auto", progress=True, **kw).transform(df)
         el = time.perf_counter() - t
         timing.append({"run": f"radmine variant {label}", "images": n, "seconds": el, "images/s": n / el})
 
     t = time.perf_counter()
     feats["random CNN (radmine preprocessing)"] = radmine.ImageEmbedder(
-        "random_cnn", image_size=224, batch_size=batch_size, random_state=0, progress=True).transform(df)
+        "random_cnn", image_size=224, batch_size=batch_size or "auto", random_state=0, progress=True).transform(df)
     el = time.perf_counter() - t
     timing.append({"run": "random CNN", "images": n, "seconds": el, "images/s": n / el})
 
     t = time.perf_counter()
-    feats["naive loop: stretch 224, ImageNet norm, mean-pool"] = naive_loop(paths, emb.backbone_, batch_size)
+    feats["naive loop: stretch 224, ImageNet norm, mean-pool"] = naive_loop(paths, emb.backbone_, emb.batch_size_)
     el = time.perf_counter() - t
-    timing.append({"run": f"naive preprocessing (batched {batch_size})", "images": n, "seconds": el, "images/s": n / el})
+    timing.append({"run": f"naive preprocessing (batch {emb.batch_size_})", "images": n, "seconds": el, "images/s": n / el})
     return feats, timing
 
 
@@ -307,7 +308,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=None, help="images for the quality section (default all / 300 quick)")
     ap.add_argument("--throughput-n", type=int, default=None, help="images for the throughput section")
     ap.add_argument("--rounds", type=int, default=None, help="alternating throughput rounds")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=None, help="default: ImageEmbedder's 'auto' (4 on CPU)")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list from {SECTIONS}")
     ap.add_argument("--cache-dir", default=None, help="keep the embedding cache here (default: a temp folder)")
     ap.add_argument("--variants", action="store_true",

@@ -259,10 +259,14 @@ class ImageEmbedder(EstimatorReprMixin):
         :func:`radmine.images.preprocess.preprocess`).
     l2_normalize : bool, default=False
         Scale each output row to unit length (cosine similarity = inner product).
-    batch_size : int, default=32
+    batch_size : int or "auto", default="auto"
+        Images per forward pass. ``"auto"``: 32 on CUDA, 4 on CPU (on CPU,
+        small batches keep the activations in cache: EfficientNet-Lite0 runs
+        ~3x faster at batch 2-4 than at 32 on a 2-core machine).
     num_workers : int or "auto", default="auto"
         DataLoader worker processes for decoding + preprocessing; ``"auto"``
-        uses ``min(4, n_cpus - 1)`` (0 for small inputs or on one CPU).
+        uses ``min(4, n_cpus - 1)``, and 0 for small inputs or for CPU
+        inference on <= 2 CPUs (there the worker would only steal the model's cores).
     device : str, default="auto"
         ``"auto"`` = CUDA when available, else CPU.
     cache_dir : str or Path, optional
@@ -283,6 +287,8 @@ class ImageEmbedder(EstimatorReprMixin):
     input_spec_ : dict
         ``image_size, mean, std`` used for preprocessing.
     device_ : torch.device
+    batch_size_ : int
+        The resolved batch size.
     settings_ : dict
         Everything that determines the numbers (hashed for the cache).
     quarantine_ : DataFrame
@@ -310,7 +316,7 @@ class ImageEmbedder(EstimatorReprMixin):
         resize: str = "pad",
         intensity: str = "auto",
         l2_normalize: bool = False,
-        batch_size: int = 32,
+        batch_size: int | str = "auto",
         num_workers: int | str = "auto",
         device: str = "auto",
         cache_dir: str | os.PathLike | None = None,
@@ -348,7 +354,7 @@ class ImageEmbedder(EstimatorReprMixin):
             if k not in valid:
                 raise ValueError(f"Invalid parameter {k!r} for ImageEmbedder; valid parameters: {sorted(valid)}.")
             setattr(self, k, v)
-        for attr in ("backbone_", "dim_", "input_spec_", "settings_", "device_"):
+        for attr in ("backbone_", "dim_", "input_spec_", "settings_", "device_", "batch_size_"):
             self.__dict__.pop(attr, None)
         return self
 
@@ -360,7 +366,8 @@ class ImageEmbedder(EstimatorReprMixin):
         check_option(self.intensity, "intensity", owner, INTENSITY_MODES)
         allowed = HF_POOLINGS if str(self.backbone).startswith("hf:") else POOLINGS
         check_option(self.pooling, "pooling", owner, allowed)
-        check_int(self.batch_size, "batch_size", owner, min_value=1)
+        if self.batch_size != "auto":
+            check_int(self.batch_size, "batch_size", owner, min_value=1)
         check_int(self.shard_size, "shard_size", owner, min_value=1)
         if self.image_size is not None:
             check_int(self.image_size, "image_size", owner, min_value=16)
@@ -371,6 +378,10 @@ class ImageEmbedder(EstimatorReprMixin):
         """Build the backbone (no training: pretrained or random weights). Returns ``self``."""
         self._validate()
         self.device_ = _resolve_device(self.device)
+        if self.batch_size == "auto":
+            self.batch_size_ = 32 if self.device_.type == "cuda" else 4
+        else:
+            self.batch_size_ = int(self.batch_size)
         model = build_backbone(
             self.backbone,
             pretrained=self.pretrained,
@@ -438,8 +449,8 @@ class ImageEmbedder(EstimatorReprMixin):
             raise ValueError(f"transform_tensors expects (n, 3, H, W); got shape {tuple(x.shape)}.")
         outs = []
         with torch.inference_mode():
-            for start in range(0, x.shape[0], self.batch_size):
-                chunk = x[start : start + self.batch_size].to(self.device_)
+            for start in range(0, x.shape[0], self.batch_size_):
+                chunk = x[start : start + self.batch_size_].to(self.device_)
                 outs.append(self.backbone_(chunk).float().cpu().numpy())
         out = np.concatenate(outs) if outs else np.zeros((0, self.dim_), dtype=np.float32)
         return self._finish(out)
@@ -455,9 +466,9 @@ class ImageEmbedder(EstimatorReprMixin):
     def _n_workers(self, n: int) -> int:
         if self.num_workers != "auto":
             return int(self.num_workers)
-        if n <= 2 * self.batch_size:
-            return 0
         cpus = os.cpu_count() or 1
+        if n <= 2 * self.batch_size_ or (self.device_.type == "cpu" and cpus <= 2):
+            return 0
         return max(0, min(4, cpus - 1))
 
     def fit_transform(self, images: Any, y: Any = None, **kwargs) -> np.ndarray:
@@ -553,7 +564,7 @@ class ImageEmbedder(EstimatorReprMixin):
         use_cuda = self.device_.type == "cuda"
         loader = DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=self.batch_size_,
             shuffle=False,
             num_workers=workers,
             collate_fn=_collate,

@@ -222,7 +222,7 @@ def step_embed(ctx: RunContext) -> dict[str, Any]:
         backbone=cfg["backbone"],
         image_size=cfg["image_size"],
         channels=cfg["channels"],
-        batch_size=cfg["batch_size"],
+        batch_size=cfg["batch_size"] or "auto",
         num_workers=cfg["num_workers"],
         cache_dir=str(ctx.out / "embed" / "cache"),
         progress=ctx.progress,
