@@ -46,6 +46,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+# the partition functions live with their pipelines; re-exported here
+from radmine.text.negation import NEGATION_COLUMNS, negation_table  # noqa: F401
+from radmine.text.references import REFERENCE_COLUMNS, reference_table  # noqa: F401
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -70,8 +74,6 @@ __all__ = [
 
 #: Rows per partition used by :func:`from_pandas` when neither ``npartitions`` nor ``partition_size`` is given.
 DEFAULT_PARTITION_SIZE = 2000
-REFERENCE_COLUMNS = ["report_id", "sentence_id", "section", "series", "image", "start", "end", "mention"]
-NEGATION_COLUMNS = ["report_id", "kind", "trigger", "trigger_start", "trigger_end", "start", "end"]
 _TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".csv.gz", ".tsv.gz", ".jsonl.gz", ".ndjson.gz", ".json.gz")
 
 
@@ -397,83 +399,6 @@ def to_parquet(ddf: Any, directory: str | os.PathLike, *, overwrite: bool = True
 
 
 # --------------------------------------------------------------------------- partition functions (pandas)
-def reference_table(reports: pd.DataFrame, *, engine: Any = "rules", sentences: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Written image references of each report sentence (one DataFrame partition).
-
-    Parameters
-    ----------
-    reports : DataFrame
-        ``report_id, text``.
-    engine : str, default "rules"
-        Sentence engine (see :func:`radmine.sentence_table`).
-    sentences : DataFrame, optional
-        Precomputed sentences of these reports.
-
-    Returns
-    -------
-    DataFrame
-        ``report_id, sentence_id, section, series, image, start, end, mention``;
-        one row per cited image (``series``/``image`` are ``Int64``, ``start``/``end``
-        are offsets of the mention in the report text).
-    """
-    from radmine.linking import _sentences_by_report
-    from radmine.text.references import references_by_sentence
-    from radmine.text.sentences import sentence_table
-
-    if sentences is None:
-        sentences = sentence_table(reports, engine=engine)
-    texts = dict(zip(reports["report_id"], reports["text"]))
-    rows = []
-    for rid, sents in _sentences_by_report(sentences).items():
-        text = texts.get(rid)
-        if not isinstance(text, str):
-            continue
-        for pos, ref in references_by_sentence(text, [(s, e) for _, s, e, _, _ in sents]):
-            sid, _, _, _, section = sents[pos]
-            rows.append((rid, sid, section, ref.series, ref.image, ref.start, ref.end, ref.text))
-    cols = list(zip(*rows)) if rows else [[] for _ in REFERENCE_COLUMNS]
-    return pd.DataFrame(
-        {
-            "report_id": pd.Series(list(cols[0]), dtype=reports["report_id"].dtype),
-            "sentence_id": np.asarray(cols[1], dtype=np.int64),
-            "section": pd.Series(list(cols[2]), dtype=object),
-            "series": pd.array(list(cols[3]), dtype="Int64"),
-            "image": pd.array(list(cols[4]), dtype="Int64"),
-            "start": np.asarray(cols[5], dtype=np.int64),
-            "end": np.asarray(cols[6], dtype=np.int64),
-            "mention": pd.Series(list(cols[7]), dtype=object),
-        },
-        columns=REFERENCE_COLUMNS,
-    )
-
-
-def negation_table(reports: pd.DataFrame, *, detector: Any = None) -> pd.DataFrame:
-    """Negation / uncertainty scopes of each report (one DataFrame partition).
-
-    Returns
-    -------
-    DataFrame
-        ``report_id, kind, trigger, trigger_start, trigger_end, start, end``:
-        the scope dicts of :func:`radmine.find_negations`, one row each.
-    """
-    from radmine.text.negation import NegationDetector
-
-    det = detector if detector is not None else NegationDetector()
-    rows = []
-    for rid, text in zip(reports["report_id"], reports["text"]):
-        if not isinstance(text, str) or not text:
-            continue
-        for sc in det.scopes(text):
-            rows.append((rid, sc["kind"], sc["trigger"], sc["trigger_start"], sc["trigger_end"], sc["start"], sc["end"]))
-    cols = list(zip(*rows)) if rows else [[] for _ in NEGATION_COLUMNS]
-    out = {"report_id": pd.Series(list(cols[0]), dtype=reports["report_id"].dtype)}
-    for name, values in zip(NEGATION_COLUMNS[1:3], cols[1:3]):
-        out[name] = pd.Series(list(values), dtype=object)
-    for name, values in zip(NEGATION_COLUMNS[3:], cols[3:]):
-        out[name] = np.asarray(values, dtype=np.int64)
-    return pd.DataFrame(out, columns=NEGATION_COLUMNS)
-
-
 def _sentences_part(part: pd.DataFrame, engine: Any) -> pd.DataFrame:
     from radmine.text.sentences import sentence_table
 
@@ -787,19 +712,38 @@ def _iter_computed(tasks: Sequence[Any], client: Any, max_in_flight: int) -> Ite
         f.release()
 
 
-def _doc_texts(part: Any, sections: Any) -> pd.Series:
-    from radmine.topics.io import report_texts
+def _doc_texts(part: Any, sections: Any, unit: str = "report") -> pd.Series:
+    """The topic-model documents of one partition, indexed by ``doc_id``."""
+    docs = _documents_part(part, sections, unit)
+    return pd.Series(docs["text"].to_numpy(), index=docs["doc_id"].to_numpy(), dtype=object)
+
+
+def _documents_part(part: Any, sections: Any, unit: str = "report") -> pd.DataFrame:
+    """``doc_id, report_id, sentence_id, text`` of one partition.
+
+    ``unit="report"``: one document per report (its ``sections``);
+    ``unit="sentence"``: one document per sentence in ``sections`` (as
+    :class:`radmine.TopicModel` builds them for a corpus without links).
+    A Series partition is taken as the documents themselves.
+    """
+    from types import SimpleNamespace
+
+    from radmine.topics.io import report_texts, sentence_documents
 
     if isinstance(part, pd.Series):
-        return part
+        ids = part.index.to_numpy()
+        return pd.DataFrame({"doc_id": ids, "report_id": ids, "sentence_id": -1, "text": part.to_numpy()})
     if not len(part):
-        return pd.Series([], index=part["report_id"].to_numpy(), dtype=object)
-    return pd.Series(report_texts(part, sections).to_numpy(), index=part["report_id"].to_numpy())
+        return pd.DataFrame({"doc_id": [], "report_id": [], "sentence_id": pd.Series([], dtype=np.int64), "text": []})
+    if unit == "sentence":
+        return sentence_documents(SimpleNamespace(sentences=None, reports=part), sections)
+    ids = part["report_id"].to_numpy()
+    return pd.DataFrame({"doc_id": ids, "report_id": ids, "sentence_id": -1, "text": report_texts(part, sections).to_numpy()})
 
 
-def _count_part(part: Any, pre: Any, sections: Any) -> tuple[dict, dict, int]:
+def _count_part(part: Any, pre: Any, sections: Any, unit: str = "report") -> tuple[dict, dict, int]:
     """Document and collection frequencies of the tokens of one partition."""
-    texts = _doc_texts(part, sections)
+    texts = _doc_texts(part, sections, unit)
     dfs: Counter = Counter()
     cfs: Counter = Counter()
     if len(texts):
@@ -809,8 +753,8 @@ def _count_part(part: Any, pre: Any, sections: Any) -> tuple[dict, dict, int]:
     return dict(dfs), dict(cfs), len(texts)
 
 
-def _bow_part(part: Any, pre: Any, vocab: Any, sections: Any, min_doc_terms: int) -> list:
-    texts = _doc_texts(part, sections)
+def _bow_part(part: Any, pre: Any, vocab: Any, sections: Any, min_doc_terms: int, unit: str = "report") -> list:
+    texts = _doc_texts(part, sections, unit)
     if not len(texts):
         return []
     kept = vocab.filter_docs(pre.transform(texts.tolist()))
@@ -818,19 +762,19 @@ def _bow_part(part: Any, pre: Any, vocab: Any, sections: Any, min_doc_terms: int
     return [vocab.doc2bow(t) for t in kept if len(t) >= floor]
 
 
-def _docinfo_part(part: Any, model: Any, sections: Any, min_doc_terms: int) -> pd.DataFrame:
-    texts = _doc_texts(part, sections)
-    tokens = model.preprocessor_.transform(texts.tolist()) if len(texts) else []
+def _docinfo_part(part: Any, model: Any, sections: Any, min_doc_terms: int, unit: str = "report") -> pd.DataFrame:
+    docs = _documents_part(part, sections, unit)
+    texts = docs["text"].tolist()
+    tokens = model.preprocessor_.transform(texts) if texts else []
     kept = model.vocabulary_.filter_docs(tokens)
     n_terms = np.array([len(t) for t in kept], dtype=np.int64)
     theta = model._transform_tokens(kept) if len(kept) else np.zeros((0, model.n_topics_))
     empty = n_terms == 0
-    ids = texts.index.to_numpy()
     return pd.DataFrame(
         {
-            "doc_id": ids,
-            "report_id": ids,
-            "sentence_id": np.full(len(ids), -1, dtype=np.int64),
+            "doc_id": docs["doc_id"].to_numpy(),
+            "report_id": docs["report_id"].to_numpy(),
+            "sentence_id": docs["sentence_id"].to_numpy().astype(np.int64),
             "n_terms": n_terms,
             "in_training": n_terms >= max(min_doc_terms, 1),
             "dominant_topic": np.where(empty, -1, theta.argmax(axis=1) if len(theta) else 0).astype(int),
@@ -865,6 +809,7 @@ def fit_topics_streaming(
     source: Any,
     n_topics: int = 20,
     *,
+    unit: str = "report",
     sections: tuple[str, ...] | None = ("findings", "impression"),
     alpha: float = 0.01,
     eta: float = 0.01,
@@ -915,8 +860,14 @@ def fit_topics_streaming(
         DataFrame (one document per report: its ``sections``) or a Dask
         Series of texts.
     n_topics : int, default 20
+    unit : {"report", "sentence"}, default "report"
+        ``"report"``: one document per report (its ``sections``);
+        ``"sentence"``: one document per sentence of those sections, split by
+        the workers (``radmine.sentence_table``); ``doc_id`` is
+        ``"<report_id>:<sentence_id>"`` as in the in-memory fit of a corpus
+        without key-image links.
     sections, alpha, eta, iterations, min_df, drop_top, min_doc_terms, min_chars, phrases, mark_negation
-        As for :class:`radmine.TopicModel` (``unit="report"``).
+        As for :class:`radmine.TopicModel`.
     passes : int, default 1
         Passes over all shards.
     chunksize, update_every, decay, offset
@@ -951,7 +902,7 @@ def fit_topics_streaming(
 
     t0 = time.perf_counter()
     template = TopicModel(
-        n_topics, unit="report", alpha=alpha, eta=eta, passes=passes, iterations=iterations, min_df=min_df,
+        n_topics, unit=unit, alpha=alpha, eta=eta, passes=passes, iterations=iterations, min_df=min_df,
         min_chars=min_chars, drop_top=drop_top, min_doc_terms=min_doc_terms, phrases=phrases,
         mark_negation=mark_negation, sections=sections, random_state=random_state,
     )
@@ -976,7 +927,7 @@ def fit_topics_streaming(
     if phrases:
         sample: list[str] = []
         for p in _iter_computed(parts, client, max_in_flight):
-            sample.extend(_doc_texts(p, sections).tolist())
+            sample.extend(_doc_texts(p, sections, unit).tolist())
             if len(sample) >= phrase_sample:
                 break
         pre.fit(sample[:phrase_sample])
@@ -988,7 +939,7 @@ def fit_topics_streaming(
     dfs: Counter = Counter()
     cfs: Counter = Counter()
     num_docs = 0
-    count_tasks = [dask.delayed(_count_part, pure=True)(p, shared_pre, sections) for p in parts]
+    count_tasks = [dask.delayed(_count_part, pure=True)(p, shared_pre, sections, unit) for p in parts]
     for d, c, n in _iter_computed(count_tasks, client, max(max_in_flight, 4)):
         dfs.update(d)
         cfs.update(c)
@@ -1013,7 +964,7 @@ def fit_topics_streaming(
         bar = tqdm(total=passes * len(parts), desc=bar_desc, unit="partition")
     try:
         for _ in range(passes):
-            bow_tasks = [dask.delayed(_bow_part, pure=True)(p, shared_pre, shared_vocab, sections, min_doc_terms) for p in parts]
+            bow_tasks = [dask.delayed(_bow_part, pure=True)(p, shared_pre, shared_vocab, sections, min_doc_terms, unit) for p in parts]
             for bows in _iter_computed(bow_tasks, client, max_in_flight):
                 if bows:
                     lda.update(bows, chunksize=chunksize, update_every=update_every, decay=decay, offset=offset)
@@ -1045,7 +996,7 @@ def fit_topics_streaming(
     cols = ["doc_id", "report_id", "sentence_id", "n_terms", "in_training", "dominant_topic", "probability"]
     if document_info:
         light = _shared(_light_model(model))
-        info_tasks = [dask.delayed(_docinfo_part, pure=True)(p, light, sections, min_doc_terms) for p in parts]
+        info_tasks = [dask.delayed(_docinfo_part, pure=True)(p, light, sections, min_doc_terms, unit) for p in parts]
         frames = list(_iter_computed(info_tasks, client, max(max_in_flight, 4)))
         info = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
     else:

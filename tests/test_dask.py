@@ -233,6 +233,31 @@ def test_streaming_topic_fit_from_shards(client, embedded, tmp_path):
         rd.fit_topics_streaming(str(tmp_path / "r*.parquet"), 4, chunksize=0)
 
 
+def test_streaming_topic_fit_sentence_unit(client, embedded, tmp_path):
+    from radmine.text.sentences import sentence_table
+    from radmine.topics.io import _clean
+
+    reports = embedded.reports
+    for i, start in enumerate(range(0, len(reports), 50)):
+        reports.iloc[start : start + 50].to_parquet(tmp_path / f"s{i}.parquet", index=False)
+    model = rd.fit_topics_streaming(str(tmp_path / "s*.parquet"), 4, unit="sentence", phrases=False, chunksize=200,
+                                    iterations=30, min_doc_terms=2, random_state=0, client=client)
+    assert model.unit == "sentence"
+    docs = model.get_document_info()
+    # one document per findings/impression sentence, ids "<report_id>:<sentence_id>"
+    sents = sentence_table(reports)
+    sents = sents[sents["section"].isin(["findings", "impression"])]
+    assert len(docs) == len(sents)
+    assert set(docs["doc_id"]) == set(sents["report_id"].astype(str) + ":" + sents["sentence_id"].astype(str))
+    assert (docs["sentence_id"] >= 0).all()
+    row = docs.iloc[0]
+    text = sents[(sents["report_id"] == row["report_id"]) & (sents["sentence_id"] == row["sentence_id"])]["text"].iloc[0]
+    assert model.transform([_clean(text)]).argmax() == row["dominant_topic"] or row["dominant_topic"] == -1
+    assert model.get_topic_info()["size"].sum() == (docs["dominant_topic"] >= 0).sum()
+    with pytest.raises(ValueError, match="unit"):
+        rd.fit_topics_streaming(str(tmp_path / "s*.parquet"), 4, unit="paragraph")
+
+
 # --------------------------------------------------------------------------- real IU reports
 @pytest.mark.real
 def test_iu_reports_pandas_dask_equal(client, openi_corpus):

@@ -50,7 +50,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from radmine._repr import EstimatorReprMixin
 
@@ -509,3 +512,39 @@ def find_negations(text: str, detector: NegationDetector | None = None) -> list[
             _DEFAULT = NegationDetector()
         detector = _DEFAULT
     return detector.scopes(text)
+
+
+# --------------------------------------------------------------------------- table form
+#: Columns of the table returned by the function below.
+NEGATION_COLUMNS = ["report_id", "kind", "trigger", "trigger_start", "trigger_end", "start", "end"]
+
+
+def negation_table(reports: pd.DataFrame, *, detector: Any = None) -> pd.DataFrame:
+    """Negation / uncertainty scopes of each report, as a table.
+
+    A function of one DataFrame partition (``radmine.dask.negations`` maps it
+    over a Dask DataFrame).
+
+    Returns
+    -------
+    DataFrame
+        ``report_id, kind, trigger, trigger_start, trigger_end, start, end``:
+        the scope dicts of :func:`radmine.find_negations`, one row each.
+    """
+    import numpy as np
+    import pandas as pd
+
+    det = detector if detector is not None else NegationDetector()
+    rows = []
+    for rid, text in zip(reports["report_id"], reports["text"]):
+        if not isinstance(text, str) or not text:
+            continue
+        for sc in det.scopes(text):
+            rows.append((rid, sc["kind"], sc["trigger"], sc["trigger_start"], sc["trigger_end"], sc["start"], sc["end"]))
+    cols = list(zip(*rows)) if rows else [[] for _ in NEGATION_COLUMNS]
+    out = {"report_id": pd.Series(list(cols[0]), dtype=reports["report_id"].dtype)}
+    for name, values in zip(NEGATION_COLUMNS[1:3], cols[1:3]):
+        out[name] = pd.Series(list(values), dtype=object)
+    for name, values in zip(NEGATION_COLUMNS[3:], cols[3:]):
+        out[name] = np.asarray(values, dtype=np.int64)
+    return pd.DataFrame(out, columns=NEGATION_COLUMNS)

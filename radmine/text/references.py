@@ -49,7 +49,10 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "ImageReference",
@@ -400,3 +403,63 @@ def references_by_sentence(
             if k < len(hits) and hits[k] < e:
                 out.extend((i, r) for r in _Scanner(text, s, e, context).run())
     return out
+
+
+# --------------------------------------------------------------------------- table form
+#: Columns of the table returned by the function below.
+REFERENCE_COLUMNS = ["report_id", "sentence_id", "section", "series", "image", "start", "end", "mention"]
+
+
+def reference_table(reports: pd.DataFrame, *, engine: Any = "rules", sentences: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Written image references of each report sentence, as a table.
+
+    A function of one DataFrame partition (``radmine.dask.references`` maps it
+    over a Dask DataFrame).
+
+    Parameters
+    ----------
+    reports : DataFrame
+        ``report_id, text``.
+    engine : str, default "rules"
+        Sentence engine (see :func:`radmine.sentence_table`).
+    sentences : DataFrame, optional
+        Precomputed sentences of these reports.
+
+    Returns
+    -------
+    DataFrame
+        ``report_id, sentence_id, section, series, image, start, end, mention``;
+        one row per cited image (``series``/``image`` are ``Int64``, ``start``/``end``
+        are offsets of the mention in the report text).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from radmine.linking import _sentences_by_report
+    from radmine.text.sentences import sentence_table
+
+    if sentences is None:
+        sentences = sentence_table(reports, engine=engine)
+    texts = dict(zip(reports["report_id"], reports["text"]))
+    rows = []
+    for rid, sents in _sentences_by_report(sentences).items():
+        text = texts.get(rid)
+        if not isinstance(text, str):
+            continue
+        for pos, ref in references_by_sentence(text, [(s, e) for _, s, e, _, _ in sents]):
+            sid, _, _, _, section = sents[pos]
+            rows.append((rid, sid, section, ref.series, ref.image, ref.start, ref.end, ref.text))
+    cols = list(zip(*rows)) if rows else [[] for _ in REFERENCE_COLUMNS]
+    return pd.DataFrame(
+        {
+            "report_id": pd.Series(list(cols[0]), dtype=reports["report_id"].dtype),
+            "sentence_id": np.asarray(cols[1], dtype=np.int64),
+            "section": pd.Series(list(cols[2]), dtype=object),
+            "series": pd.array(list(cols[3]), dtype="Int64"),
+            "image": pd.array(list(cols[4]), dtype="Int64"),
+            "start": np.asarray(cols[5], dtype=np.int64),
+            "end": np.asarray(cols[6], dtype=np.int64),
+            "mention": pd.Series(list(cols[7]), dtype=object),
+        },
+        columns=REFERENCE_COLUMNS,
+    )
