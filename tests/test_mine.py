@@ -59,6 +59,35 @@ def test_changed_setting_recomputes_only_dependent_steps(mined, tmp_path):
         assert result[name] == "skipped", name
 
 
+def test_report_setting_read_by_cluster_and_img2text_redraws_them(mined, tmp_path):
+    out, _ = mined
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    result = _mine(copy, overrides={**FAST, "report.n_examples": 3}).set_index("step")["status"]
+    for name in ("cluster", "img2text", "report"):
+        assert result[name] == "ran", name
+    for name in ("read", "text", "labels", "topics", "embed"):
+        assert result[name] == "skipped", name
+
+
+def test_folder_source_fingerprint_sees_files_in_sub_folders(tmp_path):
+    import os
+
+    from radmine.pipeline.runner import _source_fingerprint
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "cases.json").write_text("[]")
+    img = tmp_path / "images" / "a.png"
+    img.write_bytes(b"1234")
+    first = _source_fingerprint(str(tmp_path))
+    assert first == _source_fingerprint(str(tmp_path)) and first[1] == 2
+    img.write_bytes(b"12345")  # a replaced image deep in the folder changes the fingerprint
+    second = _source_fingerprint(str(tmp_path))
+    assert second != first
+    os.utime(img, (1_000_000, 1_000_000))
+    assert _source_fingerprint(str(tmp_path)) != second
+
+
 def test_a_crashed_run_resumes_without_redoing_finished_steps(mined, tmp_path, monkeypatch):
     out, _ = mined
     copy = tmp_path / "run"

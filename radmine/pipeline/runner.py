@@ -11,8 +11,10 @@ setting re-runs only what depends on it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +40,8 @@ class Step:
     sections: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     description: str = ""
+    #: single settings of other sections the step reads, as ``"section.key"``
+    extra_keys: tuple[str, ...] = ()
 
 
 @dataclass
@@ -132,6 +136,9 @@ def run_steps(
     selected = set(only) if only else {s.name for s in steps}
     for step in steps:
         settings = {sec: ctx.config.get(sec, {}) for sec in step.sections}
+        for key in step.extra_keys:
+            sec, _, name = key.partition(".")
+            settings[key] = ctx.config.get(sec, {}).get(name)
         fp = fingerprint(
             {
                 "step": step.name,
@@ -199,6 +206,12 @@ def _write_quarantine(ctx: RunContext, step: str) -> int:
 
 
 def _source_fingerprint(source: str | None) -> Any:
+    """Resolved path + size and modification time of the file, or of every file under the folder.
+
+    A folder is walked recursively (sub-folders such as MedPix's ``images/``
+    included); the listing is hashed as it is read, so memory stays flat for
+    folders of millions of files.
+    """
     if source is None:
         return None
     p = Path(source)
@@ -206,8 +219,19 @@ def _source_fingerprint(source: str | None) -> Any:
         st = p.stat()
         return [str(p.resolve()), st.st_size, int(st.st_mtime)]
     if p.is_dir():
-        files = sorted(q for q in p.iterdir() if q.is_file())
-        return [str(p.resolve())] + [[q.name, q.stat().st_size, int(q.stat().st_mtime)] for q in files[:2000]]
+        h = hashlib.sha256()
+        n = 0
+        for root, dirs, files in os.walk(p):
+            dirs.sort()
+            for name in sorted(files):
+                q = os.path.join(root, name)
+                try:
+                    st = os.stat(q)
+                except OSError:
+                    continue
+                h.update(f"{os.path.relpath(q, p)}\0{st.st_size}\0{int(st.st_mtime)}\n".encode("utf-8", "surrogateescape"))
+                n += 1
+        return [str(p.resolve()), n, h.hexdigest()]
     return str(source)
 
 

@@ -364,8 +364,10 @@ STEPS = [
     Step("labels", step_labels, ("text",), ("labels",), ("labels/labels.parquet",), "weak labels"),
     Step("topics", step_topics, ("text",), ("topics",), ("topics/topic_info.parquet",), "LDA topics (two levels)"),
     Step("embed", step_embed, ("read",), ("embed",), ("embed/embeddings.npy",), "CNN image embeddings"),
-    Step("cluster", step_cluster, ("embed", "text"), ("cluster", "embed"), ("cluster/assignments.parquet",), "joint image clusters"),
-    Step("img2text", step_img2text, ("embed", "text"), ("img2text", "embed"), ("img2text/metrics.json",), "image-to-text model + Recall@K"),
+    Step("cluster", step_cluster, ("embed", "text"), ("cluster", "embed"), ("cluster/assignments.parquet",), "joint image clusters",
+         ("report.n_examples",)),
+    Step("img2text", step_img2text, ("embed", "text"), ("img2text", "embed"), ("img2text/metrics.json",), "image-to-text model + Recall@K",
+         ("report.n_examples",)),
     Step("report", step_report, ("read", "text", "labels", "topics", "embed", "cluster", "img2text"), ("report",), ("report.html",), "HTML report"),
 ]
 
