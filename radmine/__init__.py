@@ -57,6 +57,8 @@ _EXPORTS = {
     # image to text
     "TopicImageClassifier": "radmine.img2text.topic_classifier",
     "ImageTextModel": "radmine.img2text.model",
+    "AnnotationGenerator": "radmine.img2text.generator",
+    "annotation_sequences": "radmine.img2text.generator",
     "recall_at_k": "radmine.img2text.metrics",
     "word_match_rate": "radmine.img2text.metrics",
     # main job
