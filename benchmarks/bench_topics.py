@@ -2,34 +2,42 @@
 
 Part 1 (real reports): on the shared IU reports (findings + impression) and
 MedPix case findings, every library fits the *same* token lists (radmine's
-preprocessing + Shin's vocabulary filters, learned on the training 80%) at
-the same K:
+preprocessing + Shin's vocabulary filters, learned on a random 80%) at the
+same K:
 
 - ``radmine[gensim]``: ``TopicModel`` defaults (gensim LdaModel, alpha=eta=0.01,
   10 passes, 50 E-step iterations);
-- ``radmine[tomotopy]``: ``TopicModel(backend="tomotopy")`` (Gibbs, 500 sweeps,
-  alpha re-estimated);
+- ``radmine[tomotopy]``: ``TopicModel(backend="tomotopy")`` defaults (Gibbs,
+  alpha starts at 0.1 and is re-estimated, eta=0.01, ``15e6 / n_tokens``
+  sweeps clipped to 500..1000);
 - ``gensim``: ``LdaModel(num_topics=K)`` defaults (1 pass);
 - ``tomotopy``: ``LDAModel(k=K)`` defaults, ``train(1000)``;
 - ``sklearn``: ``LatentDirichletAllocation(n_components=K)`` defaults (batch, 10 iterations).
 
-All single-threaded, seed 0. Scores are computed the same way for all:
-``c_npmi`` and ``c_v`` (gensim ``CoherenceModel`` over the training token
-lists, each model's top-10 words) and held-out per-word perplexity by
-document completion on the held-out 20% (``radmine.topics.model.completion_perplexity``:
+All single-threaded; every model is fitted with seeds 0..N-1 (``--seeds``,
+default 3) and the table shows means (c_npmi also its sd across seeds: one
+seed's c_npmi varies by about +-0.01, as much as the differences between
+tuned samplers). Scores are computed the same way for all: ``c_npmi`` and
+``c_v`` (gensim ``CoherenceModel`` over the training token lists, each
+model's top-10 words) and held-out per-word perplexity by document
+completion on the held-out 20% (``radmine.topics.model.completion_perplexity``:
 topic mix inferred from half of each document's words with each model's
 topic-word matrix, the other half scored). ``native_ppl`` is each library's
 own held-out estimate where it has one (gensim bound, sklearn
-``perplexity``, tomotopy ``infer`` log-likelihood); they are not comparable
-across libraries.
+``perplexity``, tomotopy ``infer`` log-likelihood); not comparable across
+libraries.
 
-Part 2 (scaling): fit time against corpus size on generated reports
-(sentences recombined from a small grammar, no real text), up to 200,000.
+Part 2 (scaling): preprocessing and fit time against corpus size on
+generated reports (sentences recombined from a small grammar, no real text),
+up to 200,000 reports, each size in a fresh process (peak RSS per size):
+radmine[tomotopy] at every size, the 1-pass gensim peer at every size,
+tomotopy's 1,000-sweep peer up to ``--peer-max`` and radmine[gensim] up to
+``--gensim-max``.
 
 Run::
 
-    python benchmarks/bench_topics.py            # K = 10, 20, 40; sizes up to 200,000
-    python benchmarks/bench_topics.py --quick    # K = 10, 20; sizes up to 20,000
+    python benchmarks/bench_topics.py            # K = 10, 20, 40, 3 seeds; sizes up to 200,000
+    python benchmarks/bench_topics.py --quick    # K = 10, 20, 1 seed; sizes up to 20,000
 """
 
 from __future__ import annotations
@@ -115,7 +123,7 @@ def prepare(texts: list[str], seed: int = 0):
     return pre, vocab, train, held
 
 
-def fit_all(k: int, pre, vocab, train, names):
+def fit_all(k: int, pre, vocab, train, names, seed: int = 0):
     """Fit each model; return name -> (seconds, topic_word (k, V), alpha, native perplexity fn)."""
     import pandas as pd
 
@@ -128,7 +136,7 @@ def fit_all(k: int, pre, vocab, train, names):
     for name in names:
         if name.startswith("radmine"):
             backend = name[len("radmine[") : -1]
-            tm = TopicModel(k, random_state=0, backend=backend)
+            tm = TopicModel(k, random_state=seed, backend=backend)
             t0 = time.perf_counter()
             tm._fit_tokens(train, docs, pre, vocabulary=vocab)
             secs = time.perf_counter() - t0
@@ -139,13 +147,13 @@ def fit_all(k: int, pre, vocab, train, names):
             from gensim.models import LdaModel
 
             t0 = time.perf_counter()
-            lda = LdaModel(bows, id2word=d, num_topics=k, random_state=0)
+            lda = LdaModel(bows, id2word=d, num_topics=k, random_state=seed)
             secs = time.perf_counter() - t0
             out[name] = (secs, lda.get_topics(), np.asarray(lda.alpha, float), lambda hb, lda=lda: 2 ** (-lda.log_perplexity(hb)))
         elif name == "tomotopy":
             import tomotopy as tp
 
-            mdl = tp.LDAModel(k=k, seed=0)
+            mdl = tp.LDAModel(k=k, seed=seed)
             for t in train:
                 mdl.add_doc(t)
             t0 = time.perf_counter()
@@ -168,7 +176,7 @@ def fit_all(k: int, pre, vocab, train, names):
 
             X = corpus2csc(bows, num_terms=len(d)).T.tocsr()
             t0 = time.perf_counter()
-            sk = LatentDirichletAllocation(n_components=k, random_state=0).fit(X)
+            sk = LatentDirichletAllocation(n_components=k, random_state=seed).fit(X)
             secs = time.perf_counter() - t0
             phi = sk.components_ / sk.components_.sum(1, keepdims=True)
 
@@ -201,63 +209,135 @@ def score(models, vocab, train, held):
     return df
 
 
-def scaling(sizes, k: int, gensim_max: int):
+def scale_one(n: int, k: int, models: list[str]) -> dict:
+    """One scaling row, run in a fresh process so that peak RSS belongs to this size alone."""
+    import resource
+
     from radmine.topics.model import TopicModel
+
+    texts = generated_reports(n, seed=n)
+    row = {"reports": n}
+    # drop_top=0: the grammar's vocabulary is small, Shin's top-10 drop would empty most reports
+    tm = TopicModel(k, random_state=0, backend="tomotopy", drop_top=0)
+    tm._new_preprocessor().fit_transform(["Warm-up: load spaCy and gensim before timing."])
+    t0 = time.perf_counter()
+    docs = tm._documents(texts)
+    pre = tm._new_preprocessor()
+    tokens = pre.fit_transform(docs["text"])
+    row["preprocess_s"] = time.perf_counter() - t0
+    meta = docs.drop(columns="text")
+    del texts, docs
+    tm._fit_tokens(tokens, meta, pre)
+    row["tokens"] = int(tm.documents_["n_terms"].sum())
+    vocab = tm.vocabulary_
+    train = tm._train_tokens
+    for name in models:
+        if name == "radmine[tomotopy]":
+            row[name] = tm.fit_seconds_
+        elif name == "radmine[gensim]":
+            tg = TopicModel(k, random_state=0, drop_top=0)._fit_tokens(tokens, meta, pre, vocabulary=vocab)
+            row[name] = tg.fit_seconds_
+        elif name == "gensim":
+            from gensim.models import LdaModel
+
+            bows = [vocab.doc2bow(t) for t in train]
+            t0 = time.perf_counter()
+            LdaModel(bows, id2word=vocab.dictionary_, num_topics=k, random_state=0)
+            row[name] = time.perf_counter() - t0
+        elif name == "tomotopy":
+            import tomotopy as tp
+
+            mdl = tp.LDAModel(k=k, seed=0)
+            for t in train:
+                mdl.add_doc(t)
+            t0 = time.perf_counter()
+            mdl.train(1000, workers=1)
+            row[name] = time.perf_counter() - t0
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return row
+
+
+def scaling(sizes, k: int, limits: dict[str, int]):
+    """Each size in its own process (``--scale-one``); models above their size limit are skipped."""
+    import json
+    import subprocess
+    import sys
 
     rows = []
     for n in sizes:
-        texts = generated_reports(n, seed=n)
-        row = {"reports": n}
-        t0 = time.perf_counter()
-        # drop_top=0: the grammar's vocabulary is small, Shin's top-10 drop would empty most reports
-        tm = TopicModel(k, random_state=0, backend="tomotopy", drop_top=0)
-        docs = tm._documents(texts)
-        pre = tm._new_preprocessor()
-        tokens = pre.fit_transform(docs["text"])
-        row["preprocess_s"] = time.perf_counter() - t0
-        tm._fit_tokens(tokens, docs.drop(columns="text"), pre)
-        row["tokens"] = int(tm.documents_["n_terms"].sum())
-        row["radmine[tomotopy]_s"] = tm.fit_seconds_
-        if n <= gensim_max:
-            tg = TopicModel(k, random_state=0, drop_top=0)
-            tg._fit_tokens(tokens, docs.drop(columns="text"), pre, vocabulary=tm.vocabulary_)
-            row["radmine[gensim]_s"] = tg.fit_seconds_
-        else:
-            row["radmine[gensim]_s"] = np.nan
+        models = [m for m, lim in limits.items() if n <= lim]
+        out = subprocess.run([sys.executable, __file__, "--scale-one", str(n), "--k", str(k), "--models", *models],
+                             check=True, capture_output=True, text=True).stdout
+        row = json.loads(out.strip().splitlines()[-1])
         rows.append(row)
-        print(pd.DataFrame([row]).to_string(index=False, header=len(rows) == 1, float_format=lambda x: f"{x:.2f}"), flush=True)
+        cols = ["reports", "tokens", "preprocess_s", *limits, "peak_rss_mb"]
+        if len(rows) == 1:
+            print(" ".join(f"{c:>18}" for c in cols), flush=True)
+        cells = [f"{row[c]:>18,}" if c in ("reports", "tokens") else
+                 (f"{row[c]:>18.1f}" if c in row else f"{'-':>18}") for c in cols]
+        print(" ".join(cells), flush=True)
     return pd.DataFrame(rows)
 
 
+def real_table(texts, ks, names, seeds):
+    """Mean (and c_npmi sd) over seeds of every model at every K."""
+    pre, vocab, train, held = prepare(texts)
+    print(f"{len(train)} training documents, {len(held)} held-out, {len(vocab)} terms, "
+          f"{sum(map(len, train)):,} training tokens", flush=True)
+    out = []
+    for k in ks:
+        runs = [score(fit_all(k, pre, vocab, train, names, seed=s), vocab, train, held).assign(seed=s) for s in seeds]
+        df = pd.concat(runs)
+        agg = df.groupby("model", sort=False).agg(
+            fit_s=("fit_s", "mean"), c_npmi=("c_npmi", "mean"), c_npmi_sd=("c_npmi", "std"), c_v=("c_v", "mean"),
+            heldout_ppl=("heldout_ppl", "mean"), native_ppl=("native_ppl", "mean")).reset_index()
+        peers = agg[~agg.model.str.startswith("radmine")]
+        agg["fit_vs_fastest_peer"] = agg["fit_s"] / peers["fit_s"].min()
+        agg.insert(0, "K", k)
+        print(f"\nK = {k} (mean over seeds {list(seeds)})")
+        print(agg.drop(columns="K").to_string(index=False, float_format=lambda x: f"{x:.3f}"), flush=True)
+        for r in agg[agg.model.str.startswith("radmine")].itertuples():
+            print(f"  {r.model}: c_npmi {r.c_npmi:.3f} vs best peer {peers.c_npmi.max():.3f} ({peers.c_npmi.idxmax() and peers.loc[peers.c_npmi.idxmax(), 'model']}); "
+                  f"c_v {r.c_v:.3f} vs {peers.c_v.max():.3f}; fit {r.fit_vs_fastest_peer:.2f}x the fastest peer "
+                  f"({peers.loc[peers.fit_s.idxmin(), 'model']})")
+        out.append(agg)
+    return pd.concat(out, ignore_index=True)
+
+
 def main(argv=None):
+    import json
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="K = 10, 20 and sizes up to 20,000")
+    ap.add_argument("--quick", action="store_true", help="K = 10, 20, one seed, sizes up to 20,000")
     ap.add_argument("--k", type=int, nargs="*", default=None)
+    ap.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 per model and K (default 3; --quick 1)")
     ap.add_argument("--sizes", type=int, nargs="*", default=None)
-    ap.add_argument("--gensim-max", type=int, default=None, help="largest generated corpus fitted with the gensim backend")
+    ap.add_argument("--scale-k", type=int, default=20, help="K of the scaling part")
+    ap.add_argument("--gensim-max", type=int, default=20000, help="largest generated corpus for radmine[gensim]")
+    ap.add_argument("--peer-max", type=int, default=None, help="largest generated corpus for the gensim/tomotopy peers")
     ap.add_argument("--skip-real", action="store_true")
     ap.add_argument("--skip-scaling", action="store_true")
+    ap.add_argument("--scale-one", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--models", nargs="*", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.scale_one is not None:
+        print(json.dumps(scale_one(args.scale_one, args.k[0], args.models or [])))
+        return
     ks = args.k or ([10, 20] if args.quick else [10, 20, 40])
+    seeds = range(args.seeds or (1 if args.quick else 3))
     sizes = args.sizes or ([1000, 5000, 20000] if args.quick else [1000, 5000, 20000, 50000, 100000, 200000])
-    gensim_max = args.gensim_max or (20000 if args.quick else 50000)
+    peer_max = args.peer_max or (20000 if args.quick else 50000)
     names = ["radmine[gensim]", "radmine[tomotopy]", "gensim", "tomotopy", "sklearn"]
     pd.set_option("display.width", 200)
     if not args.skip_real:
         for cname, texts in real_corpora().items():
-            pre, vocab, train, held = prepare(texts)
-            print(f"\n== {cname}: {len(train)} training documents, {len(held)} held-out, {len(vocab)} terms ==", flush=True)
-            for k in ks:
-                df = score(fit_all(k, pre, vocab, train, names), vocab, train, held)
-                print(f"\nK = {k}")
-                print(df.to_string(index=False, float_format=lambda x: f"{x:.3f}"), flush=True)
-                best = df[~df.model.str.startswith("radmine")]
-                for r in df[df.model.str.startswith("radmine")].itertuples():
-                    print(f"  {r.model}: c_npmi {r.c_npmi:.3f} vs best peer {best.c_npmi.max():.3f}; "
-                          f"c_v {r.c_v:.3f} vs {best.c_v.max():.3f}; fit {r.fit_s / best.fit_s.min():.2f}x the fastest peer")
+            print(f"\n== {cname} ==", flush=True)
+            real_table(texts, ks, names, seeds)
     if not args.skip_scaling:
-        print(f"\n== fit time vs corpus size (generated reports, K=20; gensim backend up to {gensim_max:,}) ==", flush=True)
-        scaling(sizes, 20, gensim_max)
+        limits = {"radmine[tomotopy]": max(sizes), "radmine[gensim]": args.gensim_max, "gensim": max(sizes), "tomotopy": peer_max}
+        print(f"\n== fit time (s) vs corpus size (generated reports, K={args.scale_k}, one process per size; "
+              f"'-' = not run at that size) ==", flush=True)
+        scaling(sizes, args.scale_k, limits)
 
 
 if __name__ == "__main__":

@@ -980,29 +980,20 @@ def fit_topics_streaming(
             f"({num_docs} documents, {len(vocab)} terms); lower min_doc_terms/min_df or pass more text."
         )
 
-    # 4. fitted state, ordered like TopicModel._fit_tokens (largest topic first)
-    lam = np.asarray(lda.state.get_lambda(), dtype=np.float64)
-    mass = lam.sum(axis=1) - eta * lam.shape[1]
-    order = np.argsort(-mass, kind="stable")
-    model = template
-    model.components_ = np.ascontiguousarray(lam[order], dtype=np.float32)
-    model.alpha_ = np.asarray(lda.alpha, dtype=np.float32)[order]
-    model.preprocessor_ = pre
-    model.vocabulary_ = vocab
-    model.n_features_ = len(vocab)
-    model._fit_X = None
-    model._train_tokens = None
-    model._eeb = None
+    # 4. fitted state, ordered like TopicModel.fit (largest topic first)
+    model = TopicModel.from_arrays(
+        np.asarray(lda.state.get_lambda(), dtype=np.float64), np.asarray(lda.alpha, dtype=np.float64), vocab, pre,
+        **template.get_params(),
+    )
     cols = ["doc_id", "report_id", "sentence_id", "n_terms", "in_training", "dominant_topic", "probability"]
     if document_info:
         light = _shared(_light_model(model))
         info_tasks = [dask.delayed(_docinfo_part, pure=True)(p, light, sections, min_doc_terms, unit) for p in parts]
         frames = list(_iter_computed(info_tasks, client, max(max_in_flight, 4)))
         info = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+        model.set_document_info(info)
     else:
-        info = pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
-    model._doc_info = info
-    model.documents_ = info[["doc_id", "report_id", "sentence_id", "n_terms", "in_training"]].copy()
+        model.set_document_info(pd.DataFrame({c: pd.Series(dtype=object) for c in cols[:5]}))
     model.fit_seconds_ = time.perf_counter() - t0
     model.n_train_documents_ = n_train
     return model

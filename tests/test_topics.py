@@ -292,3 +292,72 @@ def test_iu_topics_read_like_radiology(openi_corpus):
     hits = {"cardiomegaly", "spine", "atelectasis"} & words
     assert len(hits) >= 2, sorted(words)
     assert tm.coherence("c_npmi") > 0
+
+
+def test_from_arrays_rebuilds_a_fitted_model(fitted, blocks):
+    """Known answer: the fitted state fed back through from_arrays transforms and inspects identically."""
+    texts, _ = blocks
+    perm = np.array([2, 0, 1])  # scrambled topic order: sort_topics restores the size order
+    info = fitted.get_document_info()
+    inv = np.argsort(perm)  # new row r of the scrambled matrix is old topic perm[r]
+    scrambled = info.assign(dominant_topic=np.where(info["dominant_topic"] >= 0, inv[info["dominant_topic"].clip(0)], -1))
+    tm = radmine.TopicModel.from_arrays(
+        fitted.components_[perm], fitted.alpha_[perm], fitted.vocabulary_, fitted.preprocessor_,
+        document_info=scrambled, fit_seconds=1.5, **{k: v for k, v in fitted.get_params().items() if k != "n_topics"},
+    )
+    assert tm.n_topics == 3 and tm.fit_seconds_ == 1.5
+    np.testing.assert_array_equal(tm.components_, fitted.components_)
+    np.testing.assert_allclose(tm.transform(texts), fitted.transform(texts), atol=1e-6)
+    pd.testing.assert_frame_equal(tm.get_topic_info(), fitted.get_topic_info())
+    pd.testing.assert_frame_equal(tm.get_document_info(), fitted.get_document_info())
+
+
+def test_from_arrays_without_documents_and_errors(fitted, blocks, tmp_path):
+    texts, _ = blocks
+    v = len(fitted.vocabulary_)
+    tm = radmine.TopicModel.from_arrays(fitted.components_, 0.1, fitted.vocabulary_, fitted.preprocessor_, sort_topics=False)
+    np.testing.assert_allclose(tm.alpha_, 0.1)
+    with pytest.raises(ValueError, match="fit documents"):
+        tm.get_topic_info()
+    theta = tm.transform(texts)
+    docs = pd.DataFrame({"doc_id": range(len(texts)), "report_id": range(len(texts)), "sentence_id": -1,
+                         "n_terms": 25, "in_training": True, "dominant_topic": theta.argmax(axis=1), "probability": theta.max(axis=1)})
+    assert tm.set_document_info(docs) is tm
+    assert tm.get_topic_info()["size"].sum() == len(texts)
+    tm.save(tmp_path / "m")
+    pd.testing.assert_frame_equal(radmine.TopicModel.load(tmp_path / "m").get_topic_info(), tm.get_topic_info())
+    with pytest.raises(ValueError, match="2-D array"):
+        radmine.TopicModel.from_arrays(np.ones(v), 0.1, fitted.vocabulary_, fitted.preprocessor_)
+    with pytest.raises(ValueError, match="columns but the vocabulary"):
+        radmine.TopicModel.from_arrays(np.ones((3, v + 1)), 0.1, fitted.vocabulary_, fitted.preprocessor_)
+    with pytest.raises(ValueError, match="n_topics=4"):
+        radmine.TopicModel.from_arrays(np.ones((3, v)), 0.1, fitted.vocabulary_, fitted.preprocessor_, n_topics=4)
+    with pytest.raises(ValueError, match="alpha"):
+        radmine.TopicModel.from_arrays(np.ones((3, v)), np.ones(2), fitted.vocabulary_, fitted.preprocessor_)
+    with pytest.raises(ValueError, match="finite and > 0"):
+        radmine.TopicModel.from_arrays(np.zeros((3, v)), 0.1, fitted.vocabulary_, fitted.preprocessor_)
+    with pytest.raises(ValueError, match="fitted radmine.topics.preprocess.Preprocessor"):
+        radmine.TopicModel.from_arrays(np.ones((3, v)), 0.1, fitted.vocabulary_, pp.Preprocessor())
+    with pytest.raises(ValueError, match="fitted radmine.topics.preprocess.Vocabulary"):
+        radmine.TopicModel.from_arrays(np.ones((3, v)), 0.1, pp.Vocabulary(), fitted.preprocessor_)
+    with pytest.raises(ValueError, match="'unit'"):
+        radmine.TopicModel.from_arrays(np.ones((3, v)), 0.1, fitted.vocabulary_, fitted.preprocessor_, unit="word")
+    with pytest.raises(ValueError, match="lacks the columns"):
+        tm.set_document_info(docs.drop(columns="n_terms"))
+    with pytest.raises(ValueError, match="dominant_topic must be in"):
+        tm.set_document_info(docs.assign(dominant_topic=5))
+
+
+def test_tomotopy_defaults_alpha_and_sweeps(blocks):
+    from radmine.topics.model import tomotopy_sweeps
+
+    assert tomotopy_sweeps(10_000) == 1000 and tomotopy_sweeps(30_000) == 500 and tomotopy_sweeps(20_000) == 750
+    assert tomotopy_sweeps(0) == 1000 and tomotopy_sweeps(10**8) == 500
+    texts, _ = blocks
+    tm = radmine.TopicModel(3, random_state=3, backend="tomotopy", **FAST).fit(texts[:30])
+    assert tm.n_iterations_ == tomotopy_sweeps(int(tm.documents_["n_terms"].sum()))
+    assert tm._alpha_start() == 0.1 and radmine.TopicModel(3)._alpha_start() == 0.01
+    tm2 = radmine.TopicModel(3, random_state=3, backend="tomotopy", iterations=20, alpha=0.5, **FAST).fit(texts[:30])
+    assert tm2.n_iterations_ == 20 and tm2._alpha_start() == 0.5
+    with pytest.raises(ValueError, match="float > 0 or None"):
+        radmine.TopicModel(3, alpha=-1.0).fit(texts)

@@ -113,3 +113,14 @@ def test_save_load(hier, data, tmp_path):
     assert not list(tmp_path.rglob("*.pkl")) and not list(tmp_path.rglob("*.pickle"))
     with pytest.raises(FileNotFoundError, match="not a saved radmine topic model"):
         radmine.HierarchicalTopicModel.load(tmp_path)
+
+
+def test_shared_parameters_come_from_topic_model():
+    h = radmine.HierarchicalTopicModel(4, 2, backend="tomotopy", alpha=0.1)
+    params = h.get_params()
+    tm_params = radmine.TopicModel().get_params()
+    assert set(tm_params) - {"n_topics"} <= set(params)
+    assert params["alpha"] == 0.1 and params["backend"] == "tomotopy" and params["eta"] == tm_params["eta"]
+    assert "n_subtopics=2" in repr(h) and "backend='tomotopy'" in repr(h)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['n_topic'\]"):
+        radmine.HierarchicalTopicModel(4, n_topic=3)

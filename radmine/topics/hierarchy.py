@@ -29,7 +29,15 @@ import pandas as pd
 
 from radmine._repr import EstimatorReprMixin
 from radmine._validation import check_int, check_is_fitted, check_option
-from radmine.topics.model import TopicModel, _label, _labels_frame, _read_meta, image_documents, topic_table_html
+from radmine.topics.model import (
+    TopicModel,
+    _label,
+    _labels_frame,
+    _params_of,
+    _read_meta,
+    image_documents,
+    topic_table_html,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +59,12 @@ class HierarchicalTopicModel(EstimatorReprMixin):
         split; default ``max(10, 3 * n_subtopics)``.
     sub_drop_top : int, default 0
         Most common terms of a group dropped before its level-2 LDA.
-    unit, alpha, eta, passes, iterations, min_df, min_chars, drop_top,
-    min_doc_terms, phrases, mark_negation, sections, engine, random_state,
-    progress, backend, n_jobs
-        As in :class:`~radmine.topics.model.TopicModel` (shared by both levels).
+    **topic_params
+        Any :class:`~radmine.topics.model.TopicModel` parameter but
+        ``n_topics`` (``unit, alpha, eta, passes, iterations, min_df,
+        min_chars, drop_top, min_doc_terms, phrases, mark_negation, sections,
+        engine, random_state, progress, backend, n_jobs``), with TopicModel's
+        defaults; shared by both levels. ``get_params()`` lists them all.
 
     Attributes
     ----------
@@ -65,60 +75,27 @@ class HierarchicalTopicModel(EstimatorReprMixin):
         All sub-topic ids (``"t.s"``), level-1 order.
     """
 
-    def __init__(
-        self,
-        n_topics: int = 10,
-        n_subtopics: int = 5,
-        *,
-        min_group_docs: int | None = None,
-        sub_drop_top: int = 0,
-        unit: str = "report",
-        alpha: float = 0.01,
-        eta: float = 0.01,
-        passes: int = 10,
-        iterations: int | None = None,
-        min_df: int = 3,
-        min_chars: int = 3,
-        drop_top: int = 10,
-        min_doc_terms: int = 5,
-        phrases: bool = True,
-        mark_negation: bool = False,
-        sections: tuple[str, ...] | None = ("findings", "impression"),
-        engine: str = "rules",
-        random_state: int | None = None,
-        progress: bool = False,
-        backend: str = "gensim",
-        n_jobs: int = 1,
-    ) -> None:
+    def __init__(self, n_topics: int = 10, n_subtopics: int = 5, *, min_group_docs: int | None = None,
+                 sub_drop_top: int = 0, **topic_params: Any) -> None:
+        # the TopicModel parameters (unit, alpha, ..., n_jobs) are TopicModel's own: one
+        # definition, defaults included; __signature__ below lists them for get_params/repr/help
+        shared = _shared_params()
+        unknown = sorted(set(topic_params) - set(shared))
+        if unknown:
+            raise TypeError(f"HierarchicalTopicModel got unexpected keyword argument(s) {unknown}; "
+                            f"TopicModel parameters are {sorted(shared)}.")
         self.n_topics = n_topics
         self.n_subtopics = n_subtopics
         self.min_group_docs = min_group_docs
         self.sub_drop_top = sub_drop_top
-        self.unit = unit
-        self.alpha = alpha
-        self.eta = eta
-        self.passes = passes
-        self.iterations = iterations
-        self.min_df = min_df
-        self.min_chars = min_chars
-        self.drop_top = drop_top
-        self.min_doc_terms = min_doc_terms
-        self.phrases = phrases
-        self.mark_negation = mark_negation
-        self.sections = sections
-        self.engine = engine
-        self.random_state = random_state
-        self.progress = progress
-        self.backend = backend
-        self.n_jobs = n_jobs
+        for name, p in shared.items():
+            setattr(self, name, topic_params.get(name, p.default))
 
     def get_params(self) -> dict[str, Any]:
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {n: getattr(self, n) for n in names}
+        return _params_of(self)
 
     def _model_params(self) -> dict[str, Any]:
-        shared = TopicModel().get_params()
-        return {k: v for k, v in self.get_params().items() if k in shared and k != "n_topics"}
+        return {k: getattr(self, k) for k in _shared_params()}
 
     # -- fit ----------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> HierarchicalTopicModel:
@@ -393,3 +370,18 @@ class HierarchicalTopicModel(EstimatorReprMixin):
         info = self.get_topic_info(level=2, n_words=8)
         return topic_table_html(info, title=f"HierarchicalTopicModel: {self.level1_.n_topics_} topics, "
                                 f"{len(info)} sub-topics")
+
+
+def _shared_params() -> dict[str, inspect.Parameter]:
+    """TopicModel's keyword parameters that both levels share (all but ``n_topics``)."""
+    sig = inspect.signature(TopicModel.__init__)
+    return {n: p for n, p in sig.parameters.items() if n not in ("self", "n_topics")}
+
+
+def _hierarchical_signature() -> inspect.Signature:
+    own = inspect.signature(HierarchicalTopicModel.__init__)
+    head = [p for n, p in own.parameters.items() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    return own.replace(parameters=head + list(_shared_params().values()))
+
+
+HierarchicalTopicModel.__init__.__signature__ = _hierarchical_signature()

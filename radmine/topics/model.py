@@ -11,7 +11,11 @@ like the one that was saved.
 
 Defaults are Shin et al.'s Stanford TMT settings: topic and term smoothing
 0.01, terms of >= 3 characters in >= 3 documents, the 10 most common terms
-dropped, documents of >= 5 terms.
+dropped, documents of >= 5 terms. The tomotopy backend starts alpha at 0.1
+(re-estimated while sampling) and runs ``15e6 / n_tokens`` sweeps clipped to
+500..1000 (:func:`tomotopy_sweeps`). :meth:`TopicModel.from_arrays` builds a
+fitted model from a topic-term matrix trained elsewhere (e.g. streamed over
+Dask shards).
 """
 
 from __future__ import annotations
@@ -151,6 +155,15 @@ def completion_perplexity(topic_word: np.ndarray, X, alpha: np.ndarray | float =
 
 
 # ---------------------------------------------------------------- model
+def tomotopy_sweeps(n_tokens: int, *, budget: float = 1.5e7, low: int = 500, high: int = 1000) -> int:
+    """Default Gibbs sweeps of the tomotopy backend: ``budget / n_tokens`` clipped to ``[low, high]``.
+
+    About 2-3 s single-threaded for corpora up to ~30,000 tokens; larger corpora get
+    ``low`` sweeps (cost then grows linearly with tokens).
+    """
+    return int(np.clip(round(budget / max(int(n_tokens), 1)), low, high))
+
+
 def _seed(random_state: Any) -> int | None:
     if random_state is None:
         return None
@@ -159,6 +172,12 @@ def _seed(random_state: Any) -> int | None:
     if isinstance(random_state, np.random.Generator):
         return int(random_state.integers(2**31 - 1))
     raise TypeError(f"random_state must be None, an int or a numpy Generator; got {type(random_state).__name__}.")
+
+
+def _params_of(est: Any) -> dict[str, Any]:
+    """Constructor parameters of an estimator (its ``__init__`` signature) and their values."""
+    names = [p for p in inspect.signature(type(est).__init__).parameters if p != "self"]
+    return {n: getattr(est, n) for n in names}
 
 
 def _label(t: Any, width: int) -> str:
@@ -176,16 +195,21 @@ class TopicModel(EstimatorReprMixin):
         or a sentence -- each key image's linked sentence plus its neighbours
         when ``corpus.links`` has rows, else every sentence. Plain texts are
         used as they are.
-    alpha : float, default 0.01
-        Document-topic smoothing (symmetric prior; the tomotopy backend
-        re-estimates it every 10 sweeps, as tomotopy does by default).
+    alpha : float, optional
+        Document-topic smoothing (symmetric prior). Default: Shin's 0.01 for
+        gensim; 0.1 as the start value for tomotopy, which re-estimates it
+        every 10 sweeps as tomotopy does by default (0.1 gave more coherent
+        topics than 0.01 on the IU and MedPix training sets over 5 seeds; see
+        docs/topics.md).
     eta : float, default 0.01
         Topic-term smoothing.
     passes : int, default 10
         gensim: passes over the corpus (ignored by tomotopy).
     iterations : int, optional
         gensim: E-step iterations per document (default 50); tomotopy: Gibbs
-        sweeps (default 500).
+        sweeps (default: about 1.5e7 token samples, ``15_000_000 / n_tokens``
+        clipped to 500..1000 sweeps -- small corpora, where sweeps are cheap,
+        get tomotopy's usual 1,000). ``n_iterations_`` is the number used.
     min_df : int, default 3
         Keep terms in at least ``min_df`` documents.
     min_chars : int, default 3
@@ -225,6 +249,8 @@ class TopicModel(EstimatorReprMixin):
     documents_ : DataFrame
         ``doc_id, report_id, sentence_id, n_terms, in_training`` for the fit documents.
     fit_seconds_ : float
+    n_iterations_ : int
+        gensim E-step iterations or tomotopy sweeps used (models from :meth:`fit`).
 
     Examples
     --------
@@ -239,7 +265,7 @@ class TopicModel(EstimatorReprMixin):
         n_topics: int = 20,
         *,
         unit: str = "report",
-        alpha: float = 0.01,
+        alpha: float | None = None,
         eta: float = 0.01,
         passes: int = 10,
         iterations: int | None = None,
@@ -277,8 +303,7 @@ class TopicModel(EstimatorReprMixin):
 
     # -- params -------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {n: getattr(self, n) for n in names}
+        return _params_of(self)
 
     def _check_params(self) -> None:
         owner = type(self).__name__
@@ -287,8 +312,10 @@ class TopicModel(EstimatorReprMixin):
         check_option(self.backend, "backend", owner, ["gensim", "tomotopy"])
         for name in ("alpha", "eta"):
             v = getattr(self, name)
+            if name == "alpha" and v is None:
+                continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise ValueError(f"The {name!r} parameter of {owner} must be a float > 0. Got {v!r} instead.")
+                raise ValueError(f"The {name!r} parameter of {owner} must be a float > 0{' or None' if name == 'alpha' else ''}. Got {v!r} instead.")
         check_int(self.passes, "passes", owner, min_value=1)
         if self.iterations is not None:
             check_int(self.iterations, "iterations", owner, min_value=1)
@@ -352,28 +379,173 @@ class TopicModel(EstimatorReprMixin):
             lam, alpha = self._fit_gensim(train_tokens, vocab, seed)
         else:
             lam, alpha = self._fit_tomotopy(train_tokens, vocab, seed)
-        # topics ordered by size (expected tokens), largest first: deterministic and readable
-        mass = lam.sum(axis=1) - self.eta * lam.shape[1]
-        order = np.argsort(-mass, kind="stable")
-        self.components_ = np.ascontiguousarray(lam[order], dtype=np.float32)
-        self.alpha_ = np.asarray(alpha, dtype=np.float32)[order]
-        self.preprocessor_ = pre
-        self.vocabulary_ = vocab
         d = docs.reset_index(drop=True).copy()
         d["n_terms"] = n_terms
         d["in_training"] = train
-        self.documents_ = d
-        self.n_features_ = len(vocab)
+        self._set_state(lam, alpha, vocab, pre, d, sort_topics=True)
         self.fit_seconds_ = time.perf_counter() - t0
         self._fit_X = _bow_matrix([vocab.doc2bow(t) for t in kept], len(vocab))
         self._train_tokens = train_tokens
-        self._doc_info = None
-        self._eeb = None
         logger.info(
             "TopicModel(%s) fitted %d topics on %d/%d documents, %d terms in %.1fs",
             self.backend, self.n_topics, int(train.sum()), len(d), len(vocab), self.fit_seconds_,
         )
         return self
+
+    def _set_state(self, lam: np.ndarray, alpha: Any, vocab: Vocabulary, pre: Preprocessor,
+                   documents: pd.DataFrame | None, *, sort_topics: bool) -> np.ndarray:
+        """Store the fitted state; with ``sort_topics`` topics are ordered by size
+        (expected tokens, largest first: deterministic and readable). Returns the order."""
+        lam = np.asarray(lam, dtype=np.float64)
+        k = lam.shape[0]
+        alpha = np.full(k, float(alpha)) if np.ndim(alpha) == 0 else np.asarray(alpha, dtype=np.float64)
+        if sort_topics:
+            mass = lam.sum(axis=1) - float(self.eta) * lam.shape[1]
+            order = np.argsort(-mass, kind="stable")
+        else:
+            order = np.arange(k)
+        self.components_ = np.ascontiguousarray(lam[order], dtype=np.float32)
+        self.alpha_ = np.asarray(alpha, dtype=np.float32)[order]
+        self.preprocessor_ = pre
+        self.vocabulary_ = vocab
+        self.n_features_ = len(vocab)
+        cols = ["doc_id", "report_id", "sentence_id", "n_terms", "in_training"]
+        self.documents_ = documents if documents is not None else pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+        self._fit_X = None
+        self._train_tokens = None
+        self._doc_info = None
+        self._eeb = None
+        return order
+
+    @classmethod
+    def from_arrays(
+        cls,
+        components: Any,
+        alpha: Any,
+        vocabulary: Vocabulary,
+        preprocessor: Preprocessor,
+        /,
+        *,
+        document_info: pd.DataFrame | None = None,
+        fit_seconds: float = float("nan"),
+        sort_topics: bool = True,
+        **params: Any,
+    ) -> TopicModel:
+        """A fitted TopicModel from a topic-term matrix trained elsewhere.
+
+        For LDA fitted outside :meth:`fit` (e.g. streamed over Dask shards by
+        :func:`radmine.dask.fit_topics_streaming`): the result transforms,
+        inspects, scores and saves exactly like a model from :meth:`fit`.
+
+        Parameters
+        ----------
+        components : array (n_topics, n_terms)
+            Topic-term Dirichlet parameters (lambda = eta + expected counts;
+            gensim ``LdaModel.state.get_lambda()``); columns in ``vocabulary`` order.
+        alpha : float or array (n_topics,)
+            Document-topic prior as fitted (stored as ``alpha_``). The first
+            four arguments are positional-only, so ``alpha=`` in ``**params``
+            is the constructor parameter (the prior's start value).
+        vocabulary : Vocabulary
+            Fitted vocabulary, ``len(vocabulary) == n_terms``.
+        preprocessor : Preprocessor
+            Fitted preprocessor (its phrases are applied to new texts).
+        document_info : DataFrame, optional
+            The fit documents: ``doc_id, report_id, sentence_id, n_terms,
+            in_training`` and optionally ``dominant_topic, probability`` (topic
+            ids refer to the rows of ``components`` as passed; they are
+            renumbered when ``sort_topics``). Without ``dominant_topic``,
+            :meth:`get_document_info` and topic sizes need the fit documents,
+            which such a model does not keep (see :meth:`set_document_info`).
+        fit_seconds : float, default nan
+            Stored as ``fit_seconds_``.
+        sort_topics : bool, default True
+            Order topics by size (expected tokens, largest first) like :meth:`fit`.
+        **params
+            TopicModel parameters (``unit``, ``eta``, ``sections``, ``random_state``,
+            ...); ``n_topics`` defaults to ``n_topics`` of ``components``.
+
+        Returns
+        -------
+        TopicModel (fitted)
+
+        Raises
+        ------
+        ValueError
+            Shapes that do not match, or an unfitted vocabulary/preprocessor.
+        """
+        lam = np.asarray(components, dtype=np.float64)
+        if lam.ndim != 2 or lam.shape[0] < 1:
+            raise ValueError(f"from_arrays: components must be a 2-D array (n_topics, n_terms); got shape {lam.shape}.")
+        k, v = lam.shape
+        params.setdefault("n_topics", k)
+        if params["n_topics"] != k:
+            raise ValueError(f"from_arrays: n_topics={params['n_topics']!r} but components has {k} rows.")
+        if not isinstance(vocabulary, Vocabulary) or getattr(vocabulary, "dictionary_", None) is None:
+            raise ValueError("from_arrays: vocabulary must be a fitted radmine.topics.preprocess.Vocabulary.")
+        if len(vocabulary) != v:
+            raise ValueError(f"from_arrays: components has {v} columns but the vocabulary has {len(vocabulary)} terms.")
+        if not isinstance(preprocessor, Preprocessor) or not hasattr(preprocessor, "phrasegrams_"):
+            raise ValueError("from_arrays: preprocessor must be a fitted radmine.topics.preprocess.Preprocessor.")
+        if not np.all(np.isfinite(lam)) or (lam <= 0).any():
+            raise ValueError("from_arrays: components must be finite and > 0 (lambda = eta + expected counts).")
+        a = np.asarray(alpha, dtype=np.float64)
+        if a.ndim not in (0, 1) or (a.ndim == 1 and a.shape != (k,)) or not np.all(a > 0):
+            raise ValueError(f"from_arrays: alpha must be a float > 0 or an array of {k} values > 0; got shape {a.shape}.")
+        obj = cls(**params)
+        obj._check_params()
+        order = obj._set_state(lam, a, vocabulary, preprocessor, None, sort_topics=sort_topics)
+        obj.fit_seconds_ = float(fit_seconds)
+        if document_info is not None:
+            info = document_info.reset_index(drop=True).copy()
+            if "dominant_topic" in info.columns:
+                new_id = np.empty(k, dtype=np.int64)
+                new_id[order] = np.arange(k)
+                dom = info["dominant_topic"].to_numpy(dtype=np.int64)
+                info["dominant_topic"] = np.where(dom >= 0, new_id[np.clip(dom, 0, k - 1)], -1)
+            obj.set_document_info(info)
+        return obj
+
+    def set_document_info(self, info: pd.DataFrame) -> TopicModel:
+        """Attach the fit documents' table to a model built by :meth:`from_arrays`.
+
+        Parameters
+        ----------
+        info : DataFrame
+            ``doc_id, report_id, sentence_id`` (optional: -1), ``n_terms,
+            in_training`` plus ``dominant_topic`` (in this model's topic order, -1 for empty
+            documents) and ``probability`` -- what :meth:`get_document_info`
+            returns and :meth:`get_topic_info` counts.
+
+        Returns
+        -------
+        self
+        """
+        check_is_fitted(self, "components_")
+        base = ["doc_id", "report_id", "sentence_id", "n_terms", "in_training"]
+        if "sentence_id" not in info.columns:
+            info = info.assign(sentence_id=-1)
+        missing = [c for c in base if c not in info.columns]
+        if missing:
+            raise ValueError(f"set_document_info: info lacks the columns {missing}; has {list(info.columns)}.")
+        info = info.reset_index(drop=True)
+        self.documents_ = info[base].copy()
+        if "dominant_topic" in info.columns:
+            if "probability" not in info.columns:
+                raise ValueError("set_document_info: 'dominant_topic' needs a 'probability' column too.")
+            dom = info["dominant_topic"].to_numpy()
+            if len(dom) and (dom.max() >= self.n_topics_ or dom.min() < -1):
+                raise ValueError(f"set_document_info: dominant_topic must be in -1..{self.n_topics_ - 1}.")
+            self._doc_info = info.copy()
+        else:
+            self._doc_info = None
+        return self
+
+    def _alpha_start(self) -> float:
+        """The document-topic prior (start value for tomotopy, which re-estimates it)."""
+        if self.alpha is not None:
+            return float(self.alpha)
+        return 0.01 if self.backend == "gensim" else 0.1
 
     def _fit_gensim(self, train_tokens, vocab, seed):
         from gensim.models import LdaModel, LdaMulticore
@@ -381,6 +553,7 @@ class TopicModel(EstimatorReprMixin):
         k = self.n_topics
         bows = [vocab.doc2bow(t) for t in train_tokens]
         iterations = 50 if self.iterations is None else self.iterations
+        self.n_iterations_ = iterations
         corpus = bows
         bar = None
         if self.progress:
@@ -395,9 +568,9 @@ class TopicModel(EstimatorReprMixin):
         try:
             if self.n_jobs > 1:
                 logger.warning("n_jobs > 1 uses gensim LdaMulticore: results are not reproducible, even with a seed.")
-                lda = LdaMulticore(workers=self.n_jobs, alpha=np.full(k, float(self.alpha)), **common)
+                lda = LdaMulticore(workers=self.n_jobs, alpha=np.full(k, self._alpha_start()), **common)
             else:
-                lda = LdaModel(alpha=np.full(k, float(self.alpha)), **common)
+                lda = LdaModel(alpha=np.full(k, self._alpha_start()), **common)
         finally:
             if bar is not None:
                 bar.close()
@@ -409,10 +582,11 @@ class TopicModel(EstimatorReprMixin):
         k = self.n_topics
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31 - 1))
-        mdl = tp.LDAModel(k=k, alpha=float(self.alpha), eta=float(self.eta), seed=seed)
+        mdl = tp.LDAModel(k=k, alpha=self._alpha_start(), eta=float(self.eta), seed=seed)
         for t in train_tokens:
             mdl.add_doc(t)
-        total = 500 if self.iterations is None else self.iterations
+        total = tomotopy_sweeps(sum(map(len, train_tokens))) if self.iterations is None else self.iterations
+        self.n_iterations_ = total
         step = max(1, min(50, total))
         bar = None
         if self.progress:
@@ -692,7 +866,11 @@ class TopicModel(EstimatorReprMixin):
         from safetensors.numpy import save as st_save
 
         from radmine import __version__
-        from radmine._io import atomic_write_bytes, atomic_write_json, atomic_write_parquet
+        from radmine._io import (
+            atomic_write_bytes,
+            atomic_write_json,
+            atomic_write_parquet,
+        )
 
         check_is_fitted(self, "components_")
         path = Path(path)
@@ -737,22 +915,14 @@ class TopicModel(EstimatorReprMixin):
             params["sections"] = tuple(params["sections"])
         obj = cls(**params)
         arrays = st_load((path / _ARRAYS).read_bytes())
-        obj.components_ = arrays["components"]
-        obj.alpha_ = arrays["alpha"]
-        obj.preprocessor_ = Preprocessor.from_dict(meta["preprocessor"])
-        obj.vocabulary_ = Vocabulary.from_dict(meta["vocabulary"])
-        obj.n_features_ = len(obj.vocabulary_)
+        documents = None
+        d = pd.read_parquet(path / _DOCS) if (path / _DOCS).is_file() else None
+        if d is not None:
+            documents = d[[c for c in ["doc_id", "report_id", "sentence_id", "n_terms", "in_training"] if c in d.columns]].copy()
+        obj._set_state(arrays["components"], arrays["alpha"], Vocabulary.from_dict(meta["vocabulary"]),
+                       Preprocessor.from_dict(meta["preprocessor"]), documents, sort_topics=False)
+        obj._doc_info = d
         obj.fit_seconds_ = float(meta.get("fit_seconds", float("nan")))
-        obj._fit_X = None
-        obj._train_tokens = None
-        obj._eeb = None
-        if (path / _DOCS).is_file():
-            d = pd.read_parquet(path / _DOCS)
-            obj._doc_info = d
-            obj.documents_ = d[[c for c in ["doc_id", "report_id", "sentence_id", "n_terms", "in_training"] if c in d.columns]].copy()
-        else:
-            obj._doc_info = None
-            obj.documents_ = pd.DataFrame(columns=["doc_id", "report_id", "sentence_id", "n_terms", "in_training"])
         return obj
 
     # -- display --------------------------------------------------------
