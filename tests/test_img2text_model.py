@@ -12,7 +12,11 @@ import radmine
 from radmine._validation import NotFittedError
 from radmine.corpus import Corpus
 from radmine.img2text import training as tr
-from radmine.img2text.text_encoders import TransformersTextEncoder, Word2VecTextEncoder, minilm_path
+from radmine.img2text.text_encoders import (
+    TransformersTextEncoder,
+    Word2VecTextEncoder,
+    minilm_path,
+)
 
 VOCAB = [
     ["mass", "kidney", "renal", "lesion"],
@@ -197,3 +201,79 @@ def test_embedded_corpus_end_to_end(embedded_corpus, tmp_path):
     assert res["image_to_text_R@5"] > 2.5 * chance and res["text_to_image_R@5"] > 2 * chance
     desc = model.describe(sub.images.head(2).assign(path=sub.image_paths().head(2).values), k=3)
     assert (desc.kind == "word").sum() == 6
+
+
+def test_save_load_round_trip(toy, fitted, tmp_path):
+    corpus, F, _ = toy
+    model = fitted["regression"]  # word2vec encoder: saved beside the weights
+    model.save(tmp_path / "m")
+    assert not list((tmp_path / "m").rglob("*.pkl"))
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["format"] == "radmine-image-text-model" and meta["radmine_version"] == radmine.__version__
+    back = radmine.ImageTextModel.load(tmp_path / "m")
+    x = F.to_numpy()[:7]
+    np.testing.assert_array_equal(back.encode_image_features(x), model.encode_image_features(x))
+    texts = ["renal mass", "pleural effusion of the lung"]
+    np.testing.assert_array_equal(back.encode_texts(texts), model.encode_texts(texts))
+    pd.testing.assert_frame_equal(back.describe(None, k=3, features=x), model.describe(None, k=3, features=x))
+    pd.testing.assert_frame_equal(back.history_, model.history_)
+    for name in ("objective", "embed_dim", "hidden_dim", "word2vec_params", "random_state", "ks"):
+        assert getattr(back, name) == getattr(model, name)
+    with pytest.raises(FileNotFoundError, match="model.json"):
+        radmine.ImageTextModel.load(tmp_path)
+
+
+def test_options_schedule_extra_texts(toy):
+    corpus, F, _ = toy
+    model = radmine.ImageTextModel(epochs=3, lr_schedule="cosine", extra_texts="findings", memory_weight=1.0,
+                                   memory_k=3, **FAST).fit(corpus, image_features=F)
+    extra = model.pairs_[model.pairs_["method"].str.startswith("extra:")]
+    assert len(extra) and set(extra["role"]) == {"train"}  # extra texts never enter the early-stopping holdout
+    assert set(extra["image_id"]) <= set(model.pairs_.loc[model.pairs_.role == "train", "image_id"])
+    # kNN memory: doubled, unit-norm dual-encoder embeddings whose dot product mixes model and memory scores
+    x = F.to_numpy()[:4]
+    ie, te = model.encode_image_features(x), model.encode_texts(["renal mass", "bone fracture"])
+    assert ie.shape == (4, 2 * model.embed_dim) == (4, model.dim_)
+    np.testing.assert_allclose(np.linalg.norm(ie, axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(te, axis=1), 1, rtol=1e-5)
+    d = model.embed_dim
+    np.testing.assert_allclose(np.linalg.norm(ie[:, :d], axis=1), np.sqrt(0.5), rtol=1e-5)  # model part
+    np.testing.assert_array_equal(te[:, :d], te[:, d:])  # texts: the same vector on both halves
+    res = model.score(corpus, split="dev", image_features=F)
+    assert res["image_to_text_R@5"] > 2.5 * 5 / res["n_images"]
+    for params, err, match in [(dict(lr_schedule="step"), ValueError, "'lr_schedule' parameter"),
+                               (dict(train_backbone_blocks=1, finetune_backbone=True), ValueError, "not both"),
+                               (dict(extra_texts=3), TypeError, "'extra_texts' parameter")]:
+        with pytest.raises(err, match=match):
+            radmine.ImageTextModel(**{**FAST, **params}).fit(corpus, image_features=F)
+
+
+def test_partial_backbone_training_on_embedded(embedded_corpus, tmp_path):
+    """Cached prefix maps + the last CNN block trained: beats chance, and save/load gives identical embeddings."""
+    corpus = embedded_corpus.copy()
+    model = radmine.ImageTextModel(
+        backbone="random_cnn", train_backbone_blocks=1, epochs=4, batch_size=32, hidden_dim=128, dropout=0.1,
+        input_dropout=0.0, weight_decay=1e-4, lr=3e-3, random_state=0, progress=False, train_split=None,
+        word2vec_params={"vector_size": 32, "epochs": 5},
+    ).fit(corpus)
+    head = dict(model.module_.backbone.named_parameters())
+    trained = [k for k, p in head.items() if p.requires_grad]
+    assert trained and len(trained) < len(head)  # only the last block learns
+    dev_ids = model.pairs_.loc[model.pairs_.role == "dev", "image_id"].unique()
+    sub = corpus.subset(corpus.images[corpus.images.image_id.isin(set(dev_ids))].report_id.unique())
+    res = model.score(sub, split=None)
+    assert res["image_to_text_R@5"] > 2 * 5 / res["n_images"]
+    model.save(tmp_path / "m")
+    back = radmine.ImageTextModel.load(tmp_path / "m", device="cpu")
+    imgs = sub.images.head(3).assign(path=sub.image_paths().head(3).values)
+    np.testing.assert_array_equal(back.encode_images(imgs), model.encode_images(imgs))
+    np.testing.assert_array_equal(back.encode_texts(["a b"]), model.encode_texts(["a b"]))
+    with pytest.raises(ValueError, match="separable blocks"):
+        tr.backbone_stages(object())
+    # whole-CNN fine-tuning on pixels (the GPU path) runs the same code on the CPU
+    full = radmine.ImageTextModel(
+        backbone="random_cnn", finetune_backbone=True, epochs=1, batch_size=32, hidden_dim=32, random_state=0,
+        progress=False, train_split=None, word2vec_params={"vector_size": 16, "epochs": 2}, device="cpu",
+    ).fit(corpus)
+    assert all(p.requires_grad for p in full.module_.backbone.parameters())
+    assert full.encode_images(imgs).shape == (3, full.dim_)

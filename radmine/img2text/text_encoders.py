@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import zlib
 from collections import Counter
@@ -245,12 +244,9 @@ class Word2VecTextEncoder(EstimatorReprMixin):
         from safetensors.numpy import load_file
 
         path = Path(path)
-        meta_path = path / "word2vec.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{path} is not a saved Word2VecTextEncoder: word2vec.json not found.")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format") != "radmine-word2vec":
-            raise ValueError(f"{meta_path}: expected format 'radmine-word2vec', found {meta.get('format')!r}.")
+        from radmine.img2text.training import read_saved_meta
+
+        meta = read_saved_meta(path, "word2vec.json", "radmine-word2vec", "Word2VecTextEncoder")
         enc = cls(**meta["params"])
         arrays = load_file(str(path / "vectors.safetensors"))
         enc.vocabulary_ = list(meta["vocabulary"])
@@ -390,13 +386,27 @@ class TransformersTextEncoder(EstimatorReprMixin):
         -------
         ndarray of shape (n_texts, dim), float32
         """
-        import torch
-        from tqdm.auto import tqdm
-
         check_is_fitted(self, "module_")
         if isinstance(texts, str):
             raise TypeError("TransformersTextEncoder.transform expects a list of texts, not a single string.")
-        texts = list(texts)
+        texts = [str(t) if t is not None else "" for t in texts]
+        # a frozen encoder gives the same vector for the same text: remember them (models fitted one after
+        # another with the same encoder instance then encode each caption once)
+        frozen = not any(p.requires_grad for p in self.module_.parameters())
+        cache = self.__dict__.setdefault("_cache", {}) if frozen else {}
+        todo = list(dict.fromkeys(t for t in texts if t not in cache))
+        if todo:
+            for t, v in zip(todo, self._encode(todo, progress)):
+                cache[t] = v
+        out = np.zeros((len(texts), self.dim_), dtype=np.float32)
+        for i, t in enumerate(texts):
+            out[i] = cache[t]
+        return out
+
+    def _encode(self, texts: list, progress: bool) -> np.ndarray:
+        import torch
+        from tqdm.auto import tqdm
+
         parts = []
         was_training = self.module_.training
         self.module_.eval()

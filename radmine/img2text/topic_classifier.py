@@ -24,7 +24,6 @@ from radmine._repr import EstimatorReprMixin
 from radmine._validation import check_int, check_is_fitted, check_option
 from radmine.corpus import Corpus
 from radmine.img2text import training as tr
-from radmine.img2text.model import _check_features, _resolved_paths, restrict_split
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ def _call_labels(topic_model, corpus: Corpus, level: str) -> pd.DataFrame:
     return labels
 
 
-class TopicImageClassifier(EstimatorReprMixin):
+class TopicImageClassifier(tr.BackboneInputsMixin, EstimatorReprMixin):
     """Predict an image's topic label from its pixels.
 
     Parameters
@@ -66,7 +65,12 @@ class TopicImageClassifier(EstimatorReprMixin):
         linked sentence(s) / caption with their neighbours.
     backbone : str, default "efficientnet_lite0"
     finetune : bool, default False
-        Train the CNN too (slow on CPU); default: frozen cached features.
+        Train the whole CNN on pixels (meant for a GPU); default: frozen cached features.
+    train_backbone_blocks : int, optional
+        Train only the last n blocks (+ head) of the CNN on cached frozen
+        prefix maps (cheap on a CPU); see :class:`radmine.ImageTextModel`.
+    flip_augment : bool, default True
+        Random horizontal flips when the CNN is trained.
     hidden_dim : int, default 0
         0 = linear head (logistic regression on the features), else an MLP.
     dropout : float, default 0.2
@@ -103,6 +107,8 @@ class TopicImageClassifier(EstimatorReprMixin):
         level: str = "document",
         backbone: str = "efficientnet_lite0",
         finetune: bool = False,
+        train_backbone_blocks: int | None = None,
+        flip_augment: bool = True,
         hidden_dim: int = 0,
         dropout: float = 0.2,
         epochs: int = 50,
@@ -126,6 +132,8 @@ class TopicImageClassifier(EstimatorReprMixin):
         self.level = level
         self.backbone = backbone
         self.finetune = finetune
+        self.train_backbone_blocks = train_backbone_blocks
+        self.flip_augment = flip_augment
         self.hidden_dim = hidden_dim
         self.dropout = dropout
         self.epochs = epochs
@@ -153,15 +161,11 @@ class TopicImageClassifier(EstimatorReprMixin):
         check_int(self.hidden_dim, "hidden_dim", owner, min_value=0)
         if self.patience is not None:
             check_int(self.patience, "patience", owner, min_value=1)
-        for name, lo, hi in (("test_size", -1e-12, 1.0), ("dev_fraction", -1e-12, 1.0), ("lr", 0.0, None),
-                             ("dropout", -1e-12, 1.0), ("weight_decay", -1e-12, None)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > lo or (hi is not None and not v < hi):
-                rng = f"> {max(lo, 0)}" + (f" and < {hi}" if hi is not None else "")
-                raise ValueError(f"The {name!r} parameter of {owner} must be a number {rng}. Got {v!r} instead.")
-        ks = list(self.ks)
-        if not ks or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 for k in ks):
-            raise ValueError(f"The 'ks' parameter of {owner} must be a non-empty list of ints >= 1. Got {self.ks!r}.")
+        tr.check_numbers(self, (("test_size", -1e-12, 1.0), ("dev_fraction", -1e-12, 1.0), ("lr", 0.0, None),
+                                ("dropout", -1e-12, 1.0), ("weight_decay", -1e-12, None)), owner)
+        tr.check_ks(self.ks, owner)
+        if self.train_backbone_blocks is not None:
+            check_int(self.train_backbone_blocks, "train_backbone_blocks", owner, min_value=0)
         if self.topic_model is not None and not hasattr(self.topic_model, "topic_labels_for_images"):
             raise TypeError(
                 f"The 'topic_model' parameter of {owner} must have a topic_labels_for_images method "
@@ -207,7 +211,7 @@ class TopicImageClassifier(EstimatorReprMixin):
         if not isinstance(corpus, Corpus):
             raise TypeError(f"TopicImageClassifier.fit expects a radmine.Corpus, got {type(corpus).__name__}.")
         owner = "TopicImageClassifier.fit"
-        train = restrict_split(corpus, self.train_split, owner)
+        train = tr.restrict_split(corpus, self.train_split, owner)
         if labels is None:
             tm = self._make_topic_model()
             if not _is_fitted(tm):
@@ -233,26 +237,11 @@ class TopicImageClassifier(EstimatorReprMixin):
         # features
         self.device_ = tr.resolve_device(self.device)
         ids = lab["image_id"].tolist()
-        if self.finetune:
-            from radmine.images.backbones import build_backbone
-
-            backbone = build_backbone(self.backbone, pretrained=True, random_state=self.random_state)
-            self._spec_ = dict(backbone.input_spec)
-            im = train.images.set_index("image_id").loc[ids].reset_index()
-            self._items = [str(p) for p in _resolved_paths(train, im)]
-            feats = None
-            in_dim = int(backbone.dim)
-        else:
-            backbone = None
-            if image_features is None:
-                image_features = self._embed(train, ids)
-            image_features = _check_features(image_features, ids, owner)
-            feats = image_features.loc[ids].to_numpy(np.float32).copy()
-            ok = np.isfinite(feats).all(axis=1)
-            if not ok.all():
-                logger.warning("%s: %d image(s) without features left out.", owner, int((~ok).sum()))
-                lab, feats = lab[ok].reset_index(drop=True), feats[ok]
-            in_dim = feats.shape[1]
+        source, backbone, in_dim, ok = self._image_source(train, ids, image_features, owner)
+        if not ok.all():
+            keep = np.flatnonzero(ok)
+            lab = lab.iloc[keep].reset_index(drop=True)
+            source = source.subset(keep)
 
         # split by case: test, dev, train
         rng = np.random.default_rng(tr.seed_of(self.random_state, 11))
@@ -275,12 +264,13 @@ class TopicImageClassifier(EstimatorReprMixin):
                     nn.Sequential(nn.Linear(in_dim, self.hidden_dim), nn.GELU(), nn.Dropout(self.dropout),
                                   nn.Linear(self.hidden_dim, len(self.classes_))))
             module = _Classifier(in_dim, head, backbone, self.dropout)
-        if feats is not None:
-            module.mean.copy_(torch.from_numpy(feats[train_rows].mean(0)))
-            module.std.copy_(torch.from_numpy(feats[train_rows].std(0) + 1e-6))
+        if source.mode == "features":
+            f = source.feats.cpu().numpy()
+            module.mean.copy_(torch.from_numpy(f[train_rows].mean(0)))
+            module.std.copy_(torch.from_numpy(f[train_rows].std(0) + 1e-6))
         module.to(self.device_)
         self.module_ = module
-        self._feats = None if feats is None else torch.from_numpy(feats).to(self.device_)
+        self._source = source
         y_t = torch.as_tensor(y, device=self.device_)
         dev_rows = np.flatnonzero(lab["role"].eq("dev").to_numpy())
         ks = [int(k) for k in self.ks]
@@ -290,7 +280,8 @@ class TopicImageClassifier(EstimatorReprMixin):
             return [perm[s : s + self.batch_size] for s in range(0, len(perm), self.batch_size)]
 
         def step(rows):
-            return nn.functional.cross_entropy(module(self._inputs(rows)), y_t[torch.as_tensor(rows)])
+            x = self._source(module.backbone, rows, train=True)
+            return nn.functional.cross_entropy(module(x), y_t[torch.as_tensor(rows)])
 
         def evaluate():
             proba = self._proba_rows(dev_rows)
@@ -308,7 +299,7 @@ class TopicImageClassifier(EstimatorReprMixin):
             patience=self.patience if len(dev_rows) else None, checkpoint_dir=self.checkpoint_dir, fingerprint=fp,
             config={**self._config(), "epochs": self.epochs}, monitor="dev_score", random_state=self.random_state,
             device=self.device_, progress=self.progress, desc="TopicImageClassifier",
-            n_threads=None if (self.finetune or self.device_.type != "cpu") else 1,
+            n_threads=None if (self._trains_backbone() or self.device_.type != "cpu") else 1,
         )
         trainer.run(make_batches, step, evaluate if len(dev_rows) else None)
         self.history_ = trainer.history_frame()
@@ -321,35 +312,24 @@ class TopicImageClassifier(EstimatorReprMixin):
         return self
 
     def _config(self) -> dict:
-        keys = ("n_topics", "n_subtopics", "level", "backbone", "finetune", "hidden_dim", "dropout", "batch_size", "lr",
+        keys = ("n_topics", "n_subtopics", "level", "backbone", "finetune", "train_backbone_blocks", "flip_augment", "hidden_dim", "dropout", "batch_size", "lr",
                 "weight_decay", "test_size", "dev_fraction", "train_split", "random_state")
         return {k: getattr(self, k) for k in keys} | {"ks": [int(k) for k in self.ks]}
 
-    def _embed(self, corpus: Corpus, ids) -> pd.DataFrame:
-        if getattr(self, "_embedder_", None) is None:
-            self._embedder_ = tr.make_embedder(self.backbone, cache_dir=self.cache_dir,
-                                               random_state=self.random_state, progress=self.progress)
-        im = corpus.images.set_index("image_id").loc[list(ids)].reset_index()
-        im["path"] = _resolved_paths(corpus, im)
-        return pd.DataFrame(tr.embed_images(self._embedder_, im, "TopicImageClassifier"),
-                            index=pd.Index(list(ids), name="image_id"))
+    _owner = "TopicImageClassifier"
 
-    def _inputs(self, rows):
-        import torch
-
-        if self._feats is not None:
-            return self._feats[torch.as_tensor(rows, device=self.device_)]
-        x = torch.stack([tr.pixel_tensor(self._items[r], self._spec_) for r in rows]).to(self.device_)
-        return self.module_.backbone(x)
+    def _finetunes_all(self) -> bool:
+        return bool(self.finetune)
 
     def _proba_rows(self, rows) -> np.ndarray:
         import torch
 
         self.module_.eval()
         out = []
-        with torch.inference_mode(), tr.cpu_threads(None if self.finetune else 1):
+        with torch.inference_mode(), tr.cpu_threads(None if self._trains_backbone() else 1):
             for s in range(0, len(rows), 1024):
-                out.append(torch.softmax(self.module_(self._inputs(rows[s : s + 1024])), dim=1).cpu())
+                x = self._source(self.module_.backbone, rows[s : s + 1024])
+                out.append(torch.softmax(self.module_(x), dim=1).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, len(self.classes_)), np.float32)
 
     def _scores(self, proba: np.ndarray, y: np.ndarray) -> dict:
@@ -375,27 +355,12 @@ class TopicImageClassifier(EstimatorReprMixin):
         import torch
 
         check_is_fitted(self, "module_")
+        if features is None:
+            features = np.nan_to_num(self._backbone_features(images, "TopicImageClassifier.predict_proba"))
         self.module_.eval()
         with torch.inference_mode():
-            if features is not None:
-                x = torch.as_tensor(np.asarray(features, dtype=np.float32), device=self.device_)
-                return torch.softmax(self.module_(x), dim=1).cpu().numpy()
-            if self.finetune:
-                items, _ = tr.image_table(images, "TopicImageClassifier.predict_proba")
-                out = []
-                for s in range(0, len(items), 32):
-                    x = torch.stack([tr.pixel_tensor(it, self._spec_) for it in items[s : s + 32]]).to(self.device_)
-                    out.append(torch.softmax(self.module_(self.module_.backbone(x)), dim=1).cpu())
-                return torch.cat(out).numpy()
-        if getattr(self, "_embedder_", None) is None:
-            self._embedder_ = tr.make_embedder(self.backbone, cache_dir=self.cache_dir,
-                                               random_state=self.random_state, progress=self.progress)
-        if isinstance(images, Corpus):
-            tab = images.images.copy()
-            tab["path"] = images.image_paths()
-            images = tab
-        feats = tr.embed_images(self._embedder_, images, "TopicImageClassifier.predict_proba")
-        return self.predict_proba(features=np.nan_to_num(feats))
+            x = torch.as_tensor(np.asarray(features, dtype=np.float32), device=self.device_)
+            return torch.softmax(self.module_(x), dim=1).cpu().numpy()
 
     def predict(self, images=None, *, features=None) -> np.ndarray:
         """Most probable topic label per image; ndarray of shape (n_images,)."""
@@ -422,7 +387,7 @@ class TopicImageClassifier(EstimatorReprMixin):
         if self.topic_model_ is None:
             raise ValueError("TopicImageClassifier.score(corpus): fitted with explicit labels; pass labels via "
                              "score_labels(...) instead.")
-        sub = restrict_split(corpus, split, "TopicImageClassifier.score")
+        sub = tr.restrict_split(corpus, split, "TopicImageClassifier.score")
         lab = _call_labels(self.topic_model_, sub, self.level)
         return self.score_labels(sub, lab, image_features=image_features)
 
@@ -431,18 +396,9 @@ class TopicImageClassifier(EstimatorReprMixin):
         check_is_fitted(self, "module_")
         lab = labels[_has_topic(labels["topic"]) & labels["image_id"].isin(set(corpus.images["image_id"]))]
         lab = lab.drop_duplicates("image_id")
-        ids = lab["image_id"].tolist()
-        if self.finetune and image_features is None:
-            im = corpus.images.set_index("image_id").loc[ids].reset_index()
-            im["path"] = _resolved_paths(corpus, im)
-            proba = self.predict_proba(im)
-        else:
-            if image_features is None:
-                image_features = self._embed(corpus, ids)
-            feats = _check_features(image_features, ids, "TopicImageClassifier.score").loc[ids].to_numpy(np.float32)
-            ok = np.isfinite(feats).all(axis=1)
-            lab, feats = lab[ok], feats[ok]
-            proba = self.predict_proba(features=feats)
+        ids, feats = self._split_features(corpus, lab["image_id"].tolist(), image_features, "TopicImageClassifier.score")
+        lab = lab.set_index("image_id").loc[ids].reset_index()
+        proba = self.predict_proba(features=feats)
         cls_index = {c: i for i, c in enumerate(self.classes_)}
         y = np.array([cls_index.get(str(t), -1) for t in lab["topic"]])
         return self._scores(proba, y)
@@ -475,10 +431,7 @@ def _make_classifier_module():
 
         def train(self, mode=True):
             super().train(mode)
-            if self.backbone is not None:
-                for m in self.backbone.modules():
-                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                        m.eval()
+            tr.freeze_batchnorm(self.backbone)
             return self
 
         def forward(self, feats):

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 TRAINER_FILE = "trainer.json"
 LAST_FILE = "last.safetensors"
 BEST_FILE = "best.safetensors"
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def resolve_device(device: str | None):
@@ -241,10 +242,14 @@ class Trainer:
         tqdm label.
     n_threads : int or None
         CPU threads while training (None: torch's current setting).
+    lr_schedule : {"constant", "cosine"}
+        Cosine: the learning rate decays from ``lr`` to 0 over ``epochs``
+        (set per step from the epoch and the step's position in it).
     """
 
     def __init__(self, module, *, lr, weight_decay, epochs, patience, checkpoint_dir, fingerprint, config,
-                 monitor, random_state, device, progress=True, desc="train", n_threads=None) -> None:
+                 monitor, random_state, device, progress=True, desc="train", n_threads=None,
+                 lr_schedule="constant") -> None:
         self.module = module
         self.params = [p for p in module.parameters() if p.requires_grad]
         if not self.params:
@@ -261,6 +266,8 @@ class Trainer:
         self.progress = progress
         self.desc = desc
         self.n_threads = n_threads
+        self.lr = float(lr)
+        self.lr_schedule = lr_schedule
         self.history: list[dict] = []
         self.best_score = -np.inf
         self.best_epoch = 0
@@ -339,6 +346,8 @@ class Trainer:
         make_batches: Callable[[np.random.Generator], list],
         step: Callable[[Any], Any],
         evaluate: Callable[[], dict] | None,
+        *,
+        restore_best: bool = True,
     ) -> Trainer:
         """Train until ``epochs`` or early stopping.
 
@@ -351,17 +360,18 @@ class Trainer:
         evaluate : callable() -> dict of float, or None
             Dev metrics after each epoch; ``monitor`` is maximised. Without
             it the negative train loss is monitored.
+        restore_best : bool, default True
+            Load the weights of the best epoch at the end (else keep the last).
         """
         start = self._try_resume()
         with cpu_threads(self.n_threads):
             self._loop(start, make_batches, step, evaluate)
-        if self._best_state is not None:
+        if restore_best and self._best_state is not None:
             self.module.load_state_dict(self._best_state)
         self.module.eval()
         return self
 
     def _loop(self, start, make_batches, step, evaluate) -> None:
-        import torch
         from tqdm.auto import tqdm
 
         bar = tqdm(total=self.epochs, initial=min(start, self.epochs), disable=not self.progress, desc=self.desc)
@@ -374,7 +384,11 @@ class Trainer:
                 self.module.train()
                 losses, sizes = [], []
                 with local_torch_seed(seed_of(self.random_state, 104729 * epoch), self.device):
-                    for batch in make_batches(rng):
+                    batches = make_batches(rng)
+                    for i, batch in enumerate(batches):
+                        if self.lr_schedule == "cosine":
+                            t = (epoch - 1 + i / max(len(batches), 1)) / self.epochs
+                            self.optimizer.lr = self.lr * 0.5 * (1 + np.cos(np.pi * t))
                         loss = step(batch)
                         self.optimizer.zero_grad(set_to_none=True)
                         loss.backward()
@@ -454,13 +468,24 @@ def image_table(images, owner: str):
     )
 
 
+#: Preprocessing of the image-to-text models, passed explicitly so that a change of the
+#: :class:`radmine.ImageEmbedder` defaults never changes what a fitted (or saved) model sees.
+PREPROCESS = {"channels": "replicate", "resize": "pad", "intensity": "auto"}
+
+
 def make_embedder(backbone, *, cache_dir=None, random_state=None, progress=True, device=None):
-    """A :class:`radmine.ImageEmbedder` for ``backbone`` with the options it accepts."""
+    """A :class:`radmine.ImageEmbedder` for ``backbone`` with the options it accepts.
+
+    The preprocessing settings are fixed to :data:`PREPROCESS`, no crop, no
+    test-time augmentation and the average-pooled last feature map (each one
+    only where the installed ImageEmbedder has the option).
+    """
     import inspect
 
     from radmine.images.embed import ImageEmbedder
 
-    wanted = {"backbone": backbone, "cache_dir": cache_dir, "random_state": random_state, "progress": progress}
+    wanted = {"backbone": backbone, "cache_dir": cache_dir, "random_state": random_state, "progress": progress,
+              "pooling": "avg", "crop": "none", "features": "last", "tta": "none", **PREPROCESS}
     if device is not None:
         wanted["device"] = str(device)
     accepted = inspect.signature(ImageEmbedder.__init__).parameters
@@ -470,9 +495,9 @@ def make_embedder(backbone, *, cache_dir=None, random_state=None, progress=True,
 
 def embed_images(embedder, images, owner: str) -> np.ndarray:
     """Features ``(n, dim)`` float32 of ``images`` (see :func:`image_table`)."""
-    from radmine.corpus import Corpus
-
     import pandas as pd
+
+    from radmine.corpus import Corpus
 
     if isinstance(images, (Corpus, pd.DataFrame)):
         if isinstance(images, Corpus):
@@ -494,4 +519,351 @@ def pixel_tensor(item, spec: dict):
         from radmine.pixels import load_pixels
 
         item = load_pixels(item)
-    return preprocess(np.asarray(item), spec)
+    import inspect
+
+    extra = {"crop": "none"} if "crop" in inspect.signature(preprocess).parameters else {}
+    return preprocess(np.asarray(item), spec, **PREPROCESS, **extra)
+
+
+def read_saved_meta(path, filename: str, fmt: str, what: str) -> dict:
+    """The JSON metadata ``path/filename`` of a saved model, checked to have ``"format": fmt``."""
+    meta_path = Path(path) / filename
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{path} is not a saved {what}: {filename} not found.")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if meta.get("format") != fmt:
+        raise ValueError(f"{meta_path}: expected format {fmt!r}, found {meta.get('format')!r}.")
+    return meta
+
+
+# ---------------------------------------------------------------------------
+# corpus / feature plumbing shared by ImageTextModel and TopicImageClassifier
+# ---------------------------------------------------------------------------
+def restrict_split(corpus, split: str | None, owner: str):
+    """The reports of ``corpus`` whose ``split`` column equals ``split`` (all when None or no such column)."""
+    if split is None or "split" not in corpus.reports.columns:
+        return corpus
+    keep = corpus.reports.loc[corpus.reports["split"].astype(str) == str(split), "report_id"]
+    if not len(keep):
+        found = sorted(corpus.reports["split"].dropna().astype(str).unique())
+        raise ValueError(f"{owner}: no report has split == {split!r}; splits found: {found}.")
+    return corpus.subset(keep)
+
+
+def resolved_paths(corpus, im) -> list:
+    """Absolute paths of the images ``im`` (rows of ``corpus.images``), in ``im`` order."""
+    paths = corpus.images.assign(_p=corpus.image_paths()).set_index("image_id")["_p"]
+    return [paths.get(i) for i in im["image_id"]]
+
+
+def check_features(features, image_ids, owner: str):
+    """``features`` must be a DataFrame indexed by ``image_id`` with a row for every id."""
+    import pandas as pd
+
+    if not isinstance(features, pd.DataFrame):
+        raise TypeError(f"{owner}: image_features must be a DataFrame indexed by image_id; got {type(features).__name__}.")
+    missing = pd.Index(pd.unique(pd.Series(list(image_ids)))).difference(features.index)
+    if len(missing):
+        raise KeyError(f"{owner}: image_features has no row for {len(missing)} image_id(s), e.g. {list(missing[:5])}.")
+    return features
+
+
+def check_numbers(est, specs, owner: str) -> None:
+    """Check float parameters: ``specs`` is ``[(name, low, high)]`` meaning ``low < value < high`` (None: open)."""
+    for name, lo, hi in specs:
+        v = getattr(est, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > lo or (hi is not None and not v < hi):
+            rng = f"> {max(lo, 0)}" + (f" and < {hi}" if hi is not None else "")
+            raise ValueError(f"The {name!r} parameter of {owner} must be a number {rng}. Got {v!r} instead.")
+
+
+def check_ks(ks, owner: str) -> None:
+    """``ks`` must be a non-empty list of ints >= 1."""
+    ks = list(ks)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 for k in ks):
+        raise ValueError(f"The 'ks' parameter of {owner} must be a non-empty list of ints >= 1. Got {ks!r}.")
+
+
+def freeze_batchnorm(module) -> None:
+    """Put every BatchNorm of ``module`` in eval mode (fine-tuning on small batches keeps its statistics)."""
+    import torch.nn as nn
+
+    if module is None:
+        return
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+# ---------------------------------------------------------------------------
+# partial backbone fine-tuning: a frozen prefix computed once, a trainable tail
+# ---------------------------------------------------------------------------
+def backbone_stages(backbone) -> tuple[Callable, list, Callable]:
+    """``(stem, blocks, head)`` of a CNN backbone: ``backbone(x) == pool(head(blocks(stem(x))))``.
+
+    Supported: ``"efficientnet_lite0"`` (stem + 16 MBConv blocks + 1x1 conv
+    head) and ``"random_cnn"`` (4 conv + ReLU layers). ``head`` includes the
+    backbone's global pooling.
+    """
+    import torch.nn as nn
+
+    from radmine.images.backbones import pool_feature_map
+
+    pooling = getattr(backbone, "pooling", "avg")
+    net = getattr(backbone, "net", None)
+    if net is not None and hasattr(net, "_blocks") and hasattr(net, "_conv_head"):
+        def stem(x):
+            return net._swish(net._bn0(net._conv_stem(x)))
+
+        def head(x):
+            return pool_feature_map(net._swish(net._bn1(net._conv_head(x))), pooling)
+
+        return stem, list(net._blocks), head
+    feats = getattr(backbone, "features", None)
+    if isinstance(feats, nn.Sequential):
+        layers = list(feats)
+        blocks = [nn.Sequential(layers[i], layers[i + 1]) if i + 1 < len(layers) and isinstance(layers[i + 1], nn.ReLU)
+                  else layers[i] for i in range(0, len(layers), 2)]
+        return (lambda x: x), blocks, (lambda x: pool_feature_map(x, pooling))
+    raise ValueError(
+        f"train_backbone_blocks needs a CNN backbone with separable blocks ('efficientnet_lite0' or 'random_cnn'); "
+        f"{getattr(backbone, 'name', type(backbone).__name__)!r} has none (use finetune_backbone=True instead)."
+    )
+
+
+def set_trainable_blocks(backbone, n_blocks: int) -> None:
+    """Freeze ``backbone`` except its last ``n_blocks`` blocks and its head (n_blocks=0: head only)."""
+    _, blocks, _ = backbone_stages(backbone)
+    if not 0 <= n_blocks <= len(blocks):
+        raise ValueError(f"train_backbone_blocks must be between 0 and {len(blocks)} for this backbone; got {n_blocks}.")
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    tail = blocks[len(blocks) - n_blocks :]
+    head_params = []
+    net = getattr(backbone, "net", None)
+    if net is not None and hasattr(net, "_conv_head"):
+        head_params = list(net._conv_head.parameters()) + list(net._bn1.parameters())
+    for m in tail:
+        for p in m.parameters():
+            p.requires_grad_(True)
+    for p in head_params:
+        p.requires_grad_(True)
+
+
+def backbone_prefix(backbone, n_blocks: int, x):
+    """Feature maps of a pixel batch ``(n, 3, S, S)`` before the last ``n_blocks`` blocks."""
+    stem, blocks, _ = backbone_stages(backbone)
+    x = stem(x)
+    for b in blocks[: len(blocks) - n_blocks]:
+        x = b(x)
+    return x
+
+
+def backbone_tail(backbone, n_blocks: int, maps):
+    """Pooled features ``(n, dim)`` from prefix maps: the last ``n_blocks`` blocks, then the head."""
+    _, blocks, head = backbone_stages(backbone)
+    x = maps
+    for b in blocks[len(blocks) - n_blocks :]:
+        x = b(x)
+    return head(x)
+
+
+def prefix_maps(backbone, n_blocks: int, items, spec: dict, *, flip: bool = False, batch_size: int = 8,
+                device=None, progress: bool = False, desc: str = "backbone prefix"):
+    """Frozen prefix maps of every item (paths or arrays), float16 on the CPU: ``(n, C, h, w)``.
+
+    ``flip=True`` also returns the maps of the horizontally flipped images
+    (exact flip augmentation for the trainable tail at no training cost).
+    Unreadable items get zero maps and are listed in the returned ``bad`` mask.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    out, out_f, bad = [], [], np.zeros(len(items), dtype=bool)
+    backbone.eval()
+    with torch.inference_mode():
+        for s in tqdm(range(0, len(items), batch_size), disable=not progress, desc=desc):
+            xs = []
+            for j, it in enumerate(items[s : s + batch_size]):
+                try:
+                    xs.append(pixel_tensor(it, spec))
+                except (OSError, ValueError, TypeError) as err:
+                    logger.warning("%s: item %d unreadable (%s).", desc, s + j, type(err).__name__)
+                    bad[s + j] = True
+                    size = int(spec["image_size"])
+                    xs.append(torch.zeros(3, size, size))
+            x = torch.stack(xs)
+            if device is not None:
+                x = x.to(device)
+            out.append(backbone_prefix(backbone, n_blocks, x).half().cpu())
+            if flip:
+                out_f.append(backbone_prefix(backbone, n_blocks, torch.flip(x, dims=[3])).half().cpu())
+    maps = torch.cat(out) if out else torch.zeros(0)
+    return maps, (torch.cat(out_f) if out_f else None), bad
+
+
+class ImageSource:
+    """Where a model's backbone features come from while it trains.
+
+    Three modes, picked by what is given:
+
+    * ``feats`` ``(n, dim)``: frozen features (the model trains heads only);
+    * ``maps`` (+ ``maps_flip``) with ``n_blocks``: cached prefix maps, the
+      last ``n_blocks`` blocks and the head of the backbone are trained;
+    * ``items`` (paths / arrays) with ``spec``: pixels through the whole
+      backbone (``finetune_backbone=True``).
+    """
+
+    def __init__(self, *, feats=None, maps=None, maps_flip=None, n_blocks: int = 0, items=None, spec=None,
+                 device=None, flip: bool = False) -> None:
+        self.feats, self.maps, self.maps_flip, self.n_blocks = feats, maps, maps_flip, n_blocks
+        self.items, self.spec, self.device, self.flip = items, spec, device, flip
+
+    def subset(self, rows) -> ImageSource:
+        """The same source restricted to ``rows`` (renumbered 0..len(rows)-1)."""
+        import torch
+
+        idx = torch.as_tensor(np.asarray(rows))
+        return ImageSource(
+            feats=None if self.feats is None else self.feats[idx.to(self.feats.device)],
+            maps=None if self.maps is None else self.maps[idx],
+            maps_flip=None if self.maps_flip is None else self.maps_flip[idx],
+            n_blocks=self.n_blocks, items=None if self.items is None else [self.items[i] for i in rows],
+            spec=self.spec, device=self.device, flip=self.flip,
+        )
+
+    @property
+    def mode(self) -> str:
+        return "features" if self.feats is not None else ("partial" if self.maps is not None else "pixels")
+
+    def __call__(self, backbone, rows, *, train: bool = False):
+        """Backbone features ``(len(rows), dim)`` of the given rows (differentiable in the trained part)."""
+        import torch
+
+        rows = np.asarray(rows)
+        if self.feats is not None:
+            return self.feats[torch.as_tensor(rows, device=self.feats.device)]
+        if self.maps is not None:
+            idx = torch.as_tensor(rows)
+            x = self.maps[idx]
+            if train and self.maps_flip is not None:
+                pick = torch.rand(len(rows)) < 0.5
+                x = torch.where(pick[:, None, None, None], self.maps_flip[idx], x)
+            return backbone_tail(backbone, self.n_blocks, x.to(self.device).float())
+        x = torch.stack([pixel_tensor(self.items[r], self.spec) for r in rows]).to(self.device)
+        if train and self.flip:
+            pick = (torch.rand(len(rows)) < 0.5).to(self.device)
+            x = torch.where(pick[:, None, None, None], torch.flip(x, dims=[3]), x)
+        return backbone(x)
+
+
+def pixel_features(backbone, items, spec: dict, device, *, batch_size: int = 32) -> torch.Tensor:  # noqa: F821
+    """Backbone features ``(n, dim)`` of paths / arrays run through a (fine-tuned) backbone, no gradients."""
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(items), batch_size):
+            x = torch.stack([pixel_tensor(it, spec) for it in items[s : s + batch_size]]).to(device)
+            out.append(backbone(x))
+    return torch.cat(out) if out else torch.zeros((0, int(backbone.dim)), device=device)
+
+
+class BackboneInputsMixin:
+    """Image plumbing shared by :class:`radmine.ImageTextModel` and :class:`radmine.TopicImageClassifier`.
+
+    Needs the estimator parameters ``backbone``, ``cache_dir``,
+    ``random_state``, ``progress`` and ``train_backbone_blocks``, the method
+    ``_finetunes_all()`` (whole backbone trained?) and, once fitted,
+    ``device_`` and ``module_.backbone``.
+    """
+
+    _owner = "model"
+
+    def _finetunes_all(self) -> bool:  # pragma: no cover - overridden
+        return False
+
+    def _trains_backbone(self) -> bool:
+        """Whether the fitted module carries its own (partly) trained backbone."""
+        return bool(self._finetunes_all()) or getattr(self, "train_backbone_blocks", None) is not None
+
+    def _embedder(self):
+        if getattr(self, "_embedder_", None) is None:
+            self._embedder_ = make_embedder(self.backbone, cache_dir=self.cache_dir,
+                                            random_state=self.random_state, progress=self.progress)
+        return self._embedder_
+
+    def _embed_ids(self, corpus, ids):
+        """Frozen backbone features of the corpus images ``ids``: DataFrame indexed by ``image_id``."""
+        import pandas as pd
+
+        im = corpus.images.set_index("image_id").loc[list(ids)].reset_index()
+        im["path"] = resolved_paths(corpus, im)
+        feats = embed_images(self._embedder(), im, self._owner)
+        return pd.DataFrame(feats, index=pd.Index(list(ids), name="image_id"))
+
+    def _image_source(self, corpus, ids, image_features, owner):
+        """``(ImageSource, backbone or None, feature_dim, ok mask over ids)`` for training."""
+        import torch
+
+        if not self._trains_backbone():
+            if image_features is None:
+                image_features = self._embed_ids(corpus, ids)
+            image_features = check_features(image_features, ids, owner)
+            feats = image_features.loc[list(ids)].to_numpy(np.float32).copy()
+            ok = np.isfinite(feats).all(axis=1)
+            if not ok.all():
+                logger.warning("%s: %d image(s) without features (unreadable) left out.", owner, int((~ok).sum()))
+            feats[~ok] = 0.0
+            return ImageSource(feats=torch.from_numpy(feats).to(self.device_)), None, feats.shape[1], ok
+        from radmine.images.backbones import build_backbone
+
+        backbone = build_backbone(self.backbone, pretrained=True, random_state=self.random_state)
+        self._spec_ = dict(backbone.input_spec)
+        im = corpus.images.set_index("image_id").loc[list(ids)].reset_index()
+        items = [None if p is None else str(p) for p in resolved_paths(corpus, im)]
+        ok = np.array([p is not None for p in items])
+        flip = bool(getattr(self, "flip_augment", False))
+        if self._finetunes_all():
+            backbone.to(self.device_)
+            src = ImageSource(items=items, spec=self._spec_, device=self.device_, flip=flip)
+            return src, backbone, int(backbone.dim), ok
+        n = int(self.train_backbone_blocks)
+        set_trainable_blocks(backbone, n)
+        backbone.to(self.device_)
+        maps, maps_flip, bad = prefix_maps(backbone, n, [it if it is not None else np.zeros((8, 8), np.uint8) for it in items],
+                                           self._spec_, flip=flip, device=self.device_, progress=self.progress,
+                                           desc=f"{owner}: frozen backbone prefix")
+        ok &= ~bad
+        src = ImageSource(maps=maps, maps_flip=maps_flip, n_blocks=n, device=self.device_)
+        return src, backbone, int(backbone.dim), ok
+
+    def _backbone_features(self, images, owner: str) -> np.ndarray:
+        """Backbone features ``(n, dim)`` of images (Corpus, DataFrame, paths, arrays) for inference."""
+        from radmine.corpus import Corpus
+
+        if self._trains_backbone():
+            items, _ = image_table(images, owner)
+            self.module_.eval()
+            with cpu_threads(None):
+                return pixel_features(self.module_.backbone, items, self._spec_, self.device_).cpu().numpy()
+        if isinstance(images, Corpus):
+            tab = images.images.copy()
+            tab["path"] = images.image_paths()
+            images = tab
+        return embed_images(self._embedder(), images, owner)
+
+    def _split_features(self, corpus, ids, image_features, owner):
+        """Backbone features of the corpus images ``ids`` for scoring: ``(ids kept, (n, dim) array)``."""
+
+        if self._trains_backbone():  # precomputed frozen features do not fit a trained backbone
+            im = corpus.images.set_index("image_id").loc[list(ids)].reset_index()
+            im["path"] = resolved_paths(corpus, im)
+            return list(ids), self._backbone_features(im, owner)
+        if image_features is None:
+            image_features = self._embed_ids(corpus, ids)
+        feats = check_features(image_features, ids, owner).loc[list(ids)].to_numpy(np.float32)
+        ok = np.isfinite(feats).all(axis=1)
+        if not ok.all():
+            logger.warning("%s: %d image(s) without features left out.", owner, int((~ok).sum()))
+        return [i for i, good in zip(ids, ok) if good], feats[ok]
