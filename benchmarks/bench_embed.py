@@ -8,15 +8,20 @@ Sections (all printed as tables; peers run side by side in the same process):
 ``resume``      a second run over a full cache (resume overhead).
 ``faiss``       ImageIndex (flat / IVF) search time vs numpy brute force at 10k / 100k vectors.
 ``quality``     1-NN accuracy, leave-one-case-out (neighbours from the same MedPix case
-                are excluded), for CT vs MR and for the location category: pretrained
-                EfficientNet-Lite0 with radmine preprocessing vs the random CNN vs the
-                naive loop (stretch to 224^2, ImageNet normalisation, mean-pooled last map).
+                are excluded), for CT vs MR and for the location category, on the train
+                cases (used to choose the defaults), all 1,850 images and the dev cases:
+                pretrained EfficientNet-Lite0 with radmine's default preprocessing and the
+                VARIANTS tried vs the random CNN vs the naive loop (stretch to 224^2,
+                ImageNet normalisation, mean-pooled last map). With ``--cache-dir`` every
+                variant's embeddings are cached, so reruns only read them.
 
 Usage::
 
     nice .venv/bin/python benchmarks/bench_embed.py --quick        # ~300 images
     nice .venv/bin/python benchmarks/bench_embed.py                # all 1,850 images
     nice .venv/bin/python benchmarks/bench_embed.py --sections faiss
+    OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/bench_embed.py --sections quality \
+        --cache-dir benchmarks/results/cache/embed             # all variants, cached
 """
 
 from __future__ import annotations
@@ -157,7 +162,8 @@ def _has_tabulate() -> bool:
 # ---------------------------------------------------------------------------
 # sections
 # ---------------------------------------------------------------------------
-def bench_throughput(df: pd.DataFrame, n: int, rounds: int, batch_size: int) -> list[dict]:
+def bench_throughput(df: pd.DataFrame, n: int, rounds: int, batch_size: int, options: dict | None = None) -> list[dict]:
+    """images/s of the bare forward, ImageEmbedder end to end (``options`` = extra ImageEmbedder parameters), naive loop."""
     import torch
 
     from radmine.images.embed import decode_image
@@ -165,16 +171,18 @@ def bench_throughput(df: pd.DataFrame, n: int, rounds: int, batch_size: int) -> 
 
     paths = df["path"].tolist()[:n]
     n = len(paths)
-    emb = radmine.ImageEmbedder(batch_size=batch_size or "auto", progress=False).fit()
+    options = dict(options or {})
+    emb = radmine.ImageEmbedder(batch_size=batch_size or "auto", progress=False, **options).fit()
     model = emb.backbone_
     batch_size = emb.batch_size_
-    tensors = torch.stack([preprocess(decode_image(p, size=224)[0], emb.input_spec_) for p in paths])
+    opts = emb._preprocess_options()
+    tensors = torch.stack([preprocess(decode_image(p, size=224)[0], emb.input_spec_, **opts) for p in paths])
     emb.transform(paths[:batch_size])  # warm-up (allocator, kernels)
     other = 1 if emb._n_workers(n) == 0 else 0
     names = ["bare forward", "radmine end-to-end", f"radmine, num_workers={other}", "naive loop (batch 1)"]
     times: dict[str, list[float]] = {k: [] for k in names}
     cpu: dict[str, list[float]] = {k: [] for k in names}
-    emb0 = radmine.ImageEmbedder(batch_size=batch_size, progress=False, num_workers=other).fit()
+    emb0 = radmine.ImageEmbedder(batch_size=batch_size, progress=False, num_workers=other, **options).fit()
 
     def bare():
         with torch.inference_mode():
@@ -238,68 +246,111 @@ def bench_faiss(sizes=(10_000, 100_000), dim=1280, n_queries=100, k=10) -> list[
     return rows
 
 
+#: ImageEmbedder settings compared in the quality section (label -> parameters; the first is the default).
+#: Defaults were chosen on leave-one-case-out 1-NN over the MedPix ``train`` cases only (docs/images.md).
+DEFAULT_LABEL = "radmine default: content crop, pad, percentile, last+mid"
 VARIANTS = {
-    "stretch, avg": {"resize": "stretch"},
-    "pad, GeM": {"pooling": "gem"},
-    "pad, percentile": {"intensity": "percentile"},
+    DEFAULT_LABEL: {},
+    "previous default: no crop, pad, auto, last": {"crop": "none", "intensity": "auto", "features": "last"},
+    "content crop, pad, percentile, last": {"features": "last"},
+    "no crop, pad, percentile, last+mid": {"crop": "none"},
+    "content crop, stretch, percentile, last+mid": {"resize": "stretch"},
+    "content crop, pad, percentile, last+mid, hflip TTA": {"tta": "hflip"},
+    "content crop, pad, percentile, last+mid, 288 px": {"image_size": 288},
 }
+QUICK_VARIANTS = (DEFAULT_LABEL, "previous default: no crop, pad, auto, last")
+NAIVE_LABEL = "naive loop: stretch 224, ImageNet norm, mean-pooled last map"
+RANDOM_LABEL = "random CNN (radmine default preprocessing)"
 
 
 def embed_quality_sets(df: pd.DataFrame, cache_dir: Path, batch_size: int, variants=None) -> tuple[dict, list[dict]]:
-    """Embeddings per method + timing rows (first run, resumed run)."""
+    """Embeddings per method + timing rows (first run, resumed run).
+
+    Every ImageEmbedder variant uses ``cache_dir`` (one fingerprint folder per
+    setting), so a rerun with the same ``--cache-dir`` only reads the cache.
+    """
     paths = df["path"].tolist()
     feats, timing = {}, []
     n = len(paths)
+    variants = dict(variants or {DEFAULT_LABEL: {}})
+    bs = batch_size or "auto"
 
+    default_kw = variants.pop(DEFAULT_LABEL, {})
     t = time.perf_counter()
-    emb = radmine.ImageEmbedder(batch_size=batch_size or "auto", cache_dir=cache_dir, progress=True)
-    feats["radmine: EfficientNet-Lite0 (pad, avg)"] = emb.transform(df)
+    emb = radmine.ImageEmbedder(batch_size=bs, cache_dir=cache_dir, progress=True, **default_kw)
+    feats[DEFAULT_LABEL] = emb.transform(df)
     first = time.perf_counter() - t
-    timing.append({"run": "first run (computes + writes cache)", "images": n, "seconds": first, "images/s": n / first})
+    how = "reads the cache" if emb.n_computed_ == 0 else "computes + writes cache"
+    timing.append({"run": f"first run ({how})", "images": n, "seconds": first, "images/s": n / first})
     t = time.perf_counter()
-    again = radmine.ImageEmbedder(batch_size=batch_size or "auto", cache_dir=cache_dir, progress=False).transform(df)
+    again = radmine.ImageEmbedder(batch_size=bs, cache_dir=cache_dir, progress=False, **default_kw).transform(df)
     second = time.perf_counter() - t
-    assert np.array_equal(again, feats["radmine: EfficientNet-Lite0 (pad, avg)"], equal_nan=True)
+    assert np.array_equal(again, feats[DEFAULT_LABEL], equal_nan=True)
     timing.append({"run": "second run (full cache)", "images": n, "seconds": second, "images/s": n / second})
     timing.append({"run": "resume overhead (second / first)", "images": n, "seconds": second / first, "images/s": float("nan")})
 
-    for label, kw in (variants or {}).items():
+    for label, kw in variants.items():
         t = time.perf_counter()
-        feats[f"radmine: EfficientNet-Lite0 ({label})"] = radmine.ImageEmbedder(
-            batch_size=batch_size or "auto", progress=True, **kw).transform(df)
+        v = radmine.ImageEmbedder(batch_size=bs, cache_dir=cache_dir, progress=True, **kw)
+        feats[label] = v.transform(df)
         el = time.perf_counter() - t
-        timing.append({"run": f"radmine variant {label}", "images": n, "seconds": el, "images/s": n / el})
+        timing.append({"run": f"{label} ({v.n_computed_} computed, {v.n_cached_} cached)", "images": n,
+                       "seconds": el, "images/s": n / el})
 
     t = time.perf_counter()
-    feats["random CNN (radmine preprocessing)"] = radmine.ImageEmbedder(
-        "random_cnn", image_size=224, batch_size=batch_size or "auto", random_state=0, progress=True).transform(df)
+    feats[RANDOM_LABEL] = radmine.ImageEmbedder(
+        "random_cnn", image_size=224, batch_size=bs, random_state=0, cache_dir=cache_dir, progress=True).transform(df)
     el = time.perf_counter() - t
     timing.append({"run": "random CNN", "images": n, "seconds": el, "images/s": n / el})
 
     t = time.perf_counter()
-    feats["naive loop: stretch 224, ImageNet norm, mean-pool"] = naive_loop(paths, emb.backbone_, emb.batch_size_)
+    naive_model = radmine.ImageEmbedder(features="last", progress=False).fit()
+    feats[NAIVE_LABEL] = naive_loop(paths, naive_model.backbone_, naive_model.batch_size_)
     el = time.perf_counter() - t
-    timing.append({"run": f"naive preprocessing (batch {emb.batch_size_})", "images": n, "seconds": el, "images/s": n / el})
+    timing.append({"run": f"naive preprocessing (batch {naive_model.batch_size_})", "images": n, "seconds": el,
+                   "images/s": n / el})
     return feats, timing
 
 
 def quality_rows(df: pd.DataFrame, feats: dict) -> list[dict]:
-    groups = df["case"].to_numpy()
-    dev = (df["split"] == "dev").to_numpy()
+    """1-NN accuracy per method: train cases only (used to choose defaults), all images, dev cases only."""
+    scopes = {
+        "train": (df["split"] == "train").to_numpy(),
+        "all": np.ones(len(df), dtype=bool),
+        "dev": (df["split"] == "dev").to_numpy(),
+    }
     rows = []
     for name, X in feats.items():
         ok = np.isfinite(X).all(axis=1)
-        sub = df[ok]
-        Xo = X[ok]
-        row = {"method": name, "images": int(ok.sum())}
-        for task in ("modality", "region"):
-            labels = sub[task].astype(str).to_numpy()
-            row[f"1-NN {task}"] = one_nn_accuracy(Xo, labels, groups[ok])
-            row[f"1-NN {task}, centred"] = one_nn_accuracy(Xo, labels, groups[ok], centre=True)
-            if dev[ok].any():
-                row[f"1-NN {task} (dev queries)"] = one_nn_accuracy(Xo, labels, groups[ok], dev[ok])
+        row = {"method": name + (" (*)" if name == DEFAULT_LABEL else ""), "dim": X.shape[1]}
+        for scope, mask in scopes.items():
+            m = ok & mask
+            if not m.any():
+                continue
+            sub = df[m]
+            for task in ("modality", "region"):
+                row[f"{scope} {task}"] = one_nn_accuracy(
+                    X[m], sub[task].astype(str).to_numpy(), sub["case"].to_numpy())
+        dev = scopes["dev"] & ok
+        if dev.any():  # dev images as queries, neighbours from all other cases (train + dev)
+            sub = df[ok]
+            for task in ("modality", "region"):
+                row[f"dev-queries {task}"] = one_nn_accuracy(
+                    X[ok], sub[task].astype(str).to_numpy(), sub["case"].to_numpy(), dev[ok])
         rows.append(row)
     return rows
+
+
+def _chosen_variants(spec: str) -> list[str]:
+    named = {"all": list(VARIANTS), "quick": list(QUICK_VARIANTS), "none": [DEFAULT_LABEL]}
+    if spec in named:
+        return named[spec]
+    labels = list(VARIANTS)
+    try:
+        picked = [labels[int(i)] for i in spec.split(",") if i.strip()]
+    except (ValueError, IndexError):
+        raise SystemExit(f"--variants: expected all, quick, none or positions 0..{len(labels) - 1}; got {spec!r}")
+    return [DEFAULT_LABEL] + [lab for lab in picked if lab != DEFAULT_LABEL]
 
 
 def main(argv=None) -> int:
@@ -308,11 +359,15 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=None, help="images for the quality section (default all / 300 quick)")
     ap.add_argument("--throughput-n", type=int, default=None, help="images for the throughput section")
     ap.add_argument("--rounds", type=int, default=None, help="alternating throughput rounds")
+    ap.add_argument("--throughput-options", default=None,
+                    help='JSON of extra ImageEmbedder parameters for the throughput section, e.g. '
+                         '\'{"crop": "none", "intensity": "auto", "features": "last"}\' (the previous defaults)')
     ap.add_argument("--batch-size", type=int, default=None, help="default: ImageEmbedder's 'auto' (4 on CPU)")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list from {SECTIONS}")
     ap.add_argument("--cache-dir", default=None, help="keep the embedding cache here (default: a temp folder)")
-    ap.add_argument("--variants", action="store_true",
-                    help=f"also embed with the preprocessing variants {list(VARIANTS)}")
+    ap.add_argument("--variants", default=None,
+                    help="ImageEmbedder settings to compare: all, quick (default + previous default), none, or "
+                         "comma-separated positions in VARIANTS (0 = default); default: all, quick with --quick")
     ap.add_argument("--split", default=None, choices=["train", "dev"],
                     help="restrict the quality set to one published split's cases (tune on train)")
     ap.add_argument("--save-features", default=None, help="write the quality-set embeddings to this .npz")
@@ -335,7 +390,10 @@ def main(argv=None) -> int:
     if "throughput" in sections:
         n = args.throughput_n or (64 if args.quick else 256)
         rounds = args.rounds or (1 if args.quick else 2)
-        results["throughput"] = bench_throughput(df, n, rounds, args.batch_size)
+        opts = json.loads(args.throughput_options) if args.throughput_options else None
+        results["throughput"] = bench_throughput(df, n, rounds, args.batch_size, opts)
+        if opts:
+            print(f"ImageEmbedder options: {opts}")
         print(fmt_table(results["throughput"], "Throughput (images/s; same batches, alternating rounds)"))
 
     if "faiss" in sections:
@@ -351,14 +409,17 @@ def main(argv=None) -> int:
               f"{(qdf['split'] == 'dev').sum()} dev images")
         with tempfile.TemporaryDirectory() as tmp:
             cache_dir = Path(args.cache_dir) if args.cache_dir else Path(tmp)
-            feats, timing = embed_quality_sets(qdf, cache_dir, args.batch_size, VARIANTS if args.variants else None)
+            chosen = _chosen_variants(args.variants or ("quick" if args.quick else "all"))
+            feats, timing = embed_quality_sets(qdf, cache_dir, args.batch_size, {k: VARIANTS[k] for k in chosen})
         results["resume"] = timing
         print(fmt_table(timing, "Embedding runs on the quality set (resume = second run over a full cache)"))
         if args.save_features:
             np.savez(args.save_features, image_id=qdf["image_id"].to_numpy(dtype=str),
                      **{f"m{i}": X for i, X in enumerate(feats.values())})
         results["quality"] = quality_rows(qdf, feats)
-        print(fmt_table(results["quality"], "1-NN accuracy, leave-one-case-out, cosine similarity"))
+        print(fmt_table(results["quality"], "1-NN accuracy, leave-one-case-out, cosine similarity "
+                        "(train: train cases only, used to choose the defaults; all: 1,850 images; "
+                        "dev: the dev cases only; dev-queries: dev images vs all other cases; (*) = default)"))
         counts = qdf.groupby("modality").size().to_dict(), qdf.groupby("region").size().to_dict()
         print(f"\nclass counts: modality {counts[0]}; region {counts[1]}")
 

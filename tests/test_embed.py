@@ -112,7 +112,7 @@ def test_transform_arrays_shape_order_and_determinism():
     imgs = _images(5)
     emb = _embedder(batch_size=2)
     X = emb.transform(imgs)
-    assert X.shape == (5, 128) and X.dtype == np.float32
+    assert X.shape == (5, 128 + 64) and X.dtype == np.float32  # features="auto": last map + middle stage
     assert np.isfinite(X).all()
     single = np.vstack([_embedder().transform([a]) for a in imgs[::-1]])[::-1]
     np.testing.assert_allclose(X, single, rtol=1e-5, atol=1e-6)
@@ -124,7 +124,7 @@ def test_transform_arrays_shape_order_and_determinism():
 def test_fit_returns_self_and_sets_state():
     emb = _embedder()
     assert emb.fit() is emb
-    assert emb.dim_ == 128 and emb.input_spec_["image_size"] == 32
+    assert emb.dim_ == 192 and emb.features_ == "last+mid" and emb.input_spec_["image_size"] == 32
     assert "weights" in emb._repr_html_()
 
 
@@ -151,7 +151,7 @@ def test_paths_dataframe_and_corpus_inputs_with_quarantine(png_folder):
     np.testing.assert_allclose(Xc, Xdf, rtol=1e-5, atol=1e-6, equal_nan=True)
     assert emb.quarantine_["image_id"].tolist() == ["bad"]
     frame = _embedder().embed_frame(corpus)
-    assert frame.columns[0] == "image_id" and frame.shape == (3, 129)
+    assert frame.columns[0] == "image_id" and frame.shape == (3, 193)
 
 
 def test_workers_give_the_same_result(png_folder):
@@ -169,7 +169,7 @@ def test_l2_normalize_and_transform_tensors():
     emb = _embedder(l2_normalize=True)
     X = emb.transform(imgs)
     np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, rtol=1e-5)
-    batch = torch.stack([preprocess(a, emb.input_spec_) for a in imgs])
+    batch = torch.stack([preprocess(a, emb.input_spec_, crop=emb.crop, intensity=emb.intensity) for a in imgs])
     np.testing.assert_allclose(emb.transform_tensors(batch), X, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"\(n, 3, H, W\)"):
         emb.transform_tensors(torch.zeros(2, 1, 8, 8))
@@ -208,7 +208,7 @@ def test_pretrained_on_medpix_pngs(medpix_dir):
     files = sorted((medpix_dir / "images").glob("*.png"))[:4]
     emb = radmine.ImageEmbedder(image_size=96, progress=False, num_workers=0)
     X = emb.transform([str(f) for f in files])
-    assert X.shape == (4, 1280) and np.isfinite(X).all()
+    assert X.shape == (4, 1280 + 112) and np.isfinite(X).all()
     assert emb.settings_["weights_id"].startswith("imagenet:")
 
 
@@ -218,7 +218,7 @@ def test_get_set_params_rebuilds_backbone():
     assert params["backbone"] == "random_cnn" and params["image_size"] == 32
     emb.set_params(image_size=48)
     assert not hasattr(emb, "backbone_")
-    assert emb.transform([np.zeros((10, 10), dtype=np.uint8)]).shape == (1, 128)
+    assert emb.transform([np.zeros((10, 10), dtype=np.uint8)]).shape == (1, 192)
     assert emb.input_spec_["image_size"] == 48
     with pytest.raises(ValueError, match="Invalid parameter 'nope'"):
         emb.set_params(nope=1)

