@@ -139,7 +139,6 @@ def pool_feature_map(x, pooling: str, p: float = 3.0, eps: float = 1e-6):
     ``"avg"`` global mean, ``"max"`` global max, ``"gem"`` generalised mean
     ``(mean(x.clamp(min=eps) ** p)) ** (1/p)`` (Radenovic et al. 2018).
     """
-    import torch
 
     if x.ndim == 4:
         flat = x.flatten(2)  # (n, C, h*w)
