@@ -8,8 +8,10 @@ caption each: the "200 candidates" setting). Prints, side by side:
   nearest training images by EfficientNet-Lite0 features, TF-IDF cosine to
   each candidate caption), Shin's word2vec regression, contrastive heads
   with word2vec, contrastive heads with MiniLM (default settings, then the
-  settings chosen on the train sub-splits, then those plus the kNN memory);
-  each model's R@10 as a multiple of chance;
+  settings chosen on the train sub-splits, then those plus the kNN memory,
+  then those as a seed ensemble ``n_ensemble`` with the chosen image
+  features, then that ensemble plus the contrastive word2vec model in an
+  ``ImageTextEnsemble``); each model's R@10 as a multiple of chance;
 * TopicImageClassifier top-1/top-5 on dev per level (document / level-2 /
   sentence topics), next to the majority-class rate.
 
@@ -20,6 +22,8 @@ Usage::
     .venv/bin/python benchmarks/bench_img2text.py            # full run
     .venv/bin/python benchmarks/bench_img2text.py --quick    # fewer epochs, fewer models
     .venv/bin/python benchmarks/bench_img2text.py --select   # the selection on train_1 <-> train_2 only
+    .venv/bin/python benchmarks/bench_img2text.py --select --select-ensemble  # n_ensemble 1/3/5 x last / last+mid
+    .venv/bin/python benchmarks/bench_img2text.py --select --select-cross     # word2vec weight in ImageTextEnsemble
 
 Selection never looks at dev: ``--select`` fits on the published ``train_1``
 cases and scores on ``train_2`` (and the reverse), R@10 over random
@@ -44,20 +48,27 @@ from radmine import _paths
 SELECTED_NAME = "cosine 30 ep"
 SELECTED: dict = {"lr_schedule": "cosine", "epochs": 30, "dev_fraction": 0.0}
 MEMORY: dict = {"memory_weight": 1.0, "memory_k": 20}
+#: Seed ensemble and image features, chosen with ``--select --select-ensemble`` (train sub-splits only).
+ENSEMBLE: dict = {"n_ensemble": 3, "image_features": "last+mid"}
+ENSEMBLE_NAME = "last+mid features, ensemble of 3"
+#: Weight of the contrastive word2vec model beside the MiniLM ensemble in an ImageTextEnsemble
+#: (``--select --select-cross``; None: no such row).
+CROSS_WEIGHT: float | None = 0.25
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 CACHE = RESULTS / "cache"
 
 
-def image_features(corpus, backbone: str = "efficientnet_lite0") -> pd.DataFrame:
+def image_features(corpus, backbone: str = "efficientnet_lite0", features: str = "last") -> pd.DataFrame:
     """Backbone features of every image, keyed by absolute path in a resumable cache.
 
-    The embedder settings are the ones the image-to-text models pin (pad, replicate, auto, avg).
+    The embedder settings are the ones the image-to-text models pin (pad, replicate, auto, avg);
+    ``features``: ``"last"`` or ``"last+mid"`` (``ImageTextModel(image_features=...)``).
     """
     from radmine.img2text.training import make_embedder
 
-    emb = make_embedder(backbone, cache_dir=CACHE / backbone, progress=True)
+    emb = make_embedder(backbone, cache_dir=CACHE / backbone, progress=True, features=features)
     paths = [str(Path(p).resolve()) for p in corpus.image_paths()]
     X = emb.transform(paths)
     return pd.DataFrame(X, index=pd.Index(corpus.images["image_id"].tolist(), name="image_id"))
@@ -89,8 +100,16 @@ def fmt_row(name, r, n, extra=""):
     )
 
 
-def select(corpus, F, candidates: dict, seed: int = 0, n_candidates: int = 197, reps: int = 5) -> dict:
+def select(corpus, F, candidates: dict, seed: int = 0, n_candidates: int = 197, reps: int = 5,
+           ensemble_sizes=(1, 3, 5)) -> dict:
     """Model selection without dev: fit on train_1, score on train_2 and the reverse (published sub-splits).
+
+    ``F`` is one features DataFrame or a dict ``{image_features kind: DataFrame}``
+    (picked by the candidate's ``image_features``). A candidate with
+    ``n_ensemble = n > 1`` is also scored as the ensembles of its first
+    ``k`` members for every ``k`` in ``ensemble_sizes`` below ``n``: member
+    ``m``'s seeds depend only on ``random_state`` and ``m``, so those prefixes
+    are exactly the models ``n_ensemble=k`` would train.
 
     Returns ``{name: mean image->text R@10}`` over both directions and ``reps``
     random samples of ``n_candidates`` held-out images.
@@ -100,14 +119,51 @@ def select(corpus, F, candidates: dict, seed: int = 0, n_candidates: int = 197, 
     out = {}
     for name, params in candidates.items():
         t0 = time.perf_counter()
-        vals = []
+        feats = F[params.get("image_features", "last")] if isinstance(F, dict) else F
+        n = int(params.get("n_ensemble", 1))
+        sizes = [k for k in ensemble_sizes if k < n] + [n]
+        vals: dict[int, list] = {k: [] for k in sizes}
         for a, b in (("train_1", "train_2"), ("train_2", "train_1")):
-            model = radmine.ImageTextModel(**{**params, "train_split": a}).fit(sub, image_features=F)
+            model = radmine.ImageTextModel(**{**params, "train_split": a}).fit(sub, image_features=feats)
+            members = model.members_
+            for k in sizes:
+                model.members_ = members[:k]
+                for r in range(reps):
+                    vals[k].append(model.score(sub, split=b, image_features=feats, n_candidates=n_candidates,
+                                               random_state=r)["image_to_text_R@10"])
+            model.members_ = members
+        for k in sizes:
+            key = name if k == n else f"{name} [first {k} of {n}]"
+            out[key] = float(np.mean(vals[k]))
+            print(f"  select {key}: train_1<->train_2 i2t R@10 {out[key]:.3f} ({time.perf_counter() - t0:.0f}s)",
+                  flush=True)
+    return out
+
+
+def select_cross(corpus, F, minilm: dict, word2vec: dict, weights=(0.0, 0.25, 0.5, 1.0), n_candidates: int = 197,
+                 reps: int = 5) -> dict:
+    """Weight of a word2vec model beside a MiniLM model in an ImageTextEnsemble, on train_1 <-> train_2 only.
+
+    Returns ``{w: mean image->text R@10}`` for ``ImageTextEnsemble([minilm, word2vec], weights=[1, w])``.
+    """
+    from radmine.img2text.model import ImageTextEnsemble
+
+    sub = corpus.copy()
+    sub.reports = sub.reports.assign(split=sub.reports["subsplit"])
+    vals: dict[float, list] = {w: [] for w in weights}
+    t0 = time.perf_counter()
+    for a, b in (("train_1", "train_2"), ("train_2", "train_1")):
+        m1 = radmine.ImageTextModel(**{**minilm, "train_split": a}).fit(sub, image_features=F)
+        m2 = radmine.ImageTextModel(**{**word2vec, "train_split": a}).fit(sub, image_features=F)
+        for w in weights:
+            ens = ImageTextEnsemble([m1, m2], weights=[1.0, w])
             for r in range(reps):
-                vals.append(model.score(sub, split=b, image_features=F, n_candidates=n_candidates,
-                                        random_state=r)["image_to_text_R@10"])
-        out[name] = float(np.mean(vals))
-        print(f"  select {name}: train_1<->train_2 i2t R@10 {out[name]:.3f} ({time.perf_counter() - t0:.0f}s)", flush=True)
+                vals[w].append(ens.score(sub, split=b, image_features=F, n_candidates=n_candidates,
+                                         random_state=r)["image_to_text_R@10"])
+    out = {w: float(np.mean(v)) for w, v in vals.items()}
+    for w, v in out.items():
+        print(f"  select MiniLM + {w} x word2vec: train_1<->train_2 i2t R@10 {v:.3f} ({time.perf_counter() - t0:.0f}s)",
+              flush=True)
     return out
 
 
@@ -118,6 +174,10 @@ def main(argv=None) -> int:
     ap.add_argument("--n-topics", type=int, default=10)
     ap.add_argument("--select", action="store_true",
                     help="only rerun the selection of the MiniLM settings on train_1 <-> train_2 (no dev)")
+    ap.add_argument("--select-ensemble", action="store_true",
+                    help="with --select: choose n_ensemble (1/3/5) and image_features (last / last+mid) instead")
+    ap.add_argument("--select-cross", action="store_true",
+                    help="with --select: choose the word2vec weight of the MiniLM + word2vec ImageTextEnsemble")
     args = ap.parse_args(argv)
     folder = _paths.medpix_dir()
     if folder is None:
@@ -139,6 +199,17 @@ def main(argv=None) -> int:
 
         base = dict(epochs=40, batch_size=64, random_state=args.seed, progress=False, patience=8,
                     text_source="captions", text_encoder=TransformersTextEncoder().fit(), objective="contrastive")
+        if args.select_cross:
+            w2v = {**base, "text_encoder": "word2vec"}
+            select_cross(corpus, F, {**base, **SELECTED}, w2v)
+            return 0
+        if args.select_ensemble:
+            F_mid = image_features(corpus, features="last+mid")
+            select(corpus, {"last": F, "last+mid": F_mid},
+                   {f"{SELECTED_NAME}, last, n_ensemble=5": {**base, **SELECTED, "n_ensemble": 5},
+                    f"{SELECTED_NAME}, last+mid, n_ensemble=5": {**base, **SELECTED, "n_ensemble": 5,
+                                                                  "image_features": "last+mid"}})
+            return 0
         select(corpus, F, {"defaults": base, SELECTED_NAME: {**base, **SELECTED},
                            f"{SELECTED_NAME} + kNN memory": {**base, **SELECTED, **MEMORY}})
         return 0
@@ -169,18 +240,32 @@ def main(argv=None) -> int:
         # settings chosen on train_1 <-> train_2 (see docs/img2text.md), never on dev
         f"contrastive, MiniLM, {SELECTED_NAME}": {**minilm, **SELECTED},
         f"contrastive, MiniLM, {SELECTED_NAME} + kNN memory": {**minilm, **SELECTED, **MEMORY},
+        f"contrastive, MiniLM, {SELECTED_NAME}, {ENSEMBLE_NAME}": {**minilm, **SELECTED, **ENSEMBLE},
     }
+    feats = {"last": F}
+    if any(p.get("image_features", "last") != "last" for p in models.values()):
+        feats["last+mid"] = image_features(corpus, features="last+mid")
     if args.quick:
         for name in [n for n in models if "MiniLM" in n][:-1]:
             models.pop(name)
     fitted = {}
     for name, params in models.items():
         t0 = time.perf_counter()
-        model = radmine.ImageTextModel(**{**common, **params}).fit(corpus, image_features=F)
-        results[name] = model.score(corpus, split="dev", image_features=F)
+        Fm = feats[params.get("image_features", "last")]
+        model = radmine.ImageTextModel(**{**common, **params}).fit(corpus, image_features=Fm)
+        results[name] = model.score(corpus, split="dev", image_features=Fm)
         seconds[name] = time.perf_counter() - t0
         fitted[name] = model
         print(f"  {name}: {len(model.history_)} epochs (best {model.best_epoch_}), {seconds[name]:.1f}s", flush=True)
+    ens_name = f"contrastive, MiniLM, {SELECTED_NAME}, {ENSEMBLE_NAME}"
+    if CROSS_WEIGHT is not None and ens_name in fitted and "contrastive, word2vec" in fitted:
+        from radmine.img2text.model import ImageTextEnsemble
+
+        name = f"{ens_name} + {CROSS_WEIGHT:g} x contrastive word2vec (ImageTextEnsemble)"
+        t0 = time.perf_counter()
+        cross = ImageTextEnsemble([fitted[ens_name], fitted["contrastive, word2vec"]], weights=[1.0, CROSS_WEIGHT])
+        results[name] = cross.score(corpus, split="dev", image_features=[feats[models[ens_name].get("image_features", "last")], F])
+        seconds[name] = seconds[ens_name] + seconds["contrastive, word2vec"] + time.perf_counter() - t0
 
     print(f"\nImage <-> caption retrieval, MedPix dev ({n_dev} candidates; chance R@10 = {10 / n_dev:.3f})\n")
     print("| method | i2t R@1 | i2t R@5 | i2t R@10 | i2t med | t2i R@1 | t2i R@5 | t2i R@10 | t2i med | R@10 / chance | fit s |")
@@ -192,7 +277,8 @@ def main(argv=None) -> int:
     wm = {}
     dev_ids = dev_im["image_id"].tolist()
     for name, model in fitted.items():
-        d = model.describe(None, k=5, n_sentences=0, features=F.loc[dev_ids].to_numpy())
+        Fm = feats[models[name].get("image_features", "last")]
+        d = model.describe(None, k=5, n_sentences=0, features=Fm.loc[dev_ids].to_numpy())
         words = [d[d.image == i].sort_values("rank")["text"].tolist() for i in range(len(dev_ids))]
         wm[name] = {f"word_match@{k}": radmine.word_match_rate(words, dev_im["caption"].tolist(), k=k) for k in (1, 5)}
     print("\nShin's word-match rate (top-k describe words found in the image's own dev caption)\n")

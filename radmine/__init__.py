@@ -57,6 +57,7 @@ _EXPORTS = {
     # image to text
     "TopicImageClassifier": "radmine.img2text.topic_classifier",
     "ImageTextModel": "radmine.img2text.model",
+    "ImageTextEnsemble": "radmine.img2text.model",
     "AnnotationGenerator": "radmine.img2text.generator",
     "annotation_sequences": "radmine.img2text.generator",
     "recall_at_k": "radmine.img2text.metrics",

@@ -221,6 +221,13 @@ def test_save_load_round_trip(toy, fitted, tmp_path):
         assert getattr(back, name) == getattr(model, name)
     with pytest.raises(FileNotFoundError, match="model.json"):
         radmine.ImageTextModel.load(tmp_path)
+    # a seed ensemble round-trips all its members
+    ens = radmine.ImageTextModel(epochs=2, n_ensemble=3, **FAST).fit(corpus, image_features=F)
+    ens.save(tmp_path / "e")
+    back = radmine.ImageTextModel.load(tmp_path / "e")
+    assert back.n_ensemble == 3 and len(back.members_) == 3 and back.dim_ == ens.dim_ == 3 * ens.embed_dim
+    np.testing.assert_array_equal(back.encode_image_features(x), ens.encode_image_features(x))
+    np.testing.assert_array_equal(back.encode_texts(texts), ens.encode_texts(texts))
 
 
 def test_options_schedule_extra_texts(toy):
@@ -277,3 +284,56 @@ def test_partial_backbone_training_on_embedded(embedded_corpus, tmp_path):
     ).fit(corpus)
     assert all(p.requires_grad for p in full.module_.backbone.parameters())
     assert full.encode_images(imgs).shape == (3, full.dim_)
+
+
+def test_seed_ensemble_on_embedded(embedded_corpus, tmp_path):
+    """n_ensemble=2 with last+mid features: beats chance; dot product = mean member cosine; save/load identical."""
+    corpus = embedded_corpus.copy()
+    kw = dict(backbone="random_cnn", epochs=6, batch_size=32, hidden_dim=128, dropout=0.1, input_dropout=0.0,
+              weight_decay=1e-4, random_state=0, progress=False, train_split=None,
+              word2vec_params={"vector_size": 32, "epochs": 5}, cache_dir=tmp_path / "cache")
+    model = radmine.ImageTextModel(n_ensemble=2, image_features="last+mid", **kw).fit(corpus)
+    assert len(model.members_) == 2 and set(model.history_["member"]) == {0, 1}
+    dev_ids = model.pairs_.loc[model.pairs_.role == "dev", "image_id"].unique()
+    sub = corpus.subset(corpus.images[corpus.images.image_id.isin(set(dev_ids))].report_id.unique())
+    res = model.score(sub, split=None)
+    assert res["image_to_text_R@5"] > 2.5 * 5 / res["n_images"]
+    imgs = sub.images.head(4).assign(path=sub.image_paths().head(4).values)
+    ie, te = model.encode_images(imgs), model.encode_texts(["a b", "c d e"])
+    d = model.embed_dim
+    assert ie.shape == (4, 2 * d) == (4, model.dim_)
+    np.testing.assert_allclose(np.linalg.norm(ie, axis=1), 1, rtol=1e-5)
+    halves = [ie[:, :d] @ te[:, :d].T, ie[:, d:] @ te[:, d:].T]  # each half: a member cosine / 2
+    np.testing.assert_allclose(ie @ te.T, (2 * halves[0] + 2 * halves[1]) / 2, atol=1e-5)
+    assert not np.allclose(halves[0], halves[1])  # different seeds -> different members
+    model.save(tmp_path / "m")
+    back = radmine.ImageTextModel.load(tmp_path / "m")
+    np.testing.assert_array_equal(back.encode_images(imgs), ie)
+    feat_dim = int(model.module_.img_mean.shape[0])
+    single = radmine.ImageTextModel(**kw).fit(corpus)  # features="last": the random CNN's pooled last map only
+    assert int(single.module_.img_mean.shape[0]) < feat_dim
+    for params, err, match in [(dict(n_ensemble=0), ValueError, "'n_ensemble' parameter"),
+                               (dict(image_features="all"), ValueError, "'image_features' parameter"),
+                               (dict(n_ensemble=2, train_backbone_blocks=1), ValueError, "frozen CNN")]:
+        with pytest.raises(err, match=match):
+            radmine.ImageTextModel(**{**kw, **params}).fit(corpus)
+
+
+def test_image_text_ensemble_combines_models(toy, fitted):
+    from radmine.img2text.model import ImageTextEnsemble
+
+    corpus, F, _ = toy
+    a, b = fitted["contrastive"], fitted["regression"]
+    ens = ImageTextEnsemble([a, b], weights=[3, 1])
+    x, texts = F.to_numpy()[:5], ["renal mass", "bone fracture", "liver cyst"]
+    ie, te = ens.encode_image_features(x), ens.encode_texts(texts)
+    assert ie.shape == (5, a.dim_ + b.dim_) == (5, ens.dim_)
+    np.testing.assert_allclose(np.linalg.norm(ie, axis=1), 1, rtol=1e-5)
+    want = 0.75 * a.encode_image_features(x) @ a.encode_texts(texts).T + 0.25 * b.encode_image_features(x) @ b.encode_texts(texts).T
+    np.testing.assert_allclose(ie @ te.T, want, atol=1e-5)  # weighted mean of member cosines
+    res = ens.score(corpus, split="dev", image_features=F)
+    assert res["image_to_text_R@5"] > 2.5 * 5 / res["n_images"]
+    with pytest.raises(ValueError, match="'weights' parameter"):
+        ImageTextEnsemble([a, b], weights=[1, -1]).encode_texts(texts)
+    with pytest.raises(TypeError, match="'models' parameter"):
+        ImageTextEnsemble([a, "b"]).encode_texts(texts)

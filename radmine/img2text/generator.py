@@ -44,6 +44,8 @@ from radmine._validation import check_int, check_is_fitted, check_option
 from radmine.corpus import Corpus
 from radmine.img2text import training as tr
 from radmine.img2text.metrics import bleu_scores
+from radmine.img2text.training import check_features as _check_features
+from radmine.img2text.training import restrict_split as _restrict_split
 
 logger = logging.getLogger(__name__)
 
@@ -269,26 +271,6 @@ def _check_sequences(sequences: Any, owner: str) -> pd.DataFrame:
     tokens = [_tokens(s, owner) for s in seq["sequence"]]
     seq = seq.assign(tokens=tokens)
     return seq[[len(t) > 0 for t in tokens]].reset_index(drop=True)
-
-
-def _restrict_split(corpus: Corpus, split: str | None, owner: str) -> Corpus:
-    """The reports of ``corpus`` with ``split == split`` and their images (all when None or no column)."""
-    if split is None or "split" not in corpus.reports.columns:
-        return corpus
-    keep = corpus.reports.loc[corpus.reports["split"].astype(str) == str(split), "report_id"]
-    if not len(keep):
-        found = sorted(corpus.reports["split"].dropna().astype(str).unique())
-        raise ValueError(f"{owner}: no report has split == {split!r}; splits found: {found}.")
-    return corpus.subset(keep)
-
-
-def _check_features(features: Any, image_ids: Sequence, owner: str) -> pd.DataFrame:
-    if not isinstance(features, pd.DataFrame):
-        raise TypeError(f"{owner}: image_features must be a DataFrame indexed by image_id; got {type(features).__name__}.")
-    missing = pd.Index(pd.unique(pd.Series(list(image_ids), dtype=object))).difference(features.index)
-    if len(missing):
-        raise KeyError(f"{owner}: image_features has no row for {len(missing)} image_id(s), e.g. {list(missing[:5])}.")
-    return features
 
 
 # ---------------------------------------------------------------------------

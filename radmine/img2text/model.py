@@ -123,7 +123,7 @@ restrict_split = tr.restrict_split  # kept importable from here
 # torch module
 # ---------------------------------------------------------------------------
 def _mlp(n_in: int, hidden: int, n_out: int, dropout: float, input_dropout: float = 0.0):
-    import torch.nn as nn
+    from torch import nn
 
     first = [nn.Dropout(input_dropout)] if input_dropout > 0 else []
     if hidden == 0:
@@ -134,7 +134,7 @@ def _mlp(n_in: int, hidden: int, n_out: int, dropout: float, input_dropout: floa
 def _make_towers(img_dim, txt_dim, *, objective, embed_dim, hidden_dim, dropout, temperature, backbone=None,
                  text_module=None, input_dropout=0.0):
     import torch
-    import torch.nn as nn
+    from torch import nn
 
     class Towers(nn.Module):
         """Image head (+ optional backbone) and text head (+ optional transformer)."""
@@ -234,6 +234,23 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
     lr_schedule : {"constant", "cosine"}, default "constant"
         Learning rate per step: constant, or cosine decay from ``lr`` to 0
         over ``epochs``.
+    n_ensemble : int, default 1
+        Seed ensemble: ``n`` projection-head pairs trained with different
+        seeds (derived from ``random_state``) on the same cached features
+        and text vectors (the features are computed once; training costs
+        ``n`` times the heads). Embeddings are the concatenation of the
+        members' L2-normalised embeddings scaled by ``1/sqrt(n)``, so a dot
+        product is the mean member cosine similarity (``dim_`` = ``n`` x
+        the member size). Frozen CNN and text encoder only (not with
+        ``train_backbone_blocks``, ``finetune_backbone`` or
+        ``finetune_text_layers``).
+    image_features : {"last", "last+mid"}, default "last"
+        Frozen backbone features computed by :class:`radmine.ImageEmbedder`
+        when ``image_features`` are not passed to :meth:`fit`: the pooled last
+        map, or the L2-normalised pooled last map concatenated with the
+        L2-normalised pooled middle stage (EfficientNet-Lite0: 1280 + 112 =
+        1392 dims; ``ImageEmbedder(features="last+mid")``). Pass the same
+        kind of precomputed features to :meth:`fit` and :meth:`score`.
     epochs : int, default 30
     batch_size : int, default 64
     lr : float, default 1e-3
@@ -303,6 +320,8 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         memory_weight: float = 0.0,
         memory_k: int = 10,
         lr_schedule: str = "constant",
+        n_ensemble: int = 1,
+        image_features: str = "last",
         epochs: int = 30,
         batch_size: int = 64,
         lr: float = 1e-3,
@@ -337,6 +356,8 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         self.memory_weight = memory_weight
         self.memory_k = memory_k
         self.lr_schedule = lr_schedule
+        self.n_ensemble = n_ensemble
+        self.image_features = image_features
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -375,6 +396,12 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         tr.check_ks(self.ks, owner)
         check_int(self.memory_k, "memory_k", owner, min_value=1)
         check_option(self.lr_schedule, "lr_schedule", owner, tr.LR_SCHEDULES)
+        check_option(self.image_features, "image_features", owner, tr.IMAGE_FEATURES)
+        check_int(self.n_ensemble, "n_ensemble", owner, min_value=1)
+        if self.n_ensemble > 1 and (self.finetune_backbone or self.train_backbone_blocks is not None
+                                    or self.finetune_text_layers):
+            raise ValueError(f"{owner}: n_ensemble > 1 needs a frozen CNN and text encoder (train_backbone_blocks=None, "
+                             f"finetune_backbone=False, finetune_text_layers=0); got n_ensemble={self.n_ensemble}.")
         if self.train_backbone_blocks is not None:
             check_int(self.train_backbone_blocks, "train_backbone_blocks", owner, min_value=0)
             if self.finetune_backbone:
@@ -455,23 +482,8 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         txt_feats = None if self._finetune_text else np.array(enc.transform(texts), dtype=np.float32)
         txt_dim = enc.dim
 
-        with tr.local_torch_seed(tr.seed_of(self.random_state, 2)):
-            module = _make_towers(
-                img_dim, txt_dim, objective=self.objective, embed_dim=self.embed_dim, hidden_dim=self.hidden_dim,
-                dropout=self.dropout, input_dropout=self.input_dropout, temperature=self.temperature, backbone=backbone,
-                text_module=enc.module_ if self._finetune_text else None,
-            )
         tr_img = sorted({img_row[i] for i in pairs.loc[~held, "image_id"]})
         tr_txt = sorted({txt_row[t] for t in pairs.loc[~held, "text"]})
-        if source.mode == "features":
-            f = source.feats.cpu().numpy()
-            module.img_mean.copy_(torch.from_numpy(f[tr_img].mean(0)))
-            module.img_std.copy_(torch.from_numpy(f[tr_img].std(0) + 1e-6))
-        if txt_feats is not None and self.objective == "contrastive":
-            module.txt_mean.copy_(torch.from_numpy(txt_feats[tr_txt].mean(0)))
-            module.txt_std.copy_(torch.from_numpy(txt_feats[tr_txt].std(0) + 1e-6))
-        module.to(self.device_)
-        self.module_ = module
         self._source = source
         self._txt_feats = None if txt_feats is None else torch.from_numpy(txt_feats).to(self.device_)
         self._texts = texts
@@ -481,42 +493,74 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         train_rows = np.flatnonzero(~held)
         dev_rows = np.flatnonzero(held)
         groups = pairs["group"].to_numpy()
-
-        def make_batches(rng):
-            return [train_rows[b] for b in tr.group_batches(groups[train_rows], self.batch_size, rng,
-                                                             min_size=2 if self.objective == "contrastive" else 1)]
-
-        def step(rows):
-            zi = module.image(self._source(module.backbone, p_img[rows], train=True))
-            zt_raw = self._text_inputs(p_txt[rows])
-            return self._loss(zi, zt_raw)
-
         ks = [int(k) for k in self.ks]
-
-        def evaluate():
-            d_img = sorted(set(p_img[dev_rows]))
-            pos = {r: i for i, r in enumerate(d_img)}
-            ie = self._encode_image_rows(np.asarray(d_img))
-            te = self._encode_text_rows(p_txt[dev_rows])
-            res = recall_at_k(ie, te, ks, text_to_image=np.array([pos[r] for r in p_img[dev_rows]]))
-            out = {f"dev_R@{k}": (res[f"image_to_text_R@{k}"] + res[f"text_to_image_R@{k}"]) / 2 for k in ks}
-            out.update({f"dev_{key}": v for key, v in res.items() if "R@" in key})
-            out["dev_R_mean"] = float(np.mean([out[f"dev_R@{k}"] for k in ks]))
-            return out
-
         config = self._config()
-        fp = fingerprint({"config": {k: v for k, v in config.items() if k not in _NOT_FINGERPRINTED},
-                          "pairs": pairs[["image_id", "text", "role"]].to_numpy().tolist()})
         use_dev = len(dev_rows) > 0
-        trainer = tr.Trainer(
-            module, lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs,
-            patience=self.patience if use_dev else None, checkpoint_dir=self.checkpoint_dir,
-            fingerprint=fp, config=config, monitor="dev_R_mean", random_state=self.random_state,
-            device=self.device_, progress=self.progress, desc="ImageTextModel", n_threads=self._head_threads(),
-            lr_schedule=self.lr_schedule,
-        )
-        trainer.run(make_batches, step, evaluate if len(dev_rows) else None, restore_best=use_dev)
-        self.history_ = trainer.history_frame()
+        members, histories, trainers = [], [], []
+        for m in range(int(self.n_ensemble)):
+            # member 0 keeps the seeds of a single model; the others derive theirs from random_state
+            with tr.local_torch_seed(tr.seed_of(self.random_state, 2 if m == 0 else 1000 + m)):
+                module = _make_towers(
+                    img_dim, txt_dim, objective=self.objective, embed_dim=self.embed_dim, hidden_dim=self.hidden_dim,
+                    dropout=self.dropout, input_dropout=self.input_dropout, temperature=self.temperature,
+                    backbone=backbone, text_module=enc.module_ if self._finetune_text else None,
+                )
+            if source.mode == "features":
+                f = source.feats.cpu().numpy()
+                module.img_mean.copy_(torch.from_numpy(f[tr_img].mean(0)))
+                module.img_std.copy_(torch.from_numpy(f[tr_img].std(0) + 1e-6))
+            if txt_feats is not None and self.objective == "contrastive":
+                module.txt_mean.copy_(torch.from_numpy(txt_feats[tr_txt].mean(0)))
+                module.txt_std.copy_(torch.from_numpy(txt_feats[tr_txt].std(0) + 1e-6))
+            module.to(self.device_)
+            self.module_ = module
+            self._training_member = module  # encoders use this member only while it trains
+
+            def make_batches(rng):
+                return [train_rows[b] for b in tr.group_batches(groups[train_rows], self.batch_size, rng,
+                                                                 min_size=2 if self.objective == "contrastive" else 1)]
+
+            def step(rows, module=module):
+                zi = module.image(self._source(module.backbone, p_img[rows], train=True))
+                zt_raw = self._text_inputs(p_txt[rows])
+                return self._loss(zi, zt_raw)
+
+            def evaluate():
+                d_img = sorted(set(p_img[dev_rows]))
+                pos = {r: i for i, r in enumerate(d_img)}
+                ie = self._encode_image_rows(np.asarray(d_img))
+                te = self._encode_text_rows(p_txt[dev_rows])
+                res = recall_at_k(ie, te, ks, text_to_image=np.array([pos[r] for r in p_img[dev_rows]]))
+                out = {f"dev_R@{k}": (res[f"image_to_text_R@{k}"] + res[f"text_to_image_R@{k}"]) / 2 for k in ks}
+                out.update({f"dev_{key}": v for key, v in res.items() if "R@" in key})
+                out["dev_R_mean"] = float(np.mean([out[f"dev_R@{k}"] for k in ks]))
+                return out
+
+            fp = fingerprint({"config": {k: v for k, v in config.items() if k not in _NOT_FINGERPRINTED},
+                              "pairs": pairs[["image_id", "text", "role"]].to_numpy().tolist(),
+                              **({"member": m} if m else {})})
+            ckpt = self.checkpoint_dir
+            if ckpt is not None and m:
+                ckpt = Path(ckpt) / f"member_{m}"
+            trainer = tr.Trainer(
+                module, lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs,
+                patience=self.patience if use_dev else None, checkpoint_dir=ckpt,
+                fingerprint=fp, config=config, monitor="dev_R_mean",
+                random_state=self.random_state if m == 0 else tr.seed_of(self.random_state, 2000 + m),
+                device=self.device_, progress=self.progress,
+                desc="ImageTextModel" if self.n_ensemble == 1 else f"ImageTextModel member {m + 1}/{self.n_ensemble}",
+                n_threads=self._head_threads(), lr_schedule=self.lr_schedule,
+            )
+            trainer.run(make_batches, step, evaluate if len(dev_rows) else None, restore_best=use_dev)
+            members.append(module)
+            trainers.append(trainer)
+            h = trainer.history_frame()
+            histories.append(h.assign(member=m) if self.n_ensemble > 1 else h)
+        self._training_member = None
+        self.module_ = members[0]
+        self.members_ = members
+        trainer = trainers[0]
+        self.history_ = pd.concat(histories, ignore_index=True) if len(histories) > 1 else histories[0]
         self.best_epoch_ = trainer.best_epoch if use_dev else int(trainer.history[-1]["epoch"]) if trainer.history else 0
         self.resumed_from_ = trainer.resumed_from
         self.stopped_early_ = trainer.stopped_early
@@ -569,7 +613,7 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         out = {}
         for k in ("objective", "backbone", "finetune_backbone", "train_backbone_blocks", "flip_augment",
                   "finetune_text_layers", "embed_dim", "hidden_dim", "dropout", "input_dropout", "temperature",
-                  "regression_loss", "extra_texts", "memory_weight", "memory_k", "lr_schedule", "batch_size", "lr", "weight_decay", "dev_fraction",
+                  "regression_loss", "extra_texts", "memory_weight", "memory_k", "lr_schedule", "n_ensemble", "image_features", "batch_size", "lr", "weight_decay", "dev_fraction",
                   "train_split", "text_source", "max_phrases", "random_state", "epochs", "patience"):
             out[k] = getattr(self, k)
         out["ks"] = [int(k) for k in self.ks]
@@ -584,11 +628,15 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
             return None
         return 1
 
+    def _member_dim(self) -> int:
+        d = int(self.text_encoder_.dim if self.objective == "regression" else self.embed_dim)
+        return d * len(self._members())
+
     @property
     def dim_(self) -> int:
-        """Size of the joint space (doubled by the kNN memory)."""
+        """Size of the joint space: ``n_ensemble`` x the member size (doubled by the kNN memory)."""
         check_is_fitted(self, "module_")
-        d = int(self.text_encoder_.dim if self.objective == "regression" else self.embed_dim)
+        d = self._member_dim()
         return 2 * d if self._memory_on() else d
 
     def _memory_on(self) -> bool:
@@ -636,43 +684,60 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         labels = torch.arange(len(zi), device=zi.device)
         return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
-    def _encode_image_rows(self, rows, batch: int = 1024) -> np.ndarray:
+    def _members(self) -> list:
+        """The projection modules to encode with: the member being trained, else all ensemble members."""
+        m = getattr(self, "_training_member", None)
+        if m is not None:
+            return [m]
+        return list(getattr(self, "members_", None) or [self.module_])
+
+    def _ensemble(self, encode) -> torch.Tensor:  # noqa: F821
+        """``[unit(encode(m)) for m in members] / sqrt(n)`` concatenated (one member: just ``unit(encode)``)."""
         import torch
         import torch.nn.functional as F
 
+        members = self._members()
+        parts = []
+        for m in members:
+            m.eval()
+            parts.append(F.normalize(encode(m), dim=1))
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat(parts, dim=1) / math.sqrt(len(parts))
+
+    def _encode_image_rows(self, rows, batch: int = 1024) -> np.ndarray:
+        import torch
+
         out = []
-        self.module_.eval()
         with torch.inference_mode(), tr.cpu_threads(self._head_threads()):
             for s in range(0, len(rows), batch):
                 x = self._source(self.module_.backbone, rows[s : s + batch])
-                out.append(F.normalize(self.module_.image(x), dim=1).cpu())
-        return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, self.dim_), np.float32)
+                out.append(self._ensemble(lambda m, x=x: m.image(x)).cpu())
+        return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, self._member_dim()), np.float32)
 
     def _encode_text_rows(self, rows, batch: int = 1024) -> np.ndarray:
         import torch
-        import torch.nn.functional as F
 
         out = []
-        self.module_.eval()
         with torch.inference_mode(), tr.cpu_threads(self._head_threads()):
             for s in range(0, len(rows), batch):
-                out.append(F.normalize(self.module_.text(self._text_inputs(rows[s : s + batch])), dim=1).cpu())
-        return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, self.dim_), np.float32)
+                raw = self._text_inputs(rows[s : s + batch])
+                out.append(self._ensemble(lambda m, raw=raw: m.text(raw)).cpu())
+        return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, self._member_dim()), np.float32)
 
     # -- public encoders ----------------------------------------------------
     def encode_image_features(self, features) -> np.ndarray:
         """Project precomputed backbone features ``(n, feature_dim)`` to L2-normalised ``(n, dim_)`` float32."""
         import torch
-        import torch.nn.functional as F
 
         check_is_fitted(self, "module_")
         x = np.array(features, dtype=np.float32)
         want = int(self.module_.img_mean.shape[0])
         if x.ndim != 2 or x.shape[1] != want:
             raise ValueError(f"encode_image_features: expected features of shape (n, {want}); got {x.shape}.")
-        self.module_.eval()
         with torch.inference_mode(), tr.cpu_threads(self._head_threads()):
-            z = F.normalize(self.module_.image(torch.from_numpy(x).to(self.device_)), dim=1)
+            xt = torch.from_numpy(x).to(self.device_)
+            z = self._ensemble(lambda m: m.image(xt))
         return self._with_memory(z.cpu().numpy().astype(np.float32), "image")
 
     def encode_images(self, images) -> np.ndarray:
@@ -693,7 +758,6 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         ndarray of shape (n_texts, dim_), float32, rows L2-normalised
         """
         import torch
-        import torch.nn.functional as F
 
         check_is_fitted(self, "module_")
         if isinstance(texts, str):
@@ -709,7 +773,7 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
                     raw = enc.forward_tokens(enc.tokenize_batch(texts[s : s + 256]))
                 else:
                     raw = torch.from_numpy(feats[s : s + 256]).to(self.device_)
-                out.append(F.normalize(self.module_.text(raw), dim=1).cpu())
+                out.append(self._ensemble(lambda m, raw=raw: m.text(raw)).cpu())
         if not out:
             return np.zeros((0, self.dim_), np.float32)
         return self._with_memory(torch.cat(out).numpy().astype(np.float32), "text")
@@ -840,6 +904,9 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
                         "batch_size": enc.batch_size, "finetune_layers": enc.finetune_layers}
         tensors = {f"module.{k}": v.detach().cpu().contiguous().clone() for k, v in self.module_.state_dict().items()
                    if not (k.startswith("text_module.") and not self._finetune_text)}
+        for m, member in enumerate(self._members()[1:], start=1):  # seed-ensemble members (frozen CNN only)
+            tensors.update({f"member{m}.{k}": v.detach().cpu().contiguous().clone()
+                            for k, v in member.state_dict().items() if not k.startswith("text_module.")})
         tensors["phrase_emb"] = torch.from_numpy(np.ascontiguousarray(self.phrase_emb_))
         tensors["text_bank_emb"] = torch.from_numpy(np.ascontiguousarray(self.text_bank_emb_))
         if self.center_ is not None:
@@ -905,15 +972,20 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
 
             backbone = build_backbone(model.backbone, pretrained=False, random_state=model.random_state)
             model._spec_ = meta["spec"] or dict(backbone.input_spec)
-        module = _make_towers(
-            meta["image_dim"], meta["text_dim"], objective=model.objective, embed_dim=model.embed_dim,
-            hidden_dim=model.hidden_dim, dropout=model.dropout, input_dropout=model.input_dropout,
-            temperature=model.temperature, backbone=backbone, text_module=enc.module_ if model._finetune_text else None,
-        )
         tensors = load_file(str(path / "weights.safetensors"), device="cpu")
-        state = {k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")}
-        module.load_state_dict(state)
-        model.module_ = module.to(model.device_).eval()
+        members = []
+        for m in range(int(model.n_ensemble)):
+            module = _make_towers(
+                meta["image_dim"], meta["text_dim"], objective=model.objective, embed_dim=model.embed_dim,
+                hidden_dim=model.hidden_dim, dropout=model.dropout, input_dropout=model.input_dropout,
+                temperature=model.temperature, backbone=backbone if m == 0 else None,
+                text_module=enc.module_ if model._finetune_text and m == 0 else None,
+            )
+            prefix = "module." if m == 0 else f"member{m}."
+            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            members.append(module.to(model.device_).eval())
+        model.module_ = members[0]
+        model.members_ = members
         model.phrases_ = list(meta["phrases"])
         model.text_bank_ = list(meta["text_bank"])
         model.phrase_emb_ = tensors["phrase_emb"].numpy()
@@ -939,6 +1011,107 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
 
 
 _NOT_FINGERPRINTED = {"epochs", "patience"}
+
+
+class ImageTextEnsemble(EstimatorReprMixin):
+    """Several fitted :class:`ImageTextModel` (e.g. MiniLM and word2vec text towers) used as one dual encoder.
+
+    Embeddings are the concatenation of the members' L2-normalised
+    embeddings, member ``i`` scaled by ``sqrt(w_i / sum(w))``, so that a dot
+    product is the weighted mean of the member cosine similarities. Nothing
+    is trained: the members are fitted beforehand (on the same training
+    split) and the weights chosen on training data.
+
+    Parameters
+    ----------
+    models : sequence of fitted ImageTextModel
+    weights : sequence of float, optional
+        One non-negative weight per model (default: equal).
+
+    Examples
+    --------
+    >>> ens = ImageTextEnsemble([minilm_model, w2v_model], weights=[2, 1])  # doctest: +SKIP
+    >>> ens.score(corpus, split="dev", image_features=[F, F])  # doctest: +SKIP
+    """
+
+    def __init__(self, models, weights=None) -> None:
+        self.models = models
+        self.weights = weights
+
+    def _scales(self) -> np.ndarray:
+        models = list(self.models)
+        if not models or not all(isinstance(m, ImageTextModel) for m in models):
+            raise TypeError("The 'models' parameter of ImageTextEnsemble must be a non-empty list of ImageTextModel; "
+                            f"got {[type(m).__name__ for m in models]}.")
+        for m in models:
+            check_is_fitted(m, "module_")
+        w = np.ones(len(models)) if self.weights is None else np.asarray(self.weights, dtype=float)
+        if w.shape != (len(models),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"The 'weights' parameter of ImageTextEnsemble must be {len(models)} non-negative "
+                             f"numbers with a positive sum; got {self.weights!r}.")
+        return np.sqrt(w / w.sum())
+
+    def _join(self, parts) -> np.ndarray:
+        return np.concatenate([s * p for s, p in zip(self._scales(), parts)], axis=1).astype(np.float32)
+
+    @property
+    def dim_(self) -> int:
+        """Size of the joint space (sum of the members' ``dim_``)."""
+        return int(sum(m.dim_ for m in self.models))
+
+    def encode_images(self, images) -> np.ndarray:
+        """``(n_images, dim_)`` float32, unit rows (see :meth:`ImageTextModel.encode_images`)."""
+        self._scales()
+        return self._join([m.encode_images(images) for m in self.models])
+
+    def encode_image_features(self, features) -> np.ndarray:
+        """``features``: one ``(n, feature_dim)`` array for all models, or a list with one per model."""
+        self._scales()
+        feats = features if isinstance(features, (list, tuple)) else [features] * len(self.models)
+        if len(feats) != len(self.models):
+            raise ValueError(f"ImageTextEnsemble.encode_image_features: expected {len(self.models)} feature arrays; "
+                             f"got {len(feats)}.")
+        return self._join([m.encode_image_features(f) for m, f in zip(self.models, feats)])
+
+    def encode_texts(self, texts) -> np.ndarray:
+        """``(n_texts, dim_)`` float32, unit rows."""
+        self._scales()
+        return self._join([m.encode_texts(texts) for m in self.models])
+
+    def score(self, corpus: Corpus, split: str | None = "dev", *, image_features=None, n_candidates: int | None = None,
+              random_state: int | None = 0) -> dict:
+        """Retrieval metrics as :meth:`ImageTextModel.score`.
+
+        ``image_features``: None, one DataFrame indexed by ``image_id`` for
+        all models, or a list with one (or None) per model.
+        """
+        self._scales()
+        first = self.models[0]
+        sub = restrict_split(corpus, split, "ImageTextEnsemble.score")
+        pairs = image_text_pairs(sub, first.text_source)
+        ids = list(dict.fromkeys(pairs["image_id"]))
+        if n_candidates is not None:
+            check_int(n_candidates, "n_candidates", "ImageTextEnsemble.score", min_value=2)
+            if n_candidates < len(ids):
+                rng = np.random.default_rng(random_state)
+                ids = sorted(rng.choice(ids, size=n_candidates, replace=False).tolist(), key=ids.index)
+        feats = image_features if isinstance(image_features, (list, tuple)) else [image_features] * len(self.models)
+        if len(feats) != len(self.models):
+            raise ValueError(f"ImageTextEnsemble.score: expected {len(self.models)} image_features; got {len(feats)}.")
+        parts, kept = [], None
+        for m, f in zip(self.models, feats):
+            got, x = m._split_features(sub, ids, f, "ImageTextEnsemble.score")
+            if kept is not None and got != kept:
+                raise ValueError("ImageTextEnsemble.score: the members read features of different images.")
+            kept = got
+            parts.append(m.encode_image_features(x))
+        ie = self._join(parts)
+        pairs = pairs[pairs["image_id"].isin(set(kept))]
+        te = self.encode_texts(pairs["text"].tolist())
+        pos = {i: r for r, i in enumerate(kept)}
+        res = recall_at_k(ie, te, [int(k) for k in first.ks], text_to_image=pairs["image_id"].map(pos).to_numpy())
+        res.update(n_images=len(kept), n_texts=len(pairs))
+        return res
 
 
 def _jsonable(v):

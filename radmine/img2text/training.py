@@ -472,20 +472,24 @@ def image_table(images, owner: str):
 #: :class:`radmine.ImageEmbedder` defaults never changes what a fitted (or saved) model sees.
 PREPROCESS = {"channels": "replicate", "resize": "pad", "intensity": "auto"}
 
+#: Frozen-feature kinds of the image-to-text models (``ImageEmbedder(features=...)``).
+IMAGE_FEATURES = ("last", "last+mid")
 
-def make_embedder(backbone, *, cache_dir=None, random_state=None, progress=True, device=None):
+
+def make_embedder(backbone, *, cache_dir=None, random_state=None, progress=True, device=None, features="last"):
     """A :class:`radmine.ImageEmbedder` for ``backbone`` with the options it accepts.
 
     The preprocessing settings are fixed to :data:`PREPROCESS`, no crop, no
-    test-time augmentation and the average-pooled last feature map (each one
-    only where the installed ImageEmbedder has the option).
+    test-time augmentation and average pooling (each one only where the
+    installed ImageEmbedder has the option); ``features`` picks the pooled
+    last map (``"last"``, default) or last + middle stage (``"last+mid"``).
     """
     import inspect
 
     from radmine.images.embed import ImageEmbedder
 
     wanted = {"backbone": backbone, "cache_dir": cache_dir, "random_state": random_state, "progress": progress,
-              "pooling": "avg", "crop": "none", "features": "last", "tta": "none", **PREPROCESS}
+              "pooling": "avg", "crop": "none", "features": features, "tta": "none", **PREPROCESS}
     if device is not None:
         wanted["device"] = str(device)
     accepted = inspect.signature(ImageEmbedder.__init__).parameters
@@ -562,7 +566,7 @@ def check_features(features, image_ids, owner: str):
 
     if not isinstance(features, pd.DataFrame):
         raise TypeError(f"{owner}: image_features must be a DataFrame indexed by image_id; got {type(features).__name__}.")
-    missing = pd.Index(pd.unique(pd.Series(list(image_ids)))).difference(features.index)
+    missing = pd.Index(pd.unique(pd.Series(list(image_ids), dtype=object))).difference(features.index)
     if len(missing):
         raise KeyError(f"{owner}: image_features has no row for {len(missing)} image_id(s), e.g. {list(missing[:5])}.")
     return features
@@ -790,6 +794,7 @@ class BackboneInputsMixin:
     def _embedder(self):
         if getattr(self, "_embedder_", None) is None:
             self._embedder_ = make_embedder(self.backbone, cache_dir=self.cache_dir,
+                                            features=getattr(self, "image_features", "last"),
                                             random_state=self.random_state, progress=self.progress)
         return self._embedder_
 
