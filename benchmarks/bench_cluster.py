@@ -119,7 +119,7 @@ def main(argv=None):
     sub = radmine.Corpus(corpus.reports, images, annotations=corpus.annotations, root=corpus.root, name="medpix")
 
     common = dict(n_clusters=args.k, random_state=args.seed, progress=False, batch_size=args.batch_size)
-    print(f"(NMI depends on k: compare rows at similar k; AMI corrects for chance)")
+    print("(NMI depends on k: compare rows at similar k; AMI corrects for chance)")
     rows, hist = [], {}
     # (a0) plain k-means, no refine; (a) one-shot k-means + RIM refine
     for name, merge in [("a0. one-shot k-means (no refine), pretrained", False),
