@@ -848,13 +848,8 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         check_is_fitted(self, "module_")
         sub = restrict_split(corpus, split, "ImageTextModel.score")
         pairs = image_text_pairs(sub, self.text_source)
-        ids = list(dict.fromkeys(pairs["image_id"]))
-        if n_candidates is not None:
-            check_int(n_candidates, "n_candidates", "ImageTextModel.score", min_value=2)
-            if n_candidates < len(ids):
-                rng = np.random.default_rng(random_state)
-                ids = sorted(rng.choice(ids, size=n_candidates, replace=False).tolist(), key=ids.index)
-                pairs = pairs[pairs["image_id"].isin(set(ids))]
+        ids = _candidate_ids(pairs, n_candidates, random_state, "ImageTextModel.score")
+        pairs = pairs[pairs["image_id"].isin(set(ids))]
         ids, feats = self._split_features(sub, ids, image_features, "ImageTextModel.score")
         pairs = pairs[pairs["image_id"].isin(set(ids))]
         ie = self.encode_image_features(feats)
@@ -1089,12 +1084,7 @@ class ImageTextEnsemble(EstimatorReprMixin):
         first = self.models[0]
         sub = restrict_split(corpus, split, "ImageTextEnsemble.score")
         pairs = image_text_pairs(sub, first.text_source)
-        ids = list(dict.fromkeys(pairs["image_id"]))
-        if n_candidates is not None:
-            check_int(n_candidates, "n_candidates", "ImageTextEnsemble.score", min_value=2)
-            if n_candidates < len(ids):
-                rng = np.random.default_rng(random_state)
-                ids = sorted(rng.choice(ids, size=n_candidates, replace=False).tolist(), key=ids.index)
+        ids = _candidate_ids(pairs, n_candidates, random_state, "ImageTextEnsemble.score")
         feats = image_features if isinstance(image_features, (list, tuple)) else [image_features] * len(self.models)
         if len(feats) != len(self.models):
             raise ValueError(f"ImageTextEnsemble.score: expected {len(self.models)} image_features; got {len(feats)}.")
@@ -1132,3 +1122,15 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 _resolved_paths = tr.resolved_paths  # kept importable from here
 _check_features = tr.check_features
+
+
+def _candidate_ids(pairs: pd.DataFrame, n_candidates: int | None, random_state: int | None, owner: str) -> list:
+    """The images of ``pairs`` in first-seen order, or a seeded sample of ``n_candidates`` of them (same order)."""
+    ids = list(dict.fromkeys(pairs["image_id"]))
+    if n_candidates is not None:
+        check_int(n_candidates, "n_candidates", owner, min_value=2)
+        if n_candidates < len(ids):
+            rng = np.random.default_rng(random_state)
+            position = {i: k for k, i in enumerate(ids)}
+            ids = sorted(rng.choice(ids, size=n_candidates, replace=False).tolist(), key=position.__getitem__)
+    return ids
