@@ -434,12 +434,8 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         """
         import torch
 
-        self._validate()
-        self._embedder_ = None
-        if not isinstance(corpus, Corpus):
-            raise TypeError(f"ImageTextModel.fit expects a radmine.Corpus, got {type(corpus).__name__}.")
         owner = "ImageTextModel.fit"
-        train = restrict_split(corpus, self.train_split, owner)
+        train = self._begin_fit(corpus, owner)
         pairs = image_text_pairs(train, self.text_source)
         if len(pairs) < 2:
             raise ValueError(f"{owner}: need at least 2 image <-> text pairs, found {len(pairs)}.")

@@ -206,12 +206,8 @@ class TopicImageClassifier(tr.BackboneInputsMixin, EstimatorReprMixin):
         """
         import torch
 
-        self._validate()
-        self._embedder_ = None
-        if not isinstance(corpus, Corpus):
-            raise TypeError(f"TopicImageClassifier.fit expects a radmine.Corpus, got {type(corpus).__name__}.")
         owner = "TopicImageClassifier.fit"
-        train = tr.restrict_split(corpus, self.train_split, owner)
+        train = self._begin_fit(corpus, owner)
         if labels is None:
             tm = self._make_topic_model()
             if not _is_fitted(tm):

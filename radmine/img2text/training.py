@@ -787,6 +787,16 @@ class BackboneInputsMixin:
     def _finetunes_all(self) -> bool:  # pragma: no cover - overridden
         return False
 
+    def _begin_fit(self, corpus: Any, owner: str):
+        """Validate the parameters, drop a cached embedder and return ``corpus``'s training split."""
+        from radmine.corpus import Corpus
+
+        self._validate()
+        self._embedder_ = None
+        if not isinstance(corpus, Corpus):
+            raise TypeError(f"{owner} expects a radmine.Corpus, got {type(corpus).__name__}.")
+        return restrict_split(corpus, self.train_split, owner)
+
     def _trains_backbone(self) -> bool:
         """Whether the fitted module carries its own (partly) trained backbone."""
         return bool(self._finetunes_all()) or getattr(self, "train_backbone_blocks", None) is not None
