@@ -164,6 +164,22 @@ def test_workers_give_the_same_result(png_folder):
     assert len(emb.quarantine_) == 1
 
 
+def test_threaded_inline_batches_keep_order_and_reasons(png_folder):
+    from radmine.images.embed import ImageDataset, _threaded_batches
+
+    folder, _ = png_folder
+    paths = [str(folder / f"img{i}.png") for i in range(6)] + [str(folder / "broken.png")]
+    emb = _embedder().fit()
+    ds = ImageDataset(paths, emb.input_spec_, emb._preprocess_options())
+    serial = list(_threaded_batches(ds, 3, 1))
+    threaded = list(_threaded_batches(ds, 3, 2))
+    assert [b[0].tolist() for b in threaded] == [[0, 1, 2], [3, 4, 5], [6]]
+    for (i0, x0, r0), (i1, x1, r1) in zip(serial, threaded):
+        assert torch.equal(i0, i1) and torch.equal(x0, x1) and r0 == r1
+    assert all(r == "" for b in threaded[:2] for r in b[2])
+    assert threaded[-1][2][0] != ""  # the broken PNG carries its reason
+
+
 def test_l2_normalize_and_transform_tensors():
     imgs = _images(3)
     emb = _embedder(l2_normalize=True)
