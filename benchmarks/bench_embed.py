@@ -312,8 +312,23 @@ def embed_quality_sets(df: pd.DataFrame, cache_dir: Path, batch_size: int, varia
     return feats, timing
 
 
-def quality_rows(df: pd.DataFrame, feats: dict) -> list[dict]:
-    """1-NN accuracy per method: train cases only (used to choose defaults), all images, dev cases only."""
+def split_masks(df: pd.DataFrame, n_splits: int, size: int = 200) -> list[np.ndarray]:
+    """Masks of ``n_splits`` random ~``size``-image subsets of whole cases (seeds 0..n_splits-1)."""
+    masks = []
+    for seed in range(n_splits):
+        keep = set(sample_by_case(df, size, seed=1000 + seed)["image_id"])
+        masks.append(df["image_id"].isin(keep).to_numpy())
+    return masks
+
+
+def quality_rows(df: pd.DataFrame, feats: dict, n_splits: int = 0) -> list[dict]:
+    """1-NN accuracy per method: train cases only (used to choose defaults), all images, dev cases only.
+
+    With ``n_splits``, also the mean and standard deviation over that many random
+    200-image case subsets of all images (LOCO within each subset): the issue's
+    "200-image split" figure without depending on one draw.
+    """
+    masks = split_masks(df, n_splits) if n_splits else []
     scopes = {
         "train": (df["split"] == "train").to_numpy(),
         "all": np.ones(len(df), dtype=bool),
@@ -337,8 +352,34 @@ def quality_rows(df: pd.DataFrame, feats: dict) -> list[dict]:
             for task in ("modality", "region"):
                 row[f"dev-queries {task}"] = one_nn_accuracy(
                     X[ok], sub[task].astype(str).to_numpy(), sub["case"].to_numpy(), dev[ok])
+        for task in ("modality", "region"):
+            accs = []
+            for mask in masks:
+                m = ok & mask
+                sub = df[m]
+                accs.append(one_nn_accuracy(X[m], sub[task].astype(str).to_numpy(), sub["case"].to_numpy()))
+            if accs:
+                row[f"200-splits {task}"] = float(np.mean(accs))
+                row[f"200-splits {task} sd"] = float(np.std(accs, ddof=1)) if len(accs) > 1 else float("nan")
+                row[f"_splits {task}"] = accs
         rows.append(row)
+    _paired_split_wins(rows)
     return rows
+
+
+def _paired_split_wins(rows: list[dict]) -> None:
+    """Per method: in how many of the random splits it scores >= the naive loop (paired: same subsets)."""
+    naive = next((r for r in rows if r["method"] == NAIVE_LABEL), None)
+    ref = {task: naive.get(f"_splits {task}") for task in ("modality", "region")} if naive else {}
+    for r in rows:
+        for task in ("modality", "region"):
+            mine = r.get(f"_splits {task}")
+            if mine is not None and ref.get(task) is not None:
+                wins = sum(a >= b for a, b in zip(mine, ref[task]))
+                r[f"200-splits {task} >= naive"] = f"{wins}/{len(mine)}"
+    for r in rows:
+        for task in ("modality", "region"):
+            r.pop(f"_splits {task}", None)
 
 
 def _chosen_variants(spec: str) -> list[str]:
@@ -370,6 +411,8 @@ def main(argv=None) -> int:
                          "comma-separated positions in VARIANTS (0 = default); default: all, quick with --quick")
     ap.add_argument("--split", default=None, choices=["train", "dev"],
                     help="restrict the quality set to one published split's cases (tune on train)")
+    ap.add_argument("--splits", type=int, default=50,
+                    help="random ~200-image case subsets of all images for the '200-splits' columns (0: off)")
     ap.add_argument("--save-features", default=None, help="write the quality-set embeddings to this .npz")
     ap.add_argument("--json", default=None, help="also write the tables to this JSON file")
     args = ap.parse_args(argv)
@@ -416,10 +459,11 @@ def main(argv=None) -> int:
         if args.save_features:
             np.savez(args.save_features, image_id=qdf["image_id"].to_numpy(dtype=str),
                      **{f"m{i}": X for i, X in enumerate(feats.values())})
-        results["quality"] = quality_rows(qdf, feats)
+        results["quality"] = quality_rows(qdf, feats, args.splits)
         print(fmt_table(results["quality"], "1-NN accuracy, leave-one-case-out, cosine similarity "
                         "(train: train cases only, used to choose the defaults; all: 1,850 images; "
-                        "dev: the dev cases only; dev-queries: dev images vs all other cases; (*) = default)"))
+                        "dev: the dev cases only; dev-queries: dev images vs all other cases; 200-splits: mean / sd over "
+                        f"{args.splits} random ~200-image case subsets, >= naive: paired wins; (*) = default)"))
         counts = qdf.groupby("modality").size().to_dict(), qdf.groupby("region").size().to_dict()
         print(f"\nclass counts: modality {counts[0]}; region {counts[1]}")
 
