@@ -672,22 +672,8 @@ def topic_transform(model: Any, ddf: Any):
         ddf = dd.from_pandas(ddf, npartitions=max(1, math.ceil(len(ddf) / DEFAULT_PARTITION_SIZE)), sort=False)
     elif isinstance(ddf, pd.DataFrame):
         ddf = from_pandas(ddf)
-    light = _light_model(model)
+    light = model.without_documents()
     return _map(ddf, _topic_part, _shared(light), model.sections)
-
-
-def _light_model(model: Any) -> Any:
-    """A shallow copy without the fit documents (what a worker needs to transform)."""
-    import copy
-
-    light = copy.copy(model)
-    for attr in ("_fit_X", "_train_tokens"):
-        if hasattr(light, attr):
-            setattr(light, attr, None)
-    light._doc_info = None
-    light.documents_ = pd.DataFrame(columns=["doc_id", "report_id", "sentence_id", "n_terms", "in_training"])
-    light._eeb = None
-    return light
 
 
 # --------------------------------------------------------------------------- streaming topic fit
@@ -987,7 +973,7 @@ def fit_topics_streaming(
     )
     cols = ["doc_id", "report_id", "sentence_id", "n_terms", "in_training", "dominant_topic", "probability"]
     if document_info:
-        light = _shared(_light_model(model))
+        light = _shared(model.without_documents())
         info_tasks = [dask.delayed(_docinfo_part, pure=True)(p, light, sections, min_doc_terms, unit) for p in parts]
         frames = list(_iter_computed(info_tasks, client, max(max_in_flight, 4)))
         info = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)

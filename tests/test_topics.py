@@ -312,6 +312,19 @@ def test_from_arrays_rebuilds_a_fitted_model(fitted, blocks):
     pd.testing.assert_frame_equal(tm.get_document_info(), fitted.get_document_info())
 
 
+def test_without_documents_transforms_alike_and_drops_fit_state(fitted, blocks):
+    texts, _ = blocks
+    light = fitted.without_documents()
+    np.testing.assert_allclose(light.transform(texts[:5]), fitted.transform(texts[:5]), atol=1e-7)
+    assert not fitted.get_document_info().empty
+    with pytest.raises(ValueError, match="not kept by this model"):
+        light.get_document_info()
+    assert light._fit_X is None and light._train_tokens is None
+    assert light.components_ is fitted.components_  # shared, not copied
+    with pytest.raises(NotFittedError, match="not fitted"):
+        radmine.TopicModel(3).without_documents()
+
+
 def test_from_arrays_without_documents_and_errors(fitted, blocks, tmp_path):
     texts, _ = blocks
     v = len(fitted.vocabulary_)
@@ -352,10 +365,13 @@ def test_tomotopy_defaults_alpha_and_sweeps(blocks):
     from radmine.topics.model import tomotopy_sweeps
 
     assert tomotopy_sweeps(10_000) == 1000 and tomotopy_sweeps(30_000) == 500 and tomotopy_sweeps(20_000) == 750
-    assert tomotopy_sweeps(0) == 1000 and tomotopy_sweeps(10**8) == 500
+    assert tomotopy_sweeps(0) == 1000 and tomotopy_sweeps(10**8) == 250
+    # the budget counts token-topic updates: K=40 gets half the sweeps of K<=20
+    assert tomotopy_sweeps(20_000, 40) == 375 and tomotopy_sweeps(20_000, 10) == 750
+    assert tomotopy_sweeps(30_000, 80) == 250 and tomotopy_sweeps(10_000, 40) == 750
     texts, _ = blocks
     tm = radmine.TopicModel(3, random_state=3, backend="tomotopy", **FAST).fit(texts[:30])
-    assert tm.n_iterations_ == tomotopy_sweeps(int(tm.documents_["n_terms"].sum()))
+    assert tm.n_iterations_ == tomotopy_sweeps(int(tm.documents_["n_terms"].sum()), 3)
     assert tm._alpha_start() == 0.1 and radmine.TopicModel(3)._alpha_start() == 0.01
     tm2 = radmine.TopicModel(3, random_state=3, backend="tomotopy", iterations=20, alpha=0.5, **FAST).fit(texts[:30])
     assert tm2.n_iterations_ == 20 and tm2._alpha_start() == 0.5

@@ -12,8 +12,8 @@ like the one that was saved.
 Defaults are Shin et al.'s Stanford TMT settings: topic and term smoothing
 0.01, terms of >= 3 characters in >= 3 documents, the 10 most common terms
 dropped, documents of >= 5 terms. The tomotopy backend starts alpha at 0.1
-(re-estimated while sampling) and runs ``15e6 / n_tokens`` sweeps clipped to
-500..1000 (:func:`tomotopy_sweeps`). :meth:`TopicModel.from_arrays` builds a
+(re-estimated while sampling) and runs ``3e8 / (n_tokens * max(K, 20))`` sweeps
+clipped to 250..1000 (:func:`tomotopy_sweeps`). :meth:`TopicModel.from_arrays` builds a
 fitted model from a topic-term matrix trained elsewhere (e.g. streamed over
 Dask shards).
 """
@@ -155,13 +155,19 @@ def completion_perplexity(topic_word: np.ndarray, X, alpha: np.ndarray | float =
 
 
 # ---------------------------------------------------------------- model
-def tomotopy_sweeps(n_tokens: int, *, budget: float = 1.5e7, low: int = 500, high: int = 1000) -> int:
-    """Default Gibbs sweeps of the tomotopy backend: ``budget / n_tokens`` clipped to ``[low, high]``.
+def tomotopy_sweeps(n_tokens: int, n_topics: int = 20, *, budget: float = 3e8, low: int = 250,
+                    high: int = 1000) -> int:
+    """Default Gibbs sweeps of the tomotopy backend, from a budget of token-topic updates.
 
-    About 2-3 s single-threaded for corpora up to ~30,000 tokens; larger corpora get
-    ``low`` sweeps (cost then grows linearly with tokens).
+    A sweep costs about ``n_tokens * n_topics``, so the sweeps are
+    ``budget / (n_tokens * max(n_topics, 20))`` clipped to ``[low, high]``:
+    ``15e6 / n_tokens`` up to K=20, fewer above (half at K=40). About 1-2 s
+    single-threaded for corpora up to ~30,000 tokens; small corpora (where
+    sweeps are cheap) get tomotopy's usual 1,000, large ones ``low`` (cost then
+    grows linearly with tokens).
     """
-    return int(np.clip(round(budget / max(int(n_tokens), 1)), low, high))
+    scale = max(int(n_tokens), 1) * max(int(n_topics), 20)
+    return int(np.clip(round(budget / scale), low, high))
 
 
 def _seed(random_state: Any) -> int | None:
@@ -207,9 +213,10 @@ class TopicModel(EstimatorReprMixin):
         gensim: passes over the corpus (ignored by tomotopy).
     iterations : int, optional
         gensim: E-step iterations per document (default 50); tomotopy: Gibbs
-        sweeps (default: about 1.5e7 token samples, ``15_000_000 / n_tokens``
-        clipped to 500..1000 sweeps -- small corpora, where sweeps are cheap,
-        get tomotopy's usual 1,000). ``n_iterations_`` is the number used.
+        sweeps (default: a budget of 3e8 token-topic updates,
+        ``3e8 / (n_tokens * max(n_topics, 20))`` clipped to 250..1000 sweeps
+        -- small corpora, where sweeps are cheap, get tomotopy's usual 1,000).
+        ``n_iterations_`` is the number used.
     min_df : int, default 3
         Keep terms in at least ``min_df`` documents.
     min_chars : int, default 3
@@ -506,6 +513,26 @@ class TopicModel(EstimatorReprMixin):
             obj.set_document_info(info)
         return obj
 
+    def without_documents(self) -> TopicModel:
+        """A shallow copy that keeps what ``transform`` needs and drops the fit documents.
+
+        The copy shares the topic-term matrix, vocabulary and preprocessor with
+        this model but not its training bag-of-words, token lists or document
+        table: small to ship to Dask workers. ``get_document_info`` on the copy
+        raises ``ValueError``, as on a loaded model.
+        """
+        import copy
+
+        check_is_fitted(self, "components_")
+        light = copy.copy(self)
+        light._fit_X = None
+        light._train_tokens = None
+        light._doc_info = None
+        light._eeb = None
+        light.documents_ = pd.DataFrame({c: pd.Series(dtype=object) for c in
+                                         ("doc_id", "report_id", "sentence_id", "n_terms", "in_training")})
+        return light
+
     def set_document_info(self, info: pd.DataFrame) -> TopicModel:
         """Attach the fit documents' table to a model built by :meth:`from_arrays`.
 
@@ -585,7 +612,8 @@ class TopicModel(EstimatorReprMixin):
         mdl = tp.LDAModel(k=k, alpha=self._alpha_start(), eta=float(self.eta), seed=seed)
         for t in train_tokens:
             mdl.add_doc(t)
-        total = tomotopy_sweeps(sum(map(len, train_tokens))) if self.iterations is None else self.iterations
+        n_tokens = sum(map(len, train_tokens))
+        total = tomotopy_sweeps(n_tokens, k) if self.iterations is None else self.iterations
         self.n_iterations_ = total
         step = max(1, min(50, total))
         bar = None
@@ -633,7 +661,8 @@ class TopicModel(EstimatorReprMixin):
     def _theta_of_fit_docs(self) -> np.ndarray:
         X = getattr(self, "_fit_X", None)
         if X is None:
-            raise ValueError("The fit documents are not kept by a loaded model; call transform(texts).")
+            raise ValueError("The fit documents are not kept by this model (loaded from disk or made by "
+                             "without_documents()); call transform(texts).")
         return self._theta(X)
 
     def transform(self, X: Any) -> np.ndarray:
