@@ -12,8 +12,8 @@ like the one that was saved.
 Defaults are Shin et al.'s Stanford TMT settings: topic and term smoothing
 0.01, terms of >= 3 characters in >= 3 documents, the 10 most common terms
 dropped, documents of >= 5 terms. The tomotopy backend starts alpha at 0.1
-(re-estimated while sampling) and runs ``3e8 / (n_tokens * max(K, 20))`` sweeps
-clipped to 250..1000 (:func:`tomotopy_sweeps`). :meth:`TopicModel.from_arrays` builds a
+(re-estimated while sampling) and runs ``15e6 / n_tokens`` sweeps clipped to
+500..1000 (:func:`tomotopy_sweeps`). :meth:`TopicModel.from_arrays` builds a
 fitted model from a topic-term matrix trained elsewhere (e.g. streamed over
 Dask shards).
 """
@@ -155,19 +155,13 @@ def completion_perplexity(topic_word: np.ndarray, X, alpha: np.ndarray | float =
 
 
 # ---------------------------------------------------------------- model
-def tomotopy_sweeps(n_tokens: int, n_topics: int = 20, *, budget: float = 3e8, low: int = 250,
-                    high: int = 1000) -> int:
-    """Default Gibbs sweeps of the tomotopy backend, from a budget of token-topic updates.
+def tomotopy_sweeps(n_tokens: int, *, budget: float = 1.5e7, low: int = 500, high: int = 1000) -> int:
+    """Default Gibbs sweeps of the tomotopy backend: ``budget / n_tokens`` clipped to ``[low, high]``.
 
-    A sweep costs about ``n_tokens * n_topics``, so the sweeps are
-    ``budget / (n_tokens * max(n_topics, 20))`` clipped to ``[low, high]``:
-    ``15e6 / n_tokens`` up to K=20, fewer above (half at K=40). About 1-2 s
-    single-threaded for corpora up to ~30,000 tokens; small corpora (where
-    sweeps are cheap) get tomotopy's usual 1,000, large ones ``low`` (cost then
-    grows linearly with tokens).
+    About 1-2 s single-threaded for corpora up to ~30,000 tokens; larger corpora get
+    ``low`` sweeps (cost then grows linearly with tokens).
     """
-    scale = max(int(n_tokens), 1) * max(int(n_topics), 20)
-    return int(np.clip(round(budget / scale), low, high))
+    return int(np.clip(round(budget / max(int(n_tokens), 1)), low, high))
 
 
 def _seed(random_state: Any) -> int | None:
@@ -213,9 +207,9 @@ class TopicModel(EstimatorReprMixin):
         gensim: passes over the corpus (ignored by tomotopy).
     iterations : int, optional
         gensim: E-step iterations per document (default 50); tomotopy: Gibbs
-        sweeps (default: a budget of 3e8 token-topic updates,
-        ``3e8 / (n_tokens * max(n_topics, 20))`` clipped to 250..1000 sweeps
-        -- small corpora, where sweeps are cheap, get tomotopy's usual 1,000).
+        sweeps (default: about 1.5e7 token samples, ``15_000_000 / n_tokens``
+        clipped to 500..1000 sweeps -- small corpora, where sweeps are cheap,
+        get tomotopy's usual 1,000).
         ``n_iterations_`` is the number used.
     min_df : int, default 3
         Keep terms in at least ``min_df`` documents.
@@ -613,7 +607,7 @@ class TopicModel(EstimatorReprMixin):
         for t in train_tokens:
             mdl.add_doc(t)
         n_tokens = sum(map(len, train_tokens))
-        total = tomotopy_sweeps(n_tokens, k) if self.iterations is None else self.iterations
+        total = tomotopy_sweeps(n_tokens) if self.iterations is None else self.iterations
         self.n_iterations_ = total
         step = max(1, min(50, total))
         bar = None
