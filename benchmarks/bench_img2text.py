@@ -24,6 +24,7 @@ Usage::
     .venv/bin/python benchmarks/bench_img2text.py --select   # the selection on train_1 <-> train_2 only
     .venv/bin/python benchmarks/bench_img2text.py --select --select-ensemble  # n_ensemble 1/3/5 x last / last+mid
     .venv/bin/python benchmarks/bench_img2text.py --select --select-cross     # word2vec weight in ImageTextEnsemble
+    .venv/bin/python benchmarks/bench_img2text.py --select --select-views     # plain / content preprocessing views
 
 Selection never looks at dev: ``--select`` fits on the published ``train_1``
 cases and scores on ``train_2`` (and the reverse), R@10 over random
@@ -51,6 +52,9 @@ MEMORY: dict = {"memory_weight": 1.0, "memory_k": 20}
 #: Seed ensemble and image features, chosen with ``--select --select-ensemble`` (train sub-splits only).
 ENSEMBLE: dict = {"n_ensemble": 3, "image_features": "last+mid"}
 ENSEMBLE_NAME = "last+mid features, ensemble of 3"
+#: Preprocessing views of the two-view ImageTextEnsemble (``--select --select-views``: each view a
+#: MiniLM model with the selected settings and ENSEMBLE; train sub-splits only).
+VIEWS: tuple = ("plain", "content")
 #: Weight of the contrastive word2vec model beside the MiniLM ensemble in an ImageTextEnsemble
 #: (``--select --select-cross``; None: no such row).
 CROSS_WEIGHT: float | None = 0.25
@@ -60,15 +64,19 @@ RESULTS = HERE / "results"
 CACHE = RESULTS / "cache"
 
 
-def image_features(corpus, backbone: str = "efficientnet_lite0", features: str = "last") -> pd.DataFrame:
+def image_features(corpus, backbone: str = "efficientnet_lite0", features: str = "last",
+                   preprocessing: str = "plain") -> pd.DataFrame:
     """Backbone features of every image, keyed by absolute path in a resumable cache.
 
-    The embedder settings are the ones the image-to-text models pin (pad, replicate, auto, avg);
-    ``features``: ``"last"`` or ``"last+mid"`` (``ImageTextModel(image_features=...)``).
+    The embedder settings are the ones the image-to-text models pin
+    (``ImageTextModel(image_preprocessing=...)``: ``"plain"`` = pad, replicate, auto, avg;
+    ``"content"`` = content crop + percentile clip); ``features``: ``"last"`` or
+    ``"last+mid"`` (``ImageTextModel(image_features=...)``).
     """
     from radmine.img2text.training import make_embedder
 
-    emb = make_embedder(backbone, cache_dir=CACHE / backbone, progress=True, features=features)
+    emb = make_embedder(backbone, cache_dir=CACHE / backbone, progress=True, features=features,
+                        preprocessing=preprocessing)
     paths = [str(Path(p).resolve()) for p in corpus.image_paths()]
     X = emb.transform(paths)
     return pd.DataFrame(X, index=pd.Index(corpus.images["image_id"].tolist(), name="image_id"))
@@ -167,6 +175,41 @@ def select_cross(corpus, F, minilm: dict, word2vec: dict, weights=(0.0, 0.25, 0.
     return out
 
 
+def select_views(corpus, feats: dict, params: dict, combos: dict, n_candidates: int = 197, reps: int = 5) -> dict:
+    """Ensembles of models on different image views (``{view: features}``), on train_1 <-> train_2 only.
+
+    One model per view and fold (member seeds offset by 100 per view); every
+    combination in ``combos`` (``{name: [view, ...]}``) is scored as an
+    equal-weight :class:`ImageTextEnsemble`. Returns ``{name: mean image->text R@10}``.
+    """
+    from radmine.img2text.model import ImageTextEnsemble
+
+    sub = corpus.copy()
+    sub.reports = sub.reports.assign(split=sub.reports["subsplit"])
+    vals: dict[str, list] = {c: [] for c in combos}
+    t0 = time.perf_counter()
+    for a, b in (("train_1", "train_2"), ("train_2", "train_1")):
+        models = {}
+        for i, (view, (feat_kind, prep)) in enumerate(feats.items()):
+            p = {**params, "train_split": a, "random_state": params.get("random_state", 0) + 100 * i,
+                 "image_features": feat_kind, "image_preprocessing": prep}
+            models[view] = radmine.ImageTextModel(**p).fit(sub, image_features=FEATURES[(feat_kind, prep)])
+        for name, views in combos.items():
+            ens = ImageTextEnsemble([models[v] for v in views])
+            fs = [FEATURES[feats[v]] for v in views]
+            for r in range(reps):
+                vals[name].append(ens.score(sub, split=b, image_features=fs, n_candidates=n_candidates,
+                                            random_state=r)["image_to_text_R@10"])
+    out = {c: float(np.mean(v)) for c, v in vals.items()}
+    for c, v in out.items():
+        print(f"  select views {c}: train_1<->train_2 i2t R@10 {v:.3f} ({time.perf_counter() - t0:.0f}s)", flush=True)
+    return out
+
+
+#: ``(image_features, image_preprocessing) -> features DataFrame``, filled by :func:`main`.
+FEATURES: dict = {}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer epochs, skip MiniLM and two topic levels")
@@ -176,6 +219,8 @@ def main(argv=None) -> int:
                     help="only rerun the selection of the MiniLM settings on train_1 <-> train_2 (no dev)")
     ap.add_argument("--select-ensemble", action="store_true",
                     help="with --select: choose n_ensemble (1/3/5) and image_features (last / last+mid) instead")
+    ap.add_argument("--select-views", action="store_true",
+                    help="with --select: ensembles of models on different image preprocessings / feature kinds")
     ap.add_argument("--select-cross", action="store_true",
                     help="with --select: choose the word2vec weight of the MiniLM + word2vec ImageTextEnsemble")
     args = ap.parse_args(argv)
@@ -202,6 +247,15 @@ def main(argv=None) -> int:
         if args.select_cross:
             w2v = {**base, "text_encoder": "word2vec"}
             select_cross(corpus, F, {**base, **SELECTED}, w2v)
+            return 0
+        if args.select_views:
+            views = {"plain last+mid": ("last+mid", "plain"), "content last+mid": ("last+mid", "content"),
+                     "plain last": ("last", "plain")}
+            for kind in views.values():
+                FEATURES[kind] = image_features(corpus, features=kind[0], preprocessing=kind[1])
+            names = list(views)
+            select_views(corpus, views, {**base, **SELECTED, "n_ensemble": ENSEMBLE["n_ensemble"]},
+                         {names[0]: names[:1], "+".join(names[:2]): names[:2], "+".join(names): names})
             return 0
         if args.select_ensemble:
             F_mid = image_features(corpus, features="last+mid")
@@ -258,6 +312,19 @@ def main(argv=None) -> int:
         fitted[name] = model
         print(f"  {name}: {len(model.history_)} epochs (best {model.best_epoch_}), {seconds[name]:.1f}s", flush=True)
     ens_name = f"contrastive, MiniLM, {SELECTED_NAME}, {ENSEMBLE_NAME}"
+    if len(VIEWS) > 1 and ens_name in fitted and not args.quick:
+        from radmine.img2text.model import ImageTextEnsemble
+
+        kind = models[ens_name].get("image_features", "last")
+        view_models, view_feats, t0 = [fitted[ens_name]], [feats[kind]], time.perf_counter()
+        for i, view in enumerate(VIEWS[1:], start=1):
+            Fv = image_features(corpus, features=kind, preprocessing=view)
+            p = {**common, **models[ens_name], "image_preprocessing": view, "random_state": args.seed + 100 * i}
+            view_models.append(radmine.ImageTextModel(**p).fit(corpus, image_features=Fv))
+            view_feats.append(Fv)
+        name = f"{ens_name}, views {' + '.join(VIEWS)} (ImageTextEnsemble)"
+        results[name] = ImageTextEnsemble(view_models).score(corpus, split="dev", image_features=view_feats)
+        seconds[name] = seconds[ens_name] + time.perf_counter() - t0
     if CROSS_WEIGHT is not None and ens_name in fitted and "contrastive, word2vec" in fitted:
         from radmine.img2text.model import ImageTextEnsemble
 

@@ -337,3 +337,27 @@ def test_image_text_ensemble_combines_models(toy, fitted):
         ImageTextEnsemble([a, b], weights=[1, -1]).encode_texts(texts)
     with pytest.raises(TypeError, match="'models' parameter"):
         ImageTextEnsemble([a, "b"]).encode_texts(texts)
+
+
+def test_image_preprocessing_content_changes_features_and_round_trips(embedded_corpus, tmp_path):
+    """image_preprocessing="content": other pixels reach the CNN; saved and reloaded with the model."""
+    corpus = embedded_corpus.copy()
+    kw = dict(backbone="random_cnn", epochs=2, batch_size=32, hidden_dim=32, dropout=0.1, input_dropout=0.0,
+              random_state=0, progress=False, train_split=None, word2vec_params={"vector_size": 16, "epochs": 2},
+              cache_dir=tmp_path / "cache")
+    plain = radmine.ImageTextModel(**kw).fit(corpus)
+    content = radmine.ImageTextModel(image_preprocessing="content", **kw).fit(corpus)
+    emb_p, emb_c = plain._embedder(), content._embedder()
+    assert (emb_p.crop, emb_p.intensity) == ("none", "auto")
+    assert (emb_c.crop, emb_c.intensity) == ("content", "percentile")
+    imgs = corpus.images.head(3).assign(path=corpus.image_paths().head(3).values)
+    assert not np.allclose(plain._backbone_features(imgs, "t"), content._backbone_features(imgs, "t"))
+    content.save(tmp_path / "m")
+    back = radmine.ImageTextModel.load(tmp_path / "m")
+    assert back.image_preprocessing == "content"
+    np.testing.assert_array_equal(back.encode_images(imgs), content.encode_images(imgs))
+    # the pixel path of a partly trained CNN uses the same preprocessing
+    assert tr.pixel_tensor(np.eye(40), {"image_size": 32, "mean": [0] * 3, "std": [1] * 3,
+                                        "preprocessing": "content"}).shape == (3, 32, 32)
+    with pytest.raises(ValueError, match="'image_preprocessing' parameter"):
+        radmine.ImageTextModel(image_preprocessing="crop", **kw).fit(corpus)

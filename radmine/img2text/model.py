@@ -251,6 +251,13 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         L2-normalised pooled middle stage (EfficientNet-Lite0: 1280 + 112 =
         1392 dims; ``ImageEmbedder(features="last+mid")``). Pass the same
         kind of precomputed features to :meth:`fit` and :meth:`score`.
+    image_preprocessing : {"plain", "content"}, default "plain"
+        Pixel preprocessing before the CNN (pinned, see
+        :data:`radmine.img2text.training.PREPROCESSINGS`): ``"plain"`` pads
+        the whole image; ``"content"`` crops to the body and clips intensities
+        to the 0.5-99.5th percentiles first (the :class:`radmine.ImageEmbedder`
+        defaults). Two models on the two preprocessings make a stronger
+        :class:`ImageTextEnsemble` than more seeds of one (docs/img2text.md).
     epochs : int, default 30
     batch_size : int, default 64
     lr : float, default 1e-3
@@ -322,6 +329,7 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         lr_schedule: str = "constant",
         n_ensemble: int = 1,
         image_features: str = "last",
+        image_preprocessing: str = "plain",
         epochs: int = 30,
         batch_size: int = 64,
         lr: float = 1e-3,
@@ -358,6 +366,7 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         self.lr_schedule = lr_schedule
         self.n_ensemble = n_ensemble
         self.image_features = image_features
+        self.image_preprocessing = image_preprocessing
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -397,6 +406,7 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         check_int(self.memory_k, "memory_k", owner, min_value=1)
         check_option(self.lr_schedule, "lr_schedule", owner, tr.LR_SCHEDULES)
         check_option(self.image_features, "image_features", owner, tr.IMAGE_FEATURES)
+        check_option(self.image_preprocessing, "image_preprocessing", owner, tuple(tr.PREPROCESSINGS))
         check_int(self.n_ensemble, "n_ensemble", owner, min_value=1)
         if self.n_ensemble > 1 and (self.finetune_backbone or self.train_backbone_blocks is not None
                                     or self.finetune_text_layers):
@@ -609,7 +619,7 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         out = {}
         for k in ("objective", "backbone", "finetune_backbone", "train_backbone_blocks", "flip_augment",
                   "finetune_text_layers", "embed_dim", "hidden_dim", "dropout", "input_dropout", "temperature",
-                  "regression_loss", "extra_texts", "memory_weight", "memory_k", "lr_schedule", "n_ensemble", "image_features", "batch_size", "lr", "weight_decay", "dev_fraction",
+                  "regression_loss", "extra_texts", "memory_weight", "memory_k", "lr_schedule", "n_ensemble", "image_features", "image_preprocessing", "batch_size", "lr", "weight_decay", "dev_fraction",
                   "train_split", "text_source", "max_phrases", "random_state", "epochs", "patience"):
             out[k] = getattr(self, k)
         out["ks"] = [int(k) for k in self.ks]

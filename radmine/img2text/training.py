@@ -472,24 +472,35 @@ def image_table(images, owner: str):
 #: :class:`radmine.ImageEmbedder` defaults never changes what a fitted (or saved) model sees.
 PREPROCESS = {"channels": "replicate", "resize": "pad", "intensity": "auto"}
 
+#: Pixel preprocessings an image-to-text model can use (``image_preprocessing``), pinned
+#: for the same reason: ``"plain"`` (aspect-preserving pad, min-max / 8-bit scaling, no
+#: crop) and ``"content"`` (crop to the body, clip to the 0.5-99.5th percentiles, then pad:
+#: the :class:`radmine.ImageEmbedder` defaults chosen on MedPix train cases).
+PREPROCESSINGS = {
+    "plain": {**PREPROCESS, "crop": "none"},
+    "content": {"channels": "replicate", "resize": "pad", "intensity": "percentile", "crop": "content"},
+}
+
 #: Frozen-feature kinds of the image-to-text models (``ImageEmbedder(features=...)``).
 IMAGE_FEATURES = ("last", "last+mid")
 
 
-def make_embedder(backbone, *, cache_dir=None, random_state=None, progress=True, device=None, features="last"):
+def make_embedder(backbone, *, cache_dir=None, random_state=None, progress=True, device=None, features="last",
+                  preprocessing="plain"):
     """A :class:`radmine.ImageEmbedder` for ``backbone`` with the options it accepts.
 
-    The preprocessing settings are fixed to :data:`PREPROCESS`, no crop, no
-    test-time augmentation and average pooling (each one only where the
-    installed ImageEmbedder has the option); ``features`` picks the pooled
-    last map (``"last"``, default) or last + middle stage (``"last+mid"``).
+    The preprocessing settings are fixed to :data:`PREPROCESSINGS` ``[preprocessing]``
+    (``"plain"``: :data:`PREPROCESS`, no crop), no test-time augmentation and
+    average pooling (each one only where the installed ImageEmbedder has the
+    option); ``features`` picks the pooled last map (``"last"``, default) or
+    last + middle stage (``"last+mid"``).
     """
     import inspect
 
     from radmine.images.embed import ImageEmbedder
 
     wanted = {"backbone": backbone, "cache_dir": cache_dir, "random_state": random_state, "progress": progress,
-              "pooling": "avg", "crop": "none", "features": features, "tta": "none", **PREPROCESS}
+              "pooling": "avg", "features": features, "tta": "none", **PREPROCESSINGS[preprocessing]}
     if device is not None:
         wanted["device"] = str(device)
     accepted = inspect.signature(ImageEmbedder.__init__).parameters
@@ -516,17 +527,18 @@ def embed_images(embedder, images, owner: str) -> np.ndarray:
 
 
 def pixel_tensor(item, spec: dict):
-    """One preprocessed ``(3, S, S)`` tensor from a path or an array (for fine-tuning)."""
+    """One preprocessed ``(3, S, S)`` tensor from a path or an array (for fine-tuning).
+
+    ``spec``: the backbone's input spec, with an optional ``"preprocessing"``
+    key naming one of :data:`PREPROCESSINGS` (default ``"plain"``).
+    """
     from radmine.images.preprocess import preprocess
 
     if isinstance(item, str):
         from radmine.pixels import load_pixels
 
         item = load_pixels(item)
-    import inspect
-
-    extra = {"crop": "none"} if "crop" in inspect.signature(preprocess).parameters else {}
-    return preprocess(np.asarray(item), spec, **PREPROCESS, **extra)
+    return preprocess(np.asarray(item), spec, **PREPROCESSINGS[spec.get("preprocessing", "plain")])
 
 
 def read_saved_meta(path, filename: str, fmt: str, what: str) -> dict:
@@ -805,6 +817,7 @@ class BackboneInputsMixin:
         if getattr(self, "_embedder_", None) is None:
             self._embedder_ = make_embedder(self.backbone, cache_dir=self.cache_dir,
                                             features=getattr(self, "image_features", "last"),
+                                            preprocessing=getattr(self, "image_preprocessing", "plain"),
                                             random_state=self.random_state, progress=self.progress)
         return self._embedder_
 
@@ -834,7 +847,7 @@ class BackboneInputsMixin:
         from radmine.images.backbones import build_backbone
 
         backbone = build_backbone(self.backbone, pretrained=True, random_state=self.random_state)
-        self._spec_ = dict(backbone.input_spec)
+        self._spec_ = {**backbone.input_spec, "preprocessing": getattr(self, "image_preprocessing", "plain")}
         im = corpus.images.set_index("image_id").loc[list(ids)].reset_index()
         items = [None if p is None else str(p) for p in resolved_paths(corpus, im)]
         ok = np.array([p is not None for p in items])
