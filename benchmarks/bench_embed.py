@@ -329,6 +329,7 @@ def quality_rows(df: pd.DataFrame, feats: dict, n_splits: int = 0) -> list[dict]
     "200-image split" figure without depending on one draw.
     """
     masks = split_masks(df, n_splits) if n_splits else []
+    per_split: dict[tuple[str, str], list[float]] = {}
     scopes = {
         "train": (df["split"] == "train").to_numpy(),
         "all": np.ones(len(df), dtype=bool),
@@ -353,33 +354,20 @@ def quality_rows(df: pd.DataFrame, feats: dict, n_splits: int = 0) -> list[dict]
                 row[f"dev-queries {task}"] = one_nn_accuracy(
                     X[ok], sub[task].astype(str).to_numpy(), sub["case"].to_numpy(), dev[ok])
         for task in ("modality", "region"):
-            accs = []
-            for mask in masks:
-                m = ok & mask
-                sub = df[m]
-                accs.append(one_nn_accuracy(X[m], sub[task].astype(str).to_numpy(), sub["case"].to_numpy()))
+            accs = [one_nn_accuracy(X[ok & m], df[ok & m][task].astype(str).to_numpy(), df[ok & m]["case"].to_numpy())
+                    for m in masks]
             if accs:
                 row[f"200-splits {task}"] = float(np.mean(accs))
                 row[f"200-splits {task} sd"] = float(np.std(accs, ddof=1)) if len(accs) > 1 else float("nan")
-                row[f"_splits {task}"] = accs
+                per_split[(name, task)] = accs
         rows.append(row)
-    _paired_split_wins(rows)
+    # paired on the same subsets: in how many splits each method scores >= the naive loop
+    for row, name in zip(rows, feats):
+        for task in ("modality", "region"):
+            ref, mine = per_split.get((NAIVE_LABEL, task)), per_split.get((name, task))
+            if ref is not None and mine is not None:
+                row[f"200-splits {task} >= naive"] = f"{sum(a >= b for a, b in zip(mine, ref))}/{len(mine)}"
     return rows
-
-
-def _paired_split_wins(rows: list[dict]) -> None:
-    """Per method: in how many of the random splits it scores >= the naive loop (paired: same subsets)."""
-    naive = next((r for r in rows if r["method"] == NAIVE_LABEL), None)
-    ref = {task: naive.get(f"_splits {task}") for task in ("modality", "region")} if naive else {}
-    for r in rows:
-        for task in ("modality", "region"):
-            mine = r.get(f"_splits {task}")
-            if mine is not None and ref.get(task) is not None:
-                wins = sum(a >= b for a, b in zip(mine, ref[task]))
-                r[f"200-splits {task} >= naive"] = f"{wins}/{len(mine)}"
-    for r in rows:
-        for task in ("modality", "region"):
-            r.pop(f"_splits {task}", None)
 
 
 def _chosen_variants(spec: str) -> list[str]:

@@ -175,8 +175,12 @@ def select_cross(corpus, F, minilm: dict, word2vec: dict, weights=(0.0, 0.25, 0.
     return out
 
 
-def select_views(corpus, feats: dict, params: dict, combos: dict, n_candidates: int = 197, reps: int = 5) -> dict:
-    """Ensembles of models on different image views (``{view: features}``), on train_1 <-> train_2 only.
+def select_views(corpus, views: dict, features: dict, params: dict, combos: dict, n_candidates: int = 197,
+                 reps: int = 5) -> dict:
+    """Ensembles of models on different image views, on train_1 <-> train_2 only.
+
+    ``views``: ``{view name: (image_features, image_preprocessing)}``; ``features``:
+    ``{(image_features, image_preprocessing): features DataFrame}``.
 
     One model per view and fold (member seeds offset by 100 per view); every
     combination in ``combos`` (``{name: [view, ...]}``) is scored as an
@@ -190,13 +194,13 @@ def select_views(corpus, feats: dict, params: dict, combos: dict, n_candidates: 
     t0 = time.perf_counter()
     for a, b in (("train_1", "train_2"), ("train_2", "train_1")):
         models = {}
-        for i, (view, (feat_kind, prep)) in enumerate(feats.items()):
+        for i, (view, (feat_kind, prep)) in enumerate(views.items()):
             p = {**params, "train_split": a, "random_state": params.get("random_state", 0) + 100 * i,
                  "image_features": feat_kind, "image_preprocessing": prep}
-            models[view] = radmine.ImageTextModel(**p).fit(sub, image_features=FEATURES[(feat_kind, prep)])
-        for name, views in combos.items():
-            ens = ImageTextEnsemble([models[v] for v in views])
-            fs = [FEATURES[feats[v]] for v in views]
+            models[view] = radmine.ImageTextModel(**p).fit(sub, image_features=features[(feat_kind, prep)])
+        for name, names in combos.items():
+            ens = ImageTextEnsemble([models[v] for v in names])
+            fs = [features[views[v]] for v in names]
             for r in range(reps):
                 vals[name].append(ens.score(sub, split=b, image_features=fs, n_candidates=n_candidates,
                                             random_state=r)["image_to_text_R@10"])
@@ -204,10 +208,6 @@ def select_views(corpus, feats: dict, params: dict, combos: dict, n_candidates: 
     for c, v in out.items():
         print(f"  select views {c}: train_1<->train_2 i2t R@10 {v:.3f} ({time.perf_counter() - t0:.0f}s)", flush=True)
     return out
-
-
-#: ``(image_features, image_preprocessing) -> features DataFrame``, filled by :func:`main`.
-FEATURES: dict = {}
 
 
 def main(argv=None) -> int:
@@ -251,10 +251,9 @@ def main(argv=None) -> int:
         if args.select_views:
             views = {"plain last+mid": ("last+mid", "plain"), "content last+mid": ("last+mid", "content"),
                      "plain last": ("last", "plain")}
-            for kind in views.values():
-                FEATURES[kind] = image_features(corpus, features=kind[0], preprocessing=kind[1])
+            features = {kind: image_features(corpus, features=kind[0], preprocessing=kind[1]) for kind in views.values()}
             names = list(views)
-            select_views(corpus, views, {**base, **SELECTED, "n_ensemble": ENSEMBLE["n_ensemble"]},
+            select_views(corpus, views, features, {**base, **SELECTED, "n_ensemble": ENSEMBLE["n_ensemble"]},
                          {names[0]: names[:1], "+".join(names[:2]): names[:2], "+".join(names): names})
             return 0
         if args.select_ensemble:

@@ -855,15 +855,8 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         sub = restrict_split(corpus, split, "ImageTextModel.score")
         pairs = image_text_pairs(sub, self.text_source)
         ids = _candidate_ids(pairs, n_candidates, random_state, "ImageTextModel.score")
-        pairs = pairs[pairs["image_id"].isin(set(ids))]
         ids, feats = self._split_features(sub, ids, image_features, "ImageTextModel.score")
-        pairs = pairs[pairs["image_id"].isin(set(ids))]
-        ie = self.encode_image_features(feats)
-        te = self.encode_texts(pairs["text"].tolist())
-        pos = {i: r for r, i in enumerate(ids)}
-        res = recall_at_k(ie, te, [int(k) for k in self.ks], text_to_image=pairs["image_id"].map(pos).to_numpy())
-        res.update(n_images=len(ids), n_texts=len(pairs))
-        return res
+        return _retrieval_scores(self.encode_image_features(feats), ids, pairs, self.encode_texts, self.ks)
 
     # -- persistence ------------------------------------------------------
     def save(self, path) -> Path:
@@ -1052,6 +1045,14 @@ class ImageTextEnsemble(EstimatorReprMixin):
                              f"numbers with a positive sum; got {self.weights!r}.")
         return np.sqrt(w / w.sum())
 
+    def _per_model(self, value, what: str, owner: str) -> list:
+        """``value`` once per model: a list/tuple as given (one per model), anything else repeated."""
+        self._scales()
+        out = list(value) if isinstance(value, (list, tuple)) else [value] * len(self.models)
+        if len(out) != len(self.models):
+            raise ValueError(f"{owner}: expected {len(self.models)} {what}; got {len(out)}.")
+        return out
+
     def _join(self, parts) -> np.ndarray:
         return np.concatenate([s * p for s, p in zip(self._scales(), parts)], axis=1).astype(np.float32)
 
@@ -1067,11 +1068,7 @@ class ImageTextEnsemble(EstimatorReprMixin):
 
     def encode_image_features(self, features) -> np.ndarray:
         """``features``: one ``(n, feature_dim)`` array for all models, or a list with one per model."""
-        self._scales()
-        feats = features if isinstance(features, (list, tuple)) else [features] * len(self.models)
-        if len(feats) != len(self.models):
-            raise ValueError(f"ImageTextEnsemble.encode_image_features: expected {len(self.models)} feature arrays; "
-                             f"got {len(feats)}.")
+        feats = self._per_model(features, "feature arrays", "ImageTextEnsemble.encode_image_features")
         return self._join([m.encode_image_features(f) for m, f in zip(self.models, feats)])
 
     def encode_texts(self, texts) -> np.ndarray:
@@ -1086,14 +1083,11 @@ class ImageTextEnsemble(EstimatorReprMixin):
         ``image_features``: None, one DataFrame indexed by ``image_id`` for
         all models, or a list with one (or None) per model.
         """
-        self._scales()
+        feats = self._per_model(image_features, "image_features", "ImageTextEnsemble.score")
         first = self.models[0]
         sub = restrict_split(corpus, split, "ImageTextEnsemble.score")
         pairs = image_text_pairs(sub, first.text_source)
         ids = _candidate_ids(pairs, n_candidates, random_state, "ImageTextEnsemble.score")
-        feats = image_features if isinstance(image_features, (list, tuple)) else [image_features] * len(self.models)
-        if len(feats) != len(self.models):
-            raise ValueError(f"ImageTextEnsemble.score: expected {len(self.models)} image_features; got {len(feats)}.")
         parts, kept = [], None
         for m, f in zip(self.models, feats):
             got, x = m._split_features(sub, ids, f, "ImageTextEnsemble.score")
@@ -1101,13 +1095,7 @@ class ImageTextEnsemble(EstimatorReprMixin):
                 raise ValueError("ImageTextEnsemble.score: the members read features of different images.")
             kept = got
             parts.append(m.encode_image_features(x))
-        ie = self._join(parts)
-        pairs = pairs[pairs["image_id"].isin(set(kept))]
-        te = self.encode_texts(pairs["text"].tolist())
-        pos = {i: r for r, i in enumerate(kept)}
-        res = recall_at_k(ie, te, [int(k) for k in first.ks], text_to_image=pairs["image_id"].map(pos).to_numpy())
-        res.update(n_images=len(kept), n_texts=len(pairs))
-        return res
+        return _retrieval_scores(self._join(parts), kept, pairs, self.encode_texts, first.ks)
 
 
 def _jsonable(v):
@@ -1128,6 +1116,17 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 _resolved_paths = tr.resolved_paths  # kept importable from here
 _check_features = tr.check_features
+
+
+def _retrieval_scores(image_emb: np.ndarray, ids: list, pairs: pd.DataFrame, encode_texts, ks) -> dict:
+    """:func:`recall_at_k` of the images ``ids`` (rows of ``image_emb``) against the texts of ``pairs``
+    about them, plus ``n_images`` and ``n_texts``."""
+    pairs = pairs[pairs["image_id"].isin(set(ids))]
+    te = encode_texts(pairs["text"].tolist())
+    pos = {i: r for r, i in enumerate(ids)}
+    res = recall_at_k(image_emb, te, [int(k) for k in ks], text_to_image=pairs["image_id"].map(pos).to_numpy())
+    res.update(n_images=len(ids), n_texts=len(pairs))
+    return res
 
 
 def _candidate_ids(pairs: pd.DataFrame, n_candidates: int | None, random_state: int | None, owner: str) -> list:

@@ -164,6 +164,15 @@ def tomotopy_sweeps(n_tokens: int, *, budget: float = 1.5e7, low: int = 500, hig
     return int(np.clip(round(budget / max(int(n_tokens), 1)), low, high))
 
 
+#: Columns of ``TopicModel.documents_`` (one row per fit document).
+DOCUMENT_COLUMNS = ("doc_id", "report_id", "sentence_id", "n_terms", "in_training")
+
+
+def _empty_documents() -> pd.DataFrame:
+    """The ``documents_`` table of a model that keeps no fit documents."""
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in DOCUMENT_COLUMNS})
+
+
 def _seed(random_state: Any) -> int | None:
     if random_state is None:
         return None
@@ -410,8 +419,7 @@ class TopicModel(EstimatorReprMixin):
         self.preprocessor_ = pre
         self.vocabulary_ = vocab
         self.n_features_ = len(vocab)
-        cols = ["doc_id", "report_id", "sentence_id", "n_terms", "in_training"]
-        self.documents_ = documents if documents is not None else pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+        self.documents_ = documents if documents is not None else _empty_documents()
         self._fit_X = None
         self._train_tokens = None
         self._doc_info = None
@@ -523,8 +531,7 @@ class TopicModel(EstimatorReprMixin):
         light._train_tokens = None
         light._doc_info = None
         light._eeb = None
-        light.documents_ = pd.DataFrame({c: pd.Series(dtype=object) for c in
-                                         ("doc_id", "report_id", "sentence_id", "n_terms", "in_training")})
+        light.documents_ = _empty_documents()
         return light
 
     def set_document_info(self, info: pd.DataFrame) -> TopicModel:
@@ -543,7 +550,7 @@ class TopicModel(EstimatorReprMixin):
         self
         """
         check_is_fitted(self, "components_")
-        base = ["doc_id", "report_id", "sentence_id", "n_terms", "in_training"]
+        base = list(DOCUMENT_COLUMNS)
         if "sentence_id" not in info.columns:
             info = info.assign(sentence_id=-1)
         missing = [c for c in base if c not in info.columns]
@@ -941,7 +948,7 @@ class TopicModel(EstimatorReprMixin):
         documents = None
         d = pd.read_parquet(path / _DOCS) if (path / _DOCS).is_file() else None
         if d is not None:
-            documents = d[[c for c in ["doc_id", "report_id", "sentence_id", "n_terms", "in_training"] if c in d.columns]].copy()
+            documents = d[[c for c in DOCUMENT_COLUMNS if c in d.columns]].copy()
         obj._set_state(arrays["components"], arrays["alpha"], Vocabulary.from_dict(meta["vocabulary"]),
                        Preprocessor.from_dict(meta["preprocessor"]), documents, sort_topics=False)
         obj._doc_info = d
