@@ -52,9 +52,10 @@ MEMORY: dict = {"memory_weight": 1.0, "memory_k": 20}
 #: Seed ensemble and image features, chosen with ``--select --select-ensemble`` (train sub-splits only).
 ENSEMBLE: dict = {"n_ensemble": 3, "image_features": "last+mid"}
 ENSEMBLE_NAME = "last+mid features, ensemble of 3"
-#: Preprocessing views of the two-view ImageTextEnsemble (``--select --select-views``: each view a
-#: MiniLM model with the selected settings and ENSEMBLE; train sub-splits only).
-VIEWS: tuple = ("plain", "content")
+#: Image views of the multi-view ImageTextEnsemble, as ``(image_preprocessing, image_size)``
+#: (``--select --select-views``: each view a MiniLM model with the selected settings and ENSEMBLE;
+#: train sub-splits only). ``None`` = the backbone's 224 pixels.
+VIEWS: tuple = (("plain", None), ("content", None), ("plain", 320))
 #: Weight of the contrastive word2vec model beside the MiniLM ensemble in an ImageTextEnsemble
 #: (``--select --select-cross``; None: no such row).
 CROSS_WEIGHT: float | None = 0.25
@@ -65,18 +66,19 @@ CACHE = RESULTS / "cache"
 
 
 def image_features(corpus, backbone: str = "efficientnet_lite0", features: str = "last",
-                   preprocessing: str = "plain") -> pd.DataFrame:
+                   preprocessing: str = "plain", image_size: int | None = None) -> pd.DataFrame:
     """Backbone features of every image, keyed by absolute path in a resumable cache.
 
     The embedder settings are the ones the image-to-text models pin
     (``ImageTextModel(image_preprocessing=...)``: ``"plain"`` = pad, replicate, auto, avg;
     ``"content"`` = content crop + percentile clip); ``features``: ``"last"`` or
-    ``"last+mid"`` (``ImageTextModel(image_features=...)``).
+    ``"last+mid"`` (``ImageTextModel(image_features=...)``); ``image_size``: the
+    CNN input side (``ImageTextModel(image_size=...)``; None = 224).
     """
     from radmine.img2text.training import make_embedder
 
     emb = make_embedder(backbone, cache_dir=CACHE / backbone, progress=True, features=features,
-                        preprocessing=preprocessing)
+                        preprocessing=preprocessing, image_size=image_size)
     paths = [str(Path(p).resolve()) for p in corpus.image_paths()]
     X = emb.transform(paths)
     return pd.DataFrame(X, index=pd.Index(corpus.images["image_id"].tolist(), name="image_id"))
@@ -179,8 +181,8 @@ def select_views(corpus, views: dict, features: dict, params: dict, combos: dict
                  reps: int = 5) -> dict:
     """Ensembles of models on different image views, on train_1 <-> train_2 only.
 
-    ``views``: ``{view name: (image_features, image_preprocessing)}``; ``features``:
-    ``{(image_features, image_preprocessing): features DataFrame}``.
+    ``views``: ``{view name: (image_features, image_preprocessing, image_size)}``; ``features``:
+    ``{(image_features, image_preprocessing, image_size): features DataFrame}``.
 
     One model per view and fold (member seeds offset by 100 per view); every
     combination in ``combos`` (``{name: [view, ...]}``) is scored as an
@@ -194,10 +196,10 @@ def select_views(corpus, views: dict, features: dict, params: dict, combos: dict
     t0 = time.perf_counter()
     for a, b in (("train_1", "train_2"), ("train_2", "train_1")):
         models = {}
-        for i, (view, (feat_kind, prep)) in enumerate(views.items()):
+        for i, (view, (feat_kind, prep, size)) in enumerate(views.items()):
             p = {**params, "train_split": a, "random_state": params.get("random_state", 0) + 100 * i,
-                 "image_features": feat_kind, "image_preprocessing": prep}
-            models[view] = radmine.ImageTextModel(**p).fit(sub, image_features=features[(feat_kind, prep)])
+                 "image_features": feat_kind, "image_preprocessing": prep, "image_size": size}
+            models[view] = radmine.ImageTextModel(**p).fit(sub, image_features=features[(feat_kind, prep, size)])
         for name, names in combos.items():
             ens = ImageTextEnsemble([models[v] for v in names])
             fs = [features[views[v]] for v in names]
@@ -221,6 +223,8 @@ def main(argv=None) -> int:
                     help="with --select: choose n_ensemble (1/3/5) and image_features (last / last+mid) instead")
     ap.add_argument("--select-views", action="store_true",
                     help="with --select: ensembles of models on different image preprocessings / feature kinds")
+    ap.add_argument("--views", default="",
+                    help="with --select-views: comma-separated view names to compare (default: all six)")
     ap.add_argument("--select-cross", action="store_true",
                     help="with --select: choose the word2vec weight of the MiniLM + word2vec ImageTextEnsemble")
     args = ap.parse_args(argv)
@@ -249,12 +253,17 @@ def main(argv=None) -> int:
             select_cross(corpus, F, {**base, **SELECTED}, w2v)
             return 0
         if args.select_views:
-            views = {"plain last+mid": ("last+mid", "plain"), "content last+mid": ("last+mid", "content"),
-                     "plain last": ("last", "plain")}
-            features = {kind: image_features(corpus, features=kind[0], preprocessing=kind[1]) for kind in views.values()}
+            views = {"plain": ("last+mid", "plain", None), "content": ("last+mid", "content", None),
+                     "plain 320px": ("last+mid", "plain", 320), "content 320px": ("last+mid", "content", 320),
+                     "plain 384px": ("last+mid", "plain", 384), "content 384px": ("last+mid", "content", 384)}
+            if args.views:
+                views = {name: views[name] for name in args.views.split(",")}
+            features = {kind: image_features(corpus, features=kind[0], preprocessing=kind[1], image_size=kind[2])
+                        for kind in views.values()}
             names = list(views)
+            pairs = [names[i:i + 2] for i in range(0, len(names) - 1, 2)]
             select_views(corpus, views, features, {**base, **SELECTED, "n_ensemble": ENSEMBLE["n_ensemble"]},
-                         {names[0]: names[:1], "+".join(names[:2]): names[:2], "+".join(names): names})
+                         {" + ".join(v): v for v in [names[:1], *pairs, names]})
             return 0
         if args.select_ensemble:
             F_mid = image_features(corpus, features="last+mid")
@@ -316,12 +325,14 @@ def main(argv=None) -> int:
 
         kind = models[ens_name].get("image_features", "last")
         view_models, view_feats, t0 = [fitted[ens_name]], [feats[kind]], time.perf_counter()
-        for i, view in enumerate(VIEWS[1:], start=1):
-            Fv = image_features(corpus, features=kind, preprocessing=view)
-            p = {**common, **models[ens_name], "image_preprocessing": view, "random_state": args.seed + 100 * i}
+        for i, (prep, size) in enumerate(VIEWS[1:], start=1):
+            Fv = image_features(corpus, features=kind, preprocessing=prep, image_size=size)
+            p = {**common, **models[ens_name], "image_preprocessing": prep, "image_size": size,
+                 "random_state": args.seed + 100 * i}
             view_models.append(radmine.ImageTextModel(**p).fit(corpus, image_features=Fv))
             view_feats.append(Fv)
-        name = f"{ens_name}, views {' + '.join(VIEWS)} (ImageTextEnsemble)"
+        views = " + ".join(prep + (f" {size}px" if size else "") for prep, size in VIEWS)
+        name = f"{ens_name}, views {views} (ImageTextEnsemble)"
         results[name] = ImageTextEnsemble(view_models).score(corpus, split="dev", image_features=view_feats)
         seconds[name] = seconds[ens_name] + time.perf_counter() - t0
     if CROSS_WEIGHT is not None and ens_name in fitted and "contrastive, word2vec" in fitted:

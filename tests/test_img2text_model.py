@@ -361,3 +361,25 @@ def test_image_preprocessing_content_changes_features_and_round_trips(embedded_c
                                         "preprocessing": "content"}).shape == (3, 32, 32)
     with pytest.raises(ValueError, match="'image_preprocessing' parameter"):
         radmine.ImageTextModel(image_preprocessing="crop", **kw).fit(corpus)
+
+
+def test_image_size_reaches_the_cnn_and_round_trips(embedded_corpus, tmp_path):
+    """image_size: the frozen features and the pixel path see inputs of that side; saved with the model."""
+    corpus = embedded_corpus.copy()
+    kw = dict(backbone="random_cnn", epochs=2, batch_size=32, hidden_dim=32, dropout=0.1, input_dropout=0.0,
+              random_state=0, progress=False, train_split=None, word2vec_params={"vector_size": 16, "epochs": 2},
+              cache_dir=tmp_path / "cache")
+    default = radmine.ImageTextModel(**kw).fit(corpus)
+    big = radmine.ImageTextModel(image_size=48, **kw).fit(corpus)
+    assert default._embedder().image_size is None and big._embedder().image_size == 48
+    imgs = corpus.images.head(3).assign(path=corpus.image_paths().head(3).values)
+    assert not np.allclose(default._backbone_features(imgs, "t"), big._backbone_features(imgs, "t"))
+    big.save(tmp_path / "m")
+    back = radmine.ImageTextModel.load(tmp_path / "m")
+    assert back.image_size == 48
+    np.testing.assert_array_equal(back.encode_images(imgs), big.encode_images(imgs))
+    # a partly trained CNN reads pixels at the same size
+    blocks = radmine.ImageTextModel(image_size=48, train_backbone_blocks=1, **{**kw, "epochs": 1}).fit(corpus)
+    assert blocks._spec_["image_size"] == 48
+    with pytest.raises(ValueError, match="'image_size' parameter of ImageTextModel must be an int >= 32"):
+        radmine.ImageTextModel(image_size=8, **kw).fit(corpus)

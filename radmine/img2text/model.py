@@ -258,6 +258,12 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         to the 0.5-99.5th percentiles first (the :class:`radmine.ImageEmbedder`
         defaults). Two models on the two preprocessings make a stronger
         :class:`ImageTextEnsemble` than more seeds of one (docs/img2text.md).
+    image_size : int, optional
+        Side in pixels of the square CNN input (None: the backbone's own,
+        224 for EfficientNet-Lite0). Larger inputs keep more detail of
+        512-pixel scans; a 320-pixel view beside the 224-pixel ones is part
+        of the best :class:`ImageTextEnsemble` in docs/img2text.md. Applies
+        to the frozen features and the pixel path, and is saved.
     epochs : int, default 30
     batch_size : int, default 64
     lr : float, default 1e-3
@@ -330,6 +336,7 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         n_ensemble: int = 1,
         image_features: str = "last",
         image_preprocessing: str = "plain",
+        image_size: int | None = None,
         epochs: int = 30,
         batch_size: int = 64,
         lr: float = 1e-3,
@@ -367,6 +374,7 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         self.n_ensemble = n_ensemble
         self.image_features = image_features
         self.image_preprocessing = image_preprocessing
+        self.image_size = image_size
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -408,6 +416,8 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         check_option(self.image_features, "image_features", owner, tr.IMAGE_FEATURES)
         check_option(self.image_preprocessing, "image_preprocessing", owner, tuple(tr.PREPROCESSINGS))
         check_int(self.n_ensemble, "n_ensemble", owner, min_value=1)
+        if self.image_size is not None:
+            check_int(self.image_size, "image_size", owner, min_value=32)
         if self.n_ensemble > 1 and (self.finetune_backbone or self.train_backbone_blocks is not None
                                     or self.finetune_text_layers):
             raise ValueError(f"{owner}: n_ensemble > 1 needs a frozen CNN and text encoder (train_backbone_blocks=None, "
@@ -619,7 +629,8 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         out = {}
         for k in ("objective", "backbone", "finetune_backbone", "train_backbone_blocks", "flip_augment",
                   "finetune_text_layers", "embed_dim", "hidden_dim", "dropout", "input_dropout", "temperature",
-                  "regression_loss", "extra_texts", "memory_weight", "memory_k", "lr_schedule", "n_ensemble", "image_features", "image_preprocessing", "batch_size", "lr", "weight_decay", "dev_fraction",
+                  "regression_loss", "extra_texts", "memory_weight", "memory_k", "lr_schedule", "n_ensemble", "image_features", "image_preprocessing",
+                  "image_size", "batch_size", "lr", "weight_decay", "dev_fraction",
                   "train_split", "text_source", "max_phrases", "random_state", "epochs", "patience"):
             out[k] = getattr(self, k)
         out["ks"] = [int(k) for k in self.ks]
@@ -964,7 +975,8 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         if model._trains_backbone():
             from radmine.images.backbones import build_backbone
 
-            backbone = build_backbone(model.backbone, pretrained=False, random_state=model.random_state)
+            backbone = build_backbone(model.backbone, pretrained=False, random_state=model.random_state,
+                                      image_size=model.image_size)
             model._spec_ = meta["spec"] or dict(backbone.input_spec)
         tensors = load_file(str(path / "weights.safetensors"), device="cpu")
         members = []

@@ -486,21 +486,23 @@ IMAGE_FEATURES = ("last", "last+mid")
 
 
 def make_embedder(backbone, *, cache_dir=None, random_state=None, progress=True, device=None, features="last",
-                  preprocessing="plain"):
+                  preprocessing="plain", image_size=None):
     """A :class:`radmine.ImageEmbedder` for ``backbone`` with the options it accepts.
 
     The preprocessing settings are fixed to :data:`PREPROCESSINGS` ``[preprocessing]``
     (``"plain"``: :data:`PREPROCESS`, no crop), no test-time augmentation and
     average pooling (each one only where the installed ImageEmbedder has the
     option); ``features`` picks the pooled last map (``"last"``, default) or
-    last + middle stage (``"last+mid"``).
+    last + middle stage (``"last+mid"``); ``image_size`` is the square input
+    side in pixels (None: the backbone's own, 224 for EfficientNet-Lite0).
     """
     import inspect
 
     from radmine.images.embed import ImageEmbedder
 
     wanted = {"backbone": backbone, "cache_dir": cache_dir, "random_state": random_state, "progress": progress,
-              "pooling": "avg", "features": features, "tta": "none", **PREPROCESSINGS[preprocessing]}
+              "pooling": "avg", "features": features, "tta": "none", "image_size": image_size,
+              **PREPROCESSINGS[preprocessing]}
     if device is not None:
         wanted["device"] = str(device)
     accepted = inspect.signature(ImageEmbedder.__init__).parameters
@@ -818,6 +820,7 @@ class BackboneInputsMixin:
             self._embedder_ = make_embedder(self.backbone, cache_dir=self.cache_dir,
                                             features=getattr(self, "image_features", "last"),
                                             preprocessing=getattr(self, "image_preprocessing", "plain"),
+                                            image_size=getattr(self, "image_size", None),
                                             random_state=self.random_state, progress=self.progress)
         return self._embedder_
 
@@ -846,7 +849,8 @@ class BackboneInputsMixin:
             return ImageSource(feats=torch.from_numpy(feats).to(self.device_)), None, feats.shape[1], ok
         from radmine.images.backbones import build_backbone
 
-        backbone = build_backbone(self.backbone, pretrained=True, random_state=self.random_state)
+        backbone = build_backbone(self.backbone, pretrained=True, random_state=self.random_state,
+                                  image_size=getattr(self, "image_size", None))
         self._spec_ = {**backbone.input_spec, "preprocessing": getattr(self, "image_preprocessing", "plain")}
         im = corpus.images.set_index("image_id").loc[list(ids)].reset_index()
         items = [None if p is None else str(p) for p in resolved_paths(corpus, im)]
