@@ -55,7 +55,9 @@ ENSEMBLE_NAME = "last+mid features, ensemble of 3"
 #: Image views of the multi-view ImageTextEnsemble, as ``(image_preprocessing, image_size)``
 #: (``--select --select-views``: each view a MiniLM model with the selected settings and ENSEMBLE;
 #: train sub-splits only). ``None`` = the backbone's 224 pixels.
-VIEWS: tuple = (("plain", None), ("content", None), ("plain", 320))
+VIEWS: tuple = (("plain", 320), ("content", 320))
+#: Earlier view sets, kept in the dev table beside VIEWS (session 3: the two 224-pixel views).
+EARLIER_VIEWS: tuple = ((("plain", None), ("content", None)),)
 #: Weight of the contrastive word2vec model beside the MiniLM ensemble in an ImageTextEnsemble
 #: (``--select --select-cross``; None: no such row).
 CROSS_WEIGHT: float | None = 0.25
@@ -320,21 +322,30 @@ def main(argv=None) -> int:
         fitted[name] = model
         print(f"  {name}: {len(model.history_)} epochs (best {model.best_epoch_}), {seconds[name]:.1f}s", flush=True)
     ens_name = f"contrastive, MiniLM, {SELECTED_NAME}, {ENSEMBLE_NAME}"
-    if len(VIEWS) > 1 and ens_name in fitted and not args.quick:
+    if ens_name in fitted and not args.quick:
         from radmine.img2text.model import ImageTextEnsemble
 
         kind = models[ens_name].get("image_features", "last")
-        view_models, view_feats, t0 = [fitted[ens_name]], [feats[kind]], time.perf_counter()
-        for i, (prep, size) in enumerate(VIEWS[1:], start=1):
-            Fv = image_features(corpus, features=kind, preprocessing=prep, image_size=size)
-            p = {**common, **models[ens_name], "image_preprocessing": prep, "image_size": size,
-                 "random_state": args.seed + 100 * i}
-            view_models.append(radmine.ImageTextModel(**p).fit(corpus, image_features=Fv))
-            view_feats.append(Fv)
-        views = " + ".join(prep + (f" {size}px" if size else "") for prep, size in VIEWS)
-        name = f"{ens_name}, views {views} (ImageTextEnsemble)"
-        results[name] = ImageTextEnsemble(view_models).score(corpus, split="dev", image_features=view_feats)
-        seconds[name] = seconds[ens_name] + time.perf_counter() - t0
+        # one model per view, seeds offset by 100 per position in its view set (as in --select-views);
+        # the plain 224-pixel view at position 0 is the ensemble row above
+        view_fits = {(0, "plain", None): (fitted[ens_name], feats[kind], seconds[ens_name])}
+        for view_set in (*EARLIER_VIEWS, VIEWS):
+            members = []
+            for i, (prep, size) in enumerate(view_set):
+                if (i, prep, size) not in view_fits:
+                    t0 = time.perf_counter()
+                    Fv = image_features(corpus, features=kind, preprocessing=prep, image_size=size)
+                    p = {**common, **models[ens_name], "image_preprocessing": prep, "image_size": size,
+                         "random_state": args.seed + 100 * i}
+                    view_fits[(i, prep, size)] = (radmine.ImageTextModel(**p).fit(corpus, image_features=Fv), Fv,
+                                                  time.perf_counter() - t0)
+                members.append(view_fits[(i, prep, size)])
+            label = " + ".join(prep + (f" {size}px" if size else "") for prep, size in view_set)
+            name = f"{ens_name}, views {label} (ImageTextEnsemble)"
+            t0 = time.perf_counter()
+            results[name] = ImageTextEnsemble([m for m, _, _ in members]).score(
+                corpus, split="dev", image_features=[f for _, f, _ in members])
+            seconds[name] = sum(sec for _, _, sec in members) + time.perf_counter() - t0
     if CROSS_WEIGHT is not None and ens_name in fitted and "contrastive, word2vec" in fitted:
         from radmine.img2text.model import ImageTextEnsemble
 
