@@ -259,6 +259,9 @@ def main(argv=None) -> int:
                      "plain 320px": ("last+mid", "plain", 320), "content 320px": ("last+mid", "content", 320),
                      "plain 384px": ("last+mid", "plain", 384), "content 384px": ("last+mid", "content", 384)}
             if args.views:
+                unknown = [name for name in args.views.split(",") if name not in views]
+                if unknown:
+                    ap.error(f"--views: unknown view(s) {unknown}; expected names from {list(views)}")
                 views = {name: views[name] for name in args.views.split(",")}
             features = {kind: image_features(corpus, features=kind[0], preprocessing=kind[1], image_size=kind[2])
                         for kind in views.values()}

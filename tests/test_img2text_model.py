@@ -339,12 +339,17 @@ def test_image_text_ensemble_combines_models(toy, fitted):
         ImageTextEnsemble([a, "b"]).encode_texts(texts)
 
 
+def _tiny_view_params(tmp_path) -> dict:
+    """A small random-CNN word2vec model for the image-view tests (preprocessing, input size)."""
+    return dict(backbone="random_cnn", epochs=2, batch_size=32, hidden_dim=32, dropout=0.1, input_dropout=0.0,
+                random_state=0, progress=False, train_split=None, word2vec_params={"vector_size": 16, "epochs": 2},
+                cache_dir=tmp_path / "cache")
+
+
 def test_image_preprocessing_content_changes_features_and_round_trips(embedded_corpus, tmp_path):
     """image_preprocessing="content": other pixels reach the CNN; saved and reloaded with the model."""
     corpus = embedded_corpus.copy()
-    kw = dict(backbone="random_cnn", epochs=2, batch_size=32, hidden_dim=32, dropout=0.1, input_dropout=0.0,
-              random_state=0, progress=False, train_split=None, word2vec_params={"vector_size": 16, "epochs": 2},
-              cache_dir=tmp_path / "cache")
+    kw = _tiny_view_params(tmp_path)
     plain = radmine.ImageTextModel(**kw).fit(corpus)
     content = radmine.ImageTextModel(image_preprocessing="content", **kw).fit(corpus)
     emb_p, emb_c = plain._embedder(), content._embedder()
@@ -366,9 +371,7 @@ def test_image_preprocessing_content_changes_features_and_round_trips(embedded_c
 def test_image_size_reaches_the_cnn_and_round_trips(embedded_corpus, tmp_path):
     """image_size: the frozen features and the pixel path see inputs of that side; saved with the model."""
     corpus = embedded_corpus.copy()
-    kw = dict(backbone="random_cnn", epochs=2, batch_size=32, hidden_dim=32, dropout=0.1, input_dropout=0.0,
-              random_state=0, progress=False, train_split=None, word2vec_params={"vector_size": 16, "epochs": 2},
-              cache_dir=tmp_path / "cache")
+    kw = _tiny_view_params(tmp_path)
     default = radmine.ImageTextModel(**kw).fit(corpus)
     big = radmine.ImageTextModel(image_size=48, **kw).fit(corpus)
     assert default._embedder().image_size is None and big._embedder().image_size == 48

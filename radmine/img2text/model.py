@@ -261,9 +261,9 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
     image_size : int, optional
         Side in pixels of the square CNN input (None: the backbone's own,
         224 for EfficientNet-Lite0). Larger inputs keep more detail of
-        512-pixel scans; a 320-pixel view beside the 224-pixel ones is part
-        of the best :class:`ImageTextEnsemble` in docs/img2text.md. Applies
-        to the frozen features and the pixel path, and is saved.
+        512-pixel scans (320 pixels: better on the MedPix train sub-splits,
+        not on dev; docs/img2text.md). Applies to the frozen features and
+        the pixel path, and is saved.
     epochs : int, default 30
     batch_size : int, default 64
     lr : float, default 1e-3
