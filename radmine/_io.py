@@ -1,53 +1,198 @@
-"""Atomic file writes and fingerprints shared by resumable jobs."""
+"""Atomic file writes, output hashes and fingerprints shared by resumable jobs.
+
+Every writer here writes to a temporary file in the target's folder
+(``.<name>.<random>.tmp``), flushes and ``fsync``-s it, then renames it over
+the target with :func:`os.replace` and ``fsync``-s the folder: a reader sees
+the old file or the new one, never a part. Temporary files are created with
+mode ``0o666`` minus the process umask, the mode a plain :func:`open` gives.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+#: Suffix of every temporary file or folder the writers below create.
+TMP_SUFFIX = ".tmp"
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder + rename)."""
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. a platform without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb", **kwargs: Any) -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on a clean exit it replaces ``path``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The final file.
+    mode : {"wb", "w"}
+        Binary or text.
+    **kwargs
+        Passed to :func:`open` (e.g. ``encoding="utf-8"``, ``newline=""``).
+
+    Yields
+    ------
+    file object
+        Write to it; if the block raises, the temporary file is removed and
+        ``path`` is left as it was.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_open: mode must be 'wb' or 'w', got {mode!r}.")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _tmp_name(path)
+    # O_EXCL + 0o666: the kernel applies the umask, as for a plain open()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder + fsync + rename)."""
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
-def atomic_write_parquet(df, path: str | os.PathLike) -> None:
-    """Write a DataFrame to parquet atomically."""
+def atomic_write_parquet(df, path: str | os.PathLike, **kwargs: Any) -> None:
+    """Write a DataFrame to parquet atomically (``index=False`` unless given)."""
+    kwargs.setdefault("index", False)
+    with atomic_open(path, "wb") as fh:
+        df.to_parquet(fh, **kwargs)
+
+
+def atomic_write_csv(df, path: str | os.PathLike, **kwargs: Any) -> None:
+    """Write a DataFrame to CSV atomically (``DataFrame.to_csv`` keywords)."""
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        df.to_csv(fh, **kwargs)
+
+
+def atomic_write_npy(path: str | os.PathLike, array) -> None:
+    """Write a numpy array to ``.npy`` atomically (never pickled)."""
+    import numpy as np
+
+    with atomic_open(path, "wb") as fh:
+        np.save(fh, np.asarray(array), allow_pickle=False)
+
+
+def atomic_save_figure(fig, path: str | os.PathLike, **kwargs: Any) -> None:
+    """``fig.savefig`` to ``path`` atomically; the format follows the suffix unless given."""
+    kwargs.setdefault("format", Path(path).suffix.lstrip(".") or "png")
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, **kwargs)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Build a folder under a temporary name; on a clean exit it replaces ``path``.
+
+    Yields
+    ------
+    Path
+        The temporary folder to write into (e.g. ``model.save(tmp)``). An
+        existing ``path`` is removed only once the new folder is complete.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _tmp_name(path)
+    tmp.mkdir(mode=0o777)
     try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        yield tmp
+        for root, _, files in os.walk(tmp):
+            for name in files:
+                _fsync_file(Path(root) / name)
+        if path.exists():
+            old = _tmp_name(path)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_tmp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete every ``*.tmp`` file or folder under ``folder`` (left by a killed writer).
+
+    Only call this while no other process writes to ``folder``.
+
+    Returns
+    -------
+    list of Path
+        What was removed.
+    """
+    removed = []
+    for root, dirs, files in os.walk(folder):
+        for name in [d for d in dirs if d.endswith(TMP_SUFFIX)]:
+            p = Path(root) / name
+            shutil.rmtree(p, ignore_errors=True)
+            dirs.remove(name)
+            removed.append(p)
+        for name in files:
+            if name.endswith(TMP_SUFFIX):
+                p = Path(root) / name
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+                removed.append(p)
+    return removed
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (hex), read in blocks."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def fingerprint(obj: Any) -> str:

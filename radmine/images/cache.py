@@ -16,6 +16,11 @@ they live in different folders. A shard counts only once its ``.parquet``
 index exists; both files are written atomically (temp file + rename), so a
 run killed at any point leaves only whole shards and resumes after the last
 one. Nothing is pickled: ``.npy`` files are read with ``allow_pickle=False``.
+
+Writers commit a shard every ``shard_size`` embeddings or every
+:attr:`EmbeddingCache.save_every_seconds` (30 s), whichever comes first (see
+:meth:`EmbeddingCache.due`), so a killed run loses at most about 30 s of work
+even on a small or slow job.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import json
 import logging
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -61,7 +67,11 @@ class EmbeddingCache:
         ``cache_dir / f"{name}-{fingerprint}"``.
     fingerprint : str
         16 hex digits hashing ``settings`` and the cache format.
+    save_every_seconds : float
+        :meth:`due` turns true this long after the last commit (class default 30.0).
     """
+
+    save_every_seconds: float = 30.0
 
     def __init__(self, cache_dir: str | os.PathLike, settings: dict[str, Any], name: str = "emb") -> None:
         self.settings = {"cache_format": CACHE_FORMAT, **settings}
@@ -74,6 +84,7 @@ class EmbeddingCache:
             atomic_write_json(settings_path, self.settings)
         self._index: dict[str, tuple[str, int]] | None = None
         self._arrays: dict[str, np.ndarray] = {}
+        self._last_commit = time.monotonic()
 
     # -- reading --------------------------------------------------------
     def shards(self) -> list[str]:
@@ -134,6 +145,17 @@ class EmbeddingCache:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in ["key", "image_id", "path", "reason"]})
 
     # -- writing --------------------------------------------------------
+    def due(self, n_pending: int, max_items: int) -> bool:
+        """Whether a writer holding ``n_pending`` uncommitted items should commit a shard now.
+
+        True once ``n_pending >= max_items``, or when anything is pending and
+        :attr:`save_every_seconds` have passed since the last commit (or since
+        the cache was opened).
+        """
+        if n_pending <= 0:
+            return False
+        return n_pending >= max_items or time.monotonic() - self._last_commit >= self.save_every_seconds
+
     def write_shard(self, keys: Sequence[str], paths: Sequence[Any], vectors: np.ndarray) -> str | None:
         """Commit one shard (embeddings first, index last; both atomic). Returns its stem."""
         if len(keys) == 0:
@@ -158,6 +180,7 @@ class EmbeddingCache:
         if self._index is not None:
             for i, k in enumerate(table["key"]):
                 self._index.setdefault(k, (stem, i))
+        self._last_commit = time.monotonic()
         return stem
 
     def add_quarantine(self, rows: Iterable[dict[str, Any]]) -> None:
@@ -169,6 +192,7 @@ class EmbeddingCache:
         old = self.quarantine()
         both = pd.concat([old[~old["key"].isin(new["key"])], new], ignore_index=True)
         atomic_write_parquet(both, self.folder / QUARANTINE_FILE)
+        self._last_commit = time.monotonic()
 
     def clear_quarantine(self) -> None:
         """Forget persisted failures so that the next run retries them."""

@@ -715,8 +715,8 @@ class ImageEmbedder(EstimatorReprMixin):
                             quarantine.append(row)
                             pending_bad.append({"key": keys[p], **row})
                     bar.update(len(pos))
-                    if len(pending_keys) >= self.shard_size:
-                        flush()
+                    if cache is not None and cache.due(len(pending_keys) + len(pending_bad), self.shard_size):
+                        flush()  # every shard_size images or every cache.save_every_seconds
             flush()
         finally:
             bar.close()
