@@ -66,10 +66,17 @@ _EXPORTS = {
     "mine": "radmine.pipeline.steps",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+# subpackages reachable as attributes after ``import radmine`` (loaded on first use)
+_SUBMODULES = {"plotting": "radmine.plotting"}
+
+__all__ = sorted(_EXPORTS) + sorted(_SUBMODULES) + ["__version__"]
 
 
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        value = importlib.import_module(_SUBMODULES[name])
+        globals()[name] = value
+        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'radmine' has no attribute {name!r}")

@@ -667,6 +667,24 @@ class JointClusterer(EstimatorReprMixin):
 
         return history(self, **kwargs)
 
+    def plot_clusters(self, corpus=None, clusters=None, n: int = 8, **kwargs):
+        """One row of thumbnails per cluster with its name and size; see :func:`radmine.plotting.clusters.montages`."""
+        from radmine.plotting.clusters import montages
+
+        return montages(self, corpus, clusters, n=n, **kwargs)
+
+    def plot_sizes(self, corpus=None, **kwargs):
+        """Cluster sizes with names; see :func:`radmine.plotting.clusters.sizes`."""
+        from radmine.plotting.clusters import sizes
+
+        return sizes(self, corpus, **kwargs)
+
+    def plot_over_time(self, corpus=None, **kwargs):
+        """Cluster shares per period; see :func:`radmine.plotting.clusters.over_time`."""
+        from radmine.plotting.clusters import over_time
+
+        return over_time(self, corpus, **kwargs)
+
     def _summary_rows(self) -> dict[str, Any]:
         rows = super()._summary_rows()
         if hasattr(self, "labels_"):

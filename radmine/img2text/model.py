@@ -869,6 +869,20 @@ class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
         ids, feats = self._split_features(sub, ids, image_features, "ImageTextModel.score")
         return _retrieval_scores(self.encode_image_features(feats), ids, pairs, self.encode_texts, self.ks)
 
+    # -- plots ------------------------------------------------------------
+    def plot_recall(self, corpus: Corpus, split: str | None = "dev", *, max_k: int | None = None, **kwargs):
+        """Recall@K against K on a corpus split; see :func:`radmine.plotting.img2text.recall_curve`."""
+        from radmine.plotting import img2text as plots
+
+        table = plots.model_recall_table(self, corpus, split, max_k=max_k, image_features=kwargs.pop("image_features", None))
+        return plots.recall_curve(table, **kwargs)
+
+    def plot_history(self):
+        """Training curves; see :func:`radmine.plotting.img2text.training_history`."""
+        from radmine.plotting.img2text import training_history
+
+        return training_history(self)
+
     # -- persistence ------------------------------------------------------
     def save(self, path) -> Path:
         """Save the fitted model to a folder (no pickle).

@@ -1,11 +1,17 @@
 """Plots for :class:`radmine.JointClusterer`: image montages per cluster and convergence curves.
 
-Every function returns a :class:`matplotlib.figure.Figure` (no pyplot global state).
+Every function returns a :class:`radmine.plotting.Figure` (a matplotlib Figure
+that renders inline in Jupyter and saves to PNG/SVG); no pyplot global state.
+Thumbnails are decoded at ``thumb_size`` pixels, so a montage of a large
+archive stays small.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+
+from radmine.plotting._figure import new_figure
 
 
 def _load_thumb(path, size: int = 96) -> np.ndarray:
@@ -45,10 +51,8 @@ def montage(clusterer, corpus=None, cluster=None, n: int = 16, *, ncols: int | N
 
     Returns
     -------
-    matplotlib.figure.Figure
+    radmine.plotting.Figure
     """
-    from matplotlib.figure import Figure
-
     from radmine._validation import check_is_fitted, check_option
 
     check_is_fitted(clusterer, "labels_")
@@ -74,7 +78,7 @@ def montage(clusterer, corpus=None, cluster=None, n: int = 16, *, ncols: int | N
         title = f"Cluster {cluster} ({len(members)} images): {name}"
     ncols = ncols or int(np.ceil(np.sqrt(max(len(ids), 1))))
     nrows = int(np.ceil(max(len(ids), 1) / ncols))
-    fig = Figure(figsize=(ax_size * ncols, ax_size * nrows + 0.5), constrained_layout=True)
+    fig = new_figure(figsize=(ax_size * ncols, ax_size * nrows + 0.5))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     paths = _image_paths(corpus, ids)
     for ax in axes.ravel():
@@ -100,10 +104,8 @@ def montages(clusterer, corpus=None, clusters=None, n: int = 8, *, max_clusters:
 
     Returns
     -------
-    matplotlib.figure.Figure
+    radmine.plotting.Figure
     """
-    from matplotlib.figure import Figure
-
     from radmine._validation import check_is_fitted
 
     check_is_fitted(clusterer, "labels_")
@@ -119,7 +121,7 @@ def montages(clusterer, corpus=None, clusters=None, n: int = 8, *, max_clusters:
         if unknown:
             raise KeyError(f"Unknown cluster id(s) {unknown}.")
         info = info.set_index("cluster").loc[list(clusters)].reset_index()
-    fig = Figure(figsize=(ax_size * n + 2.5, ax_size * len(info) + 0.3), constrained_layout=True)
+    fig = new_figure(figsize=(ax_size * n + 2.5, ax_size * len(info) + 0.3))
     axes = fig.subplots(max(len(info), 1), n, squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
@@ -135,41 +137,53 @@ def montages(clusterer, corpus=None, clusters=None, n: int = 8, *, max_clusters:
     return fig
 
 
-def history(clusterer, *, figsize=(9, 3)):
+def history(clusterer, *, figsize=None):
     """Convergence of the loop: NMI/purity per round (vs previous round and truth), loss and cluster count.
+
+    The fine-tuning panel is drawn only when the history has fine-tuning
+    losses (``finetune=True``); the agreement panel only when there is more
+    than one round or a ground truth.
 
     Returns
     -------
-    matplotlib.figure.Figure
+    radmine.plotting.Figure
     """
-    from matplotlib.figure import Figure
-
     from radmine._validation import check_is_fitted
 
     check_is_fitted(clusterer, "history_")
     h = clusterer.history_
-    fig = Figure(figsize=figsize, constrained_layout=True)
-    a1, a2, a3 = fig.subplots(1, 3)
-    for col, style in [("nmi_prev", "o-"), ("purity_prev", "s-"), ("nmi_true", "o--"), ("purity_true", "s--"),
-                       ("ami_true", "^--")]:
-        if col in h and h[col].notna().any():
+
+    def has(col):
+        return col in h and h[col].notna().any()
+
+    agreement = [(c, st) for c, st in [("nmi_prev", "o-"), ("purity_prev", "s-"), ("nmi_true", "o--"),
+                                       ("purity_true", "s--"), ("ami_true", "^--")] if has(c)]
+    finetune = [(c, st) for c, st in [("finetune_loss", "o-"), ("val_loss", "s--")] if has(c)]
+    panels = (["agreement"] if agreement else []) + (["fine-tuning"] if finetune or has("val_acc") else []) + ["clusters"]
+    fig = new_figure(figsize=figsize or (3.2 * len(panels), 3))
+    axes = dict(zip(panels, np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0])))
+    if "agreement" in axes:
+        a1 = axes["agreement"]
+        for col, style in agreement:
             a1.plot(h["round"], h[col], style, label=col)
-    a1.set_xlabel("round")
-    a1.set_ylim(0, 1.02)
-    a1.set_title("agreement")
-    a1.legend(fontsize=7)
-    for col, style in [("finetune_loss", "o-"), ("val_loss", "s--")]:
-        if col in h and h[col].notna().any():
+        a1.set_xlabel("round")
+        a1.set_ylim(0, 1.02)
+        a1.set_title("agreement")
+        a1.legend(fontsize=7)
+    if "fine-tuning" in axes:
+        a2 = axes["fine-tuning"]
+        for col, style in finetune:
             a2.plot(h["round"], h[col], style, label=col)
-    if "val_acc" in h and h["val_acc"].notna().any():
-        a2b = a2.twinx()
-        a2b.plot(h["round"], h["val_acc"], "^:", color="gray", label="val_acc")
-        a2b.set_ylim(0, 1.02)
-        a2b.set_ylabel("held-back accuracy", fontsize=8)
-    a2.set_xlabel("round")
-    a2.set_title("fine-tuning")
-    if a2.get_legend_handles_labels()[0]:
-        a2.legend(fontsize=7)
+        if has("val_acc"):
+            a2b = a2.twinx()
+            a2b.plot(h["round"], h["val_acc"], "^:", color="gray", label="val_acc")
+            a2b.set_ylim(0, 1.02)
+            a2b.set_ylabel("held-back accuracy", fontsize=8)
+        a2.set_xlabel("round")
+        a2.set_title("fine-tuning")
+        if a2.get_legend_handles_labels()[0]:
+            a2.legend(fontsize=7)
+    a3 = axes["clusters"]
     a3.plot(h["round"], h["n_clusters"], "o-", label="clusters")
     a3.fill_between(h["round"], h["size_min"], h["size_max"], alpha=0.2, label="size min-max")
     a3.plot(h["round"], h["size_median"], "--", label="median size")
@@ -177,3 +191,64 @@ def history(clusterer, *, figsize=(9, 3)):
     a3.set_title("clusters")
     a3.legend(fontsize=7)
     return fig
+
+
+def sizes(clusterer, corpus=None, *, max_clusters: int = 30):
+    """Bar chart of cluster sizes, each bar labelled with the cluster's name.
+
+    Returns
+    -------
+    radmine.plotting.Figure
+    """
+    from radmine._validation import check_is_fitted
+
+    check_is_fitted(clusterer, "labels_")
+    corpus = corpus if corpus is not None else getattr(clusterer, "_corpus", None)
+    if corpus is not None:
+        info = clusterer.cluster_info(corpus, n_words=3, n_nearest=1).head(max_clusters)
+        labels = [f"#{c} {n}" for c, n in zip(info["cluster"], info["name"])]
+    else:
+        counts = pd.Series(clusterer.labels_level1_).value_counts().head(max_clusters)
+        info = pd.DataFrame({"cluster": counts.index, "size": counts.to_numpy()})
+        labels = [f"#{c}" for c in info["cluster"]]
+    fig = new_figure(figsize=(7, 0.28 * len(info) + 0.8))
+    ax = fig.subplots()
+    ax.barh(range(len(info)), info["size"].to_numpy(), color="#72b7b2")
+    ax.set_yticks(range(len(info)))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("images")
+    ax.set_title(f"{len(info)} largest clusters", fontsize=9)
+    return fig
+
+
+def over_time(clusterer, corpus=None, *, freq: str = "YS", top: int = 8):
+    """Share of each cluster among the images of each period (dates from the reports).
+
+    Parameters
+    ----------
+    clusterer : JointClusterer (fitted)
+    corpus : Corpus, optional
+        Images and report dates (a ``date`` or ``study_date`` column); default
+        the corpus given to ``fit``.
+    freq : str, default "YS"
+        Period: ``"YS"`` years, ``"QS"`` quarters, ``"MS"`` months.
+    top : int, default 8
+
+    Returns
+    -------
+    radmine.plotting.Figure
+    """
+    from radmine._validation import check_is_fitted
+    from radmine.plotting.topics import _over_time_figure, report_dates, share_over_time
+
+    check_is_fitted(clusterer, "labels_")
+    corpus = corpus if corpus is not None else getattr(clusterer, "_corpus", None)
+    if corpus is None:
+        raise ValueError("over_time needs a Corpus with report dates: pass corpus=..., or fit on a Corpus.")
+    report_of = dict(zip(corpus.images["image_id"].astype(str), corpus.images["report_id"]))
+    rid = [report_of.get(str(i)) for i in clusterer.image_ids_]
+    assign = pd.Series(np.asarray(clusterer.labels_level1_), index=rid)
+    assign = assign[assign.index.notna()]
+    table = share_over_time(assign, report_dates(corpus), freq=freq, top=top)
+    return _over_time_figure(table, "clusters over time")

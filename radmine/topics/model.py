@@ -888,6 +888,19 @@ class TopicModel(EstimatorReprMixin):
             vocab=self.vocabulary_.words, term_frequency=np.maximum(tf, 1e-12), **kwargs,
         )
 
+    # -- plots ----------------------------------------------------------
+    def plot_topics(self, topics: Any = None, n_words: int = 8, **kwargs: Any):
+        """Top-word bars titled with topic names; see :func:`radmine.plotting.topics.barchart`."""
+        from radmine.plotting.topics import barchart
+
+        return barchart(self, topics, n_words, **kwargs)
+
+    def plot_over_time(self, dates: Any, **kwargs: Any):
+        """Topic shares per period; see :func:`radmine.plotting.topics.over_time`."""
+        from radmine.plotting.topics import over_time
+
+        return over_time(self, dates, **kwargs)
+
     # -- persistence ----------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Save to a folder: ``topic_model.json`` (params, vocabulary, phrases),
