@@ -109,6 +109,7 @@ def load_pixels(
     window: str | tuple[float, float] | None = None,
     frame: int | None = None,
     voi_lut: bool = True,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """Read an image as a grayscale ``float32`` array in ``[0, 1]``.
 
@@ -130,6 +131,12 @@ def load_pixels(
         all frames, shape ``(n_frames, H, W)``, when there are several.
     voi_lut : bool, default True
         Use the file's own VOI LUT / window when no ``window`` is given.
+    max_pixels : int, optional
+        Refuse images whose header declares more pixel values than this
+        (``Rows x Columns x frames x samples`` for DICOM, only the requested
+        frame when ``frame`` is given; width x height for PNG/JPEG) before
+        decoding anything. Default: ``max_image_pixels`` of
+        :func:`radmine.readers.limits.get_limits` (2^28).
 
     Returns
     -------
@@ -144,8 +151,10 @@ def load_pixels(
         If ``source`` is a path that does not exist.
     ValueError
         If the file is neither a DICOM nor an image PIL can decode, is
-        truncated, has no pixel data, the window name is unknown, or
-        ``frame`` is out of range.
+        truncated, has no pixel data, needs a decoder that is not installed
+        (naming the transfer syntax), is larger than ``max_pixels`` or is a
+        PNG decompression bomb, the window name is unknown, or ``frame`` is
+        out of range.
 
     Examples
     --------
@@ -155,7 +164,10 @@ def load_pixels(
     >>> ct.shape, ct.dtype, float(ct.min()) >= 0.0, float(ct.max()) <= 1.0
     ((128, 128), dtype('float32'), True, True)
     """
+    from radmine.readers.limits import resolve
+
     win = _resolve_window(window)
+    limit = resolve("max_image_pixels", max_pixels)
     if frame is not None:
         if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)):
             raise TypeError(f"frame must be an int or None; got {frame!r} of type {type(frame).__name__}.")
@@ -165,7 +177,7 @@ def load_pixels(
         Dataset = ()  # type: ignore[assignment]
     if isinstance(source, Dataset):
         name = str(getattr(source, "filename", None) or "<pydicom Dataset>")
-        return _dicom_pixels(source, name, win, frame, voi_lut)
+        return _dicom_pixels(source, name, win, frame, voi_lut, limit)
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(
             f"load_pixels: source must be a path or a pydicom Dataset; got {type(source).__name__}."
@@ -174,12 +186,36 @@ def load_pixels(
     if not path.is_file():
         raise FileNotFoundError(f"load_pixels: image file not found: {path}")
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return _pil_pixels(path, frame)
+        return _pil_pixels(path, frame, limit)
     ds = _try_dcmread(path)
     if ds is None:
         # not DICOM: maybe an image file without a usual suffix
-        return _pil_pixels(path, frame, not_dicom=True)
-    return _dicom_pixels(ds, str(path), win, frame, voi_lut)
+        return _pil_pixels(path, frame, limit, not_dicom=True)
+    return _dicom_pixels(ds, str(path), win, frame, voi_lut, limit)
+
+
+def too_many_pixels(n: int, limit: int, what: str) -> str:
+    """The reason text for an image over the pixel limit."""
+    return (
+        f"image too large: {what} = {n:,} pixel values, over the limit of {limit:,} "
+        f"(raise it with radmine.readers.limits.set_limits(max_image_pixels=...) or the "
+        f"[read] setting max_image_megapixels)"
+    )
+
+
+def dicom_pixel_count(ds, frame: int | None = None) -> tuple[int, str]:
+    """Pixel values a DICOM header declares (all frames, or one), and a description for messages."""
+
+    def num(key, default):
+        try:
+            return max(int(ds.get(key, default) or default), 0)
+        except (TypeError, ValueError):
+            return default
+
+    rows, cols, samples = num("Rows", 0), num("Columns", 0), num("SamplesPerPixel", 1) or 1
+    frames = 1 if frame is not None else max(num("NumberOfFrames", 1), 1)
+    what = f"{rows} rows x {cols} columns x {frames} frame(s) x {samples} sample(s)"
+    return rows * cols * frames * samples, what
 
 
 def _try_dcmread(path: Path):
@@ -194,11 +230,27 @@ def _try_dcmread(path: Path):
         raise ValueError(f"{path}: cannot read DICOM header ({type(err).__name__}: {err}).") from None
 
 
-def _pil_pixels(path: Path, frame: int | None, not_dicom: bool = False) -> np.ndarray:
+def _pil_pixels(path: Path, frame: int | None, limit: int, not_dicom: bool = False) -> np.ndarray:
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
+            im = Image.open(path)
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"{path}: decompression bomb refused by PIL ({err}).") from None
+    except UnidentifiedImageError:
+        what = "neither a DICOM file nor an image PIL can read" if not_dicom else "not an image PIL can read"
+        raise ValueError(f"{path}: {what}.") from None
+    except (OSError, SyntaxError) as err:
+        raise ValueError(f"{path}: cannot read image header ({err}).") from None
+    try:
+        with im:
+            n = im.width * im.height * len(im.getbands())
+            if n > limit:
+                raise ValueError(f"{path}: " + too_many_pixels(n, limit, f"{im.width} x {im.height} x {len(im.getbands())} band(s)"))
             if frame:
                 try:
                     im.seek(frame)
@@ -208,9 +260,6 @@ def _pil_pixels(path: Path, frame: int | None, not_dicom: bool = False) -> np.nd
                     ) from None
             im.load()
             arr = _pil_to_gray(im)
-    except UnidentifiedImageError:
-        what = "neither a DICOM file nor an image PIL can read" if not_dicom else "not an image PIL can read"
-        raise ValueError(f"{path}: {what}.") from None
     except (OSError, SyntaxError) as err:
         raise ValueError(f"{path}: cannot decode image ({err}); the file may be truncated or corrupt.") from None
     return arr
@@ -246,7 +295,7 @@ def _n_frames(ds) -> int:
         return 1
 
 
-def _dicom_pixels(ds, name: str, win, frame: int | None, voi_lut: bool) -> np.ndarray:
+def _dicom_pixels(ds, name: str, win, frame: int | None, voi_lut: bool, limit: int | None = None) -> np.ndarray:
     from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
@@ -256,6 +305,10 @@ def _dicom_pixels(ds, name: str, win, frame: int | None, voi_lut: bool) -> np.nd
     n_frames = _n_frames(ds)
     if frame is not None and not (-n_frames <= frame < n_frames):
         raise ValueError(f"{name}: frame {frame} out of range; the image has {n_frames} frame(s).")
+    if limit is not None:
+        n, what = dicom_pixel_count(ds, frame if n_frames > 1 else None)
+        if n > limit:
+            raise ValueError(f"{name}: " + too_many_pixels(n, limit, what))
     try:
         if frame is not None and n_frames > 1:
             from pydicom.pixels import pixel_array
@@ -265,8 +318,8 @@ def _dicom_pixels(ds, name: str, win, frame: int | None, voi_lut: bool) -> np.nd
             arr = ds.pixel_array
     except Exception as err:  # noqa: BLE001 - decoders raise many types on bad data
         raise ValueError(
-            f"{name}: cannot decode pixel data ({type(err).__name__}: {err}); the file may be truncated, "
-            f"corrupt, or need a decoder plugin for {_transfer_syntax(ds)}."
+            f"{name}: cannot decode pixel data ({_first_line(err)}); the file may be truncated, "
+            f"corrupt, or need a decoder plugin for {_transfer_syntax(ds)}{_missing_decoder_hint(ds)}."
         ) from None
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
 
@@ -358,3 +411,26 @@ def _transfer_syntax(ds) -> str:
     meta = getattr(ds, "file_meta", None)
     tsyntax = meta.get("TransferSyntaxUID") if meta is not None else None
     return getattr(tsyntax, "name", None) or str(tsyntax or "an unknown transfer syntax")
+
+
+def _first_line(err: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return f"{type(err).__name__}: {text[:400]}"
+
+
+def _missing_decoder_hint(ds) -> str:
+    """`` (install ...)`` when no decoder plugin for the dataset's transfer syntax is importable."""
+    meta = getattr(ds, "file_meta", None)
+    tsyntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if tsyntax is None or not getattr(tsyntax, "is_compressed", False):
+        return ""
+    try:
+        from pydicom.pixels.decoders.base import get_decoder
+
+        decoder = get_decoder(tsyntax)
+        if decoder.is_available:
+            return ""
+        missing = [str(dep) for dep in decoder.missing_dependencies]
+    except (NotImplementedError, ValueError, ImportError, AttributeError):
+        return ""
+    return f" (no decoder available; missing: {'; '.join(missing)}; install radmine's dependencies: pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg, pylibjpeg-rle)"

@@ -105,7 +105,8 @@ def test_pydicom_data_folders_read_or_quarantined_with_reason():
     for folder in {_file("CT_small.dcm").parent, _file("RG1_UNCR.dcm").parent}:
         files = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")]
         c = radmine.read_dicom(folder, progress=False)
-        assert c.n_images + _dropped(c) == len(files)
+        n_sr = int((c.reports["report_source"] == "dicom-sr").sum())
+        assert c.n_images + _dropped(c) + n_sr == len(files)
         assert c.quarantine["reason"].str.len().gt(10).all()
         assert c.images["image_id"].is_unique
     reasons = {}
@@ -116,7 +117,7 @@ def test_pydicom_data_folders_read_or_quarantined_with_reason():
     assert reasons["MR_truncated.dcm"].startswith("truncated DICOM file: pixel data needs 8192 bytes")
     assert reasons["README.txt"].startswith("not a DICOM file")
     assert reasons["rtplan.dcm"].startswith("no pixel data (RT Plan Storage)")
-    assert reasons["reportsi.dcm"].startswith("no pixel data (Basic Text SR Storage)")
+    assert reasons["reportsi.dcm"].startswith("structured report (SR): read as the report text")
     assert reasons["emri_small_jpeg_2k_lossless_too_short.dcm"].startswith("truncated DICOM file")
     # deflated transfer syntax is not mistaken for a truncated file
     row, reason = read_instance(_file("image_dfl.dcm"))
