@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one setting (TOML value syntax), repeatable")
     m.add_argument("--scheduler", default=None, help="Dask scheduler address, or 'local' for a local cluster")
     m.add_argument("--no-progress", action="store_true", help="no progress bars")
+    m.add_argument("--wait", action="store_true", help="if another run uses --out, wait for it instead of stopping")
     m.add_argument("--print-config", action="store_true", help="print every setting with its default and exit")
 
     i = sub.add_parser("info", help="summarise a corpus")
@@ -66,6 +67,8 @@ def _parse_value(text: str):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from radmine.pipeline.runner import OutputLockedError
+
     args = _parser().parse_args(argv)
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)], format="%(levelname)s %(name)s: %(message)s")
     import radmine
@@ -100,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 overrides=overrides,
                 progress=False if args.no_progress else None,
                 scheduler=args.scheduler,
+                wait=args.wait,
             )
             report = Path(args.out) / "report.html"
             total = result["seconds"].sum()
@@ -142,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 obj = pd.DataFrame([{"step": s.name, "depends_on": ",".join(s.deps), "description": s.description} for s in STEPS])
             print(obj.to_string() if hasattr(obj, "to_string") else obj)
             return 0
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as err:
+    except (ValueError, TypeError, FileNotFoundError, KeyError, OutputLockedError) as err:
         print(f"radmine {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -95,8 +95,21 @@ def _read(p: Path) -> pd.DataFrame | None:
     return None
 
 
-def _missing(step: str) -> str:
-    return f"<p class='note'>The {step} step has not run (or found nothing to do) for this corpus.</p>"
+def _skipped_steps(manifest: dict) -> dict[str, str]:
+    """``{step: reason}`` of the steps that finished with nothing to do."""
+    out = {}
+    for name, entry in manifest.get("steps", {}).items():
+        info = entry.get("info") if isinstance(entry, dict) else None
+        if isinstance(info, dict) and info.get("skipped"):
+            out[name] = str(info["skipped"])
+    return out
+
+
+def _missing(step: str, skipped: dict[str, str] | None = None) -> str:
+    reason = (skipped or {}).get(step)
+    if reason:
+        return f"<p class='note'>The {step} step was skipped: {html.escape(reason)}.</p>"
+    return f"<p class='note'>The {step} step has not run for this corpus.</p>"
 
 
 def write_report(out: str | Path, *, n_examples: int | None = None) -> Path:
@@ -131,6 +144,10 @@ def write_report(out: str | Path, *, n_examples: int | None = None) -> Path:
     done = sorted(manifest.get("steps", {}).items(), key=lambda kv: order.get(kv[0], len(order)))
     rows = [{"step": k, "seconds": v.get("seconds"), "summary": v.get("summary", "")} for k, v in done]
     parts.append("<h2>Run</h2>" + _table(pd.DataFrame(rows)))
+    skipped = _skipped_steps(manifest)
+    if skipped:
+        parts.append("<p>Skipped steps (too little data):</p><ul class='skipped'>" + "".join(
+            f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in skipped.items()) + "</ul>")
 
     # corpus
     s = corpus.summary()
@@ -140,7 +157,7 @@ def write_report(out: str | Path, *, n_examples: int | None = None) -> Path:
     parts.append("<h2>Key images and their sentences</h2>")
     links = _read(out / "text" / "links")
     if links is None or not len(links):
-        parts.append(_missing("text"))
+        parts.append(_missing("text", skipped))
     else:
         stats = links.groupby("method").agg(links=("image_id", "size"), resolved=("resolved", "sum")).reset_index()
         parts.append(_table(stats))
@@ -157,7 +174,7 @@ def write_report(out: str | Path, *, n_examples: int | None = None) -> Path:
     parts.append("<h2>Weak labels</h2>")
     prev = _read(out / "labels" / "prevalence")
     if prev is None:
-        parts.append(_missing("labels"))
+        parts.append(_missing("labels", skipped))
     else:
         prev.columns = ["finding", "prevalence"][: len(prev.columns)] + list(prev.columns[2:])
         bars = "".join(
@@ -180,13 +197,13 @@ def write_report(out: str | Path, *, n_examples: int | None = None) -> Path:
             cols = [c for c in ("topic", "size", "name") if c in ti.columns]
             parts.append(f"<h3>Level {level}</h3>" + _table(ti[cols] if cols else ti, 60))
     if sel is None and _read(out / "topics" / "topic_info") is None:
-        parts.append(_missing("topics"))
+        parts.append(_missing("topics", skipped))
 
     # clusters
     parts.append("<h2>Image clusters</h2>")
     info = _read(out / "cluster" / "cluster_info")
     if info is None:
-        parts.append(_missing("cluster"))
+        parts.append(_missing("cluster", skipped))
     else:
         cols = [c for c in ("cluster", "size", "name", "top_words", "distinctive_words", "top_annotations") if c in info.columns]
         parts.append(_table(info[cols].map(_pairs_text), 60))
@@ -203,7 +220,7 @@ def write_report(out: str | Path, *, n_examples: int | None = None) -> Path:
     parts.append("<h2>Image → text</h2>")
     mpath = out / "img2text" / "metrics.json"
     if not mpath.is_file() or not json.loads(mpath.read_text()):
-        parts.append(_missing("img2text"))
+        parts.append(_missing("img2text", skipped))
     else:
         metrics = json.loads(mpath.read_text())
         parts.append(_table(pd.DataFrame([{"metric": k, "value": round(v, 4) if isinstance(v, float) else v} for k, v in metrics.items()]), 40))

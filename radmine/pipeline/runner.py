@@ -3,31 +3,55 @@
 Each step has a name, the steps it depends on and the config sections it
 reads. Its fingerprint hashes those settings, the fingerprints of its
 dependencies, the source and the radmine version. The manifest
-(``DIR/manifest.json``, written atomically after every step) records the
-fingerprint of each finished step; a re-run skips a step whose fingerprint is
-unchanged and whose outputs exist, so a stopped run resumes and a changed
-setting re-runs only what depends on it.
+(``DIR/manifest.json``, written atomically) records for each finished step its
+fingerprint and the size and SHA-256 of every file it wrote. The guarantees:
+
+* one run at a time: :func:`output_lock` takes an exclusive lock on
+  ``DIR/.radmine.lock`` (a second run stops at once with
+  :class:`OutputLockedError`, or waits with ``wait=True``);
+* a step's manifest entry is removed before the step writes anything and
+  written back only after its last file is in place, so a killed step is never
+  "up to date";
+* a step owns its folder(s) (the first path component of its outputs): before
+  it runs, everything in them is removed except its resume state, so stale
+  tables and models never linger;
+* resume state (``<folder>/checkpoints/<fingerprint>/``) is keyed by the step's
+  fingerprint: a changed setting starts clean, a killed run with the same
+  settings resumes;
+* a skipped step's files are checked against the recorded sizes and hashes;
+  any difference re-runs the step;
+* leftover ``*.tmp`` files of killed writers are removed when a run starts.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
+import shutil
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from radmine._io import atomic_write_json, atomic_write_parquet, fingerprint
+from radmine._io import atomic_write_csv, atomic_write_json, atomic_write_parquet, file_digest, fingerprint, remove_tmp_files
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+LOCK_FILE = ".radmine.lock"
+CHECKPOINTS = "checkpoints"
+
+
+class OutputLockedError(RuntimeError):
+    """Another process is running ``radmine mine`` on the same output folder."""
 
 
 @dataclass
@@ -42,6 +66,19 @@ class Step:
     description: str = ""
     #: single settings of other sections the step reads, as ``"section.key"``
     extra_keys: tuple[str, ...] = ()
+    #: the step keeps resume state in ``<folder>/checkpoints/<fingerprint>/``
+    checkpoints: bool = False
+    #: paths (relative to DIR) inside the step's folders that a re-run leaves alone (e.g. a cache)
+    keep: tuple[str, ...] = ()
+
+    def owned(self) -> list[str]:
+        """Top-level entries of DIR the step owns: the first component of each output."""
+        return sorted({o.split("/", 1)[0] for o in self.outputs})
+
+    @property
+    def folder(self) -> str:
+        """The step's main folder (the first output's first component)."""
+        return self.outputs[0].split("/", 1)[0] if self.outputs else self.name
 
 
 @dataclass
@@ -55,6 +92,17 @@ class RunContext:
     client: Any = None
     _cache: dict[str, Any] = field(default_factory=dict)
     quarantine: list[dict[str, Any]] = field(default_factory=list)
+    #: the step now running and its fingerprint (set by :func:`run_steps`)
+    step: Step | None = None
+    fingerprint: str = ""
+
+    def checkpoint_dir(self) -> Path:
+        """``DIR/<folder>/checkpoints/<fingerprint>/`` of the running step (resume state)."""
+        if self.step is None or not self.fingerprint:
+            raise RuntimeError("checkpoint_dir() is only available while a step runs.")
+        p = self.out / self.step.folder / CHECKPOINTS / self.fingerprint
+        p.mkdir(parents=True, exist_ok=True)
+        return p
 
     def path(self, *parts: str) -> Path:
         p = self.out.joinpath(*parts)
@@ -160,16 +208,25 @@ def run_steps(
                 f"Step {step.name!r} needs {missing_deps} to have run with the current settings first; "
                 f"run them too (e.g. --steps {','.join(missing_deps + [step.name])})."
             )
-        outputs_ok = all((ctx.out / o).exists() for o in step.outputs)
-        if prev.get("fingerprint") == fp and prev.get("status") == "done" and outputs_ok and step.name not in (force or []):
-            line = f"[{step.name}] up to date ({prev.get('summary', '')})"
-            echo(line)
-            rows.append({"step": step.name, "status": "skipped", "seconds": 0.0, "summary": prev.get("summary", "")})
-            continue
+        if prev.get("fingerprint") == fp and prev.get("status") == "done" and step.name not in (force or []):
+            problem = verify_outputs(ctx.out, step, prev)
+            if problem is None:
+                echo(f"[{step.name}] up to date ({prev.get('summary', '')})")
+                rows.append({"step": step.name, "status": "skipped", "seconds": 0.0, "summary": prev.get("summary", "")})
+                continue
+            echo(f"[{step.name}] its outputs changed since it ran ({problem}); running it again")
         echo(f"[{step.name}] running: {step.description}")
+        # the entry goes first: a step killed from here on is never "up to date"
+        if manifest["steps"].pop(step.name, None) is not None:
+            _write_manifest(ctx, manifest)
+        _prepare_folders(ctx.out, step, fp)
         ctx.quarantine.clear()
+        ctx.step, ctx.fingerprint = step, fp
         t0 = time.perf_counter()
-        info = step.func(ctx) or {}
+        try:
+            info = step.func(ctx) or {}
+        finally:
+            ctx.step, ctx.fingerprint = None, ""
         seconds = time.perf_counter() - t0
         summary = ", ".join(f"{k}={_short(v)}" for k, v in info.items())
         new_q = _write_quarantine(ctx, step.name)
@@ -181,14 +238,153 @@ def run_steps(
             "seconds": round(seconds, 3),
             "summary": summary,
             "info": info,
+            "outputs": record_outputs(ctx.out, step),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        manifest["radmine_version"] = radmine.__version__
-        manifest["source"] = ctx.source
-        atomic_write_json(ctx.out / MANIFEST, manifest)
-        echo(f"[{step.name}] done in {seconds:.1f}s: {summary}")
+        _write_manifest(ctx, manifest)
+        if info.get("skipped"):
+            echo(f"[{step.name}] nothing to do ({info['skipped']})")
+        else:
+            echo(f"[{step.name}] done in {seconds:.1f}s: {summary}")
         rows.append({"step": step.name, "status": "ran", "seconds": seconds, "summary": summary})
     return pd.DataFrame(rows, columns=["step", "status", "seconds", "summary"])
+
+
+def _write_manifest(ctx: RunContext, manifest: dict[str, Any]) -> None:
+    import radmine
+
+    manifest["radmine_version"] = radmine.__version__
+    manifest["source"] = ctx.source
+    atomic_write_json(ctx.out / MANIFEST, manifest)
+
+
+def _excluded(out: Path, step: Step) -> set[Path]:
+    """What a step's clean-up and output record leave out: its kept paths and its checkpoints."""
+    skip = {out / k for k in step.keep}
+    if step.checkpoints:
+        skip.add(out / step.folder / CHECKPOINTS)
+    return skip
+
+
+def _prepare_folders(out: Path, step: Step, fp: str) -> None:
+    """Empty the step's folders (except kept paths) and drop checkpoints of other fingerprints."""
+    skip = _excluded(out, step)
+
+    def clear(folder: Path) -> None:
+        for child in list(folder.iterdir()):
+            if child in skip:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                if any(k.is_relative_to(child) for k in skip):
+                    clear(child)
+                else:
+                    shutil.rmtree(child)
+            else:
+                child.unlink()
+
+    for name in step.owned():
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            clear(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+    if step.checkpoints:
+        root = out / step.folder / CHECKPOINTS
+        if root.is_dir():
+            for child in root.iterdir():
+                if child.name != fp:
+                    logger.info("%s: removing checkpoints of other settings (%s)", step.name, child.name)
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def _owned_files(out: Path, step: Step) -> Iterator[Path]:
+    skip = _excluded(out, step)
+    for name in step.owned():
+        p = out / name
+        if p.is_file():
+            yield p
+        elif p.is_dir():
+            for root, dirs, files in os.walk(p):
+                r = Path(root)
+                dirs[:] = sorted(d for d in dirs if r / d not in skip)
+                for f in sorted(files):
+                    if r / f not in skip:
+                        yield r / f
+
+
+def record_outputs(out: Path, step: Step) -> dict[str, list]:
+    """``{relative path: [size, sha256]}`` of every file the step's folders hold (checkpoints and kept paths excluded)."""
+    rec = {}
+    for p in _owned_files(out, step):
+        rec[p.relative_to(out).as_posix()] = [p.stat().st_size, file_digest(p)]
+    return rec
+
+
+def verify_outputs(out: Path, step: Step, entry: dict[str, Any]) -> str | None:
+    """``None`` when the step's files match the manifest entry, else what differs (one phrase)."""
+    recorded = entry.get("outputs")
+    if recorded is None:
+        return "the manifest has no record of its files"
+    if not entry.get("info", {}).get("skipped"):
+        for o in step.outputs:
+            if not (out / o).exists():
+                return f"{o} is missing"
+    for rel, (size, digest) in recorded.items():
+        p = out / rel
+        if not p.is_file():
+            return f"{rel} is missing"
+        if p.stat().st_size != size:
+            return f"{rel} has {p.stat().st_size} bytes, the manifest says {size}"
+        if file_digest(p) != digest:
+            return f"{rel} differs from the file the step wrote"
+    present = {p.relative_to(out).as_posix() for p in _owned_files(out, step)}
+    extra = sorted(present - set(recorded))
+    if extra:
+        return f"{extra[0]} was not written by this step's last run"
+    return None
+
+
+@contextlib.contextmanager
+def output_lock(out: str | os.PathLike, *, wait: bool = False) -> Iterator[Path]:
+    """Hold an exclusive lock on ``out`` (``out/.radmine.lock``, ``fcntl.flock``).
+
+    Parameters
+    ----------
+    out : str or PathLike
+        The output folder (created if missing).
+    wait : bool, default=False
+        Wait for the other run to finish instead of raising.
+
+    Raises
+    ------
+    OutputLockedError
+        When another process holds the lock and ``wait`` is false.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
+            raise OutputLockedError(
+                f"output folder {str(out)!r} is in use by another radmine mine ({holder}); "
+                "wait for it to finish, use another --out, or pass --wait."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%dT%H:%M:%S')}".encode(), 0)
+        removed = remove_tmp_files(out)
+        if removed:
+            logger.info("removed %d leftover temporary file(s) of an interrupted run under %s", len(removed), out)
+        try:
+            yield out
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _write_quarantine(ctx: RunContext, step: str) -> int:
@@ -199,9 +395,7 @@ def _write_quarantine(ctx: RunContext, step: str) -> int:
     new = pd.DataFrame(ctx.quarantine, columns=cols).drop_duplicates()
     ctx.quarantine.clear()
     both = pd.concat([old[old["step"] != step], new], ignore_index=True)
-    tmp = path.with_suffix(".csv.tmp")
-    both.to_csv(tmp, index=False)
-    tmp.replace(path)
+    atomic_write_csv(both, path, index=False)
     return len(new)
 
 

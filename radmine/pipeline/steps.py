@@ -22,17 +22,23 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from radmine._io import atomic_write_json
+from radmine._io import atomic_folder, atomic_save_figure, atomic_write_csv, atomic_write_json, atomic_write_npy
 from radmine.pipeline.config import load_config
-from radmine.pipeline.runner import RunContext, Step, run_steps, save_table
+from radmine.pipeline.runner import RunContext, Step, output_lock, run_steps, save_table
 
 logger = logging.getLogger(__name__)
+
+#: fewer reports than this: the topics step is skipped (with the reason in the report)
+MIN_TOPIC_DOCUMENTS = 3
+#: fewer linked image-sentence pairs with features than this: the img2text step is skipped
+MIN_IMG2TEXT_PAIRS = 4
 
 
 # -- helpers ---------------------------------------------------------------
@@ -162,11 +168,11 @@ def step_labels(ctx: RunContext) -> dict[str, Any]:
 
         ref = mesh_reference(corpus.reports, vocabulary=vocab)
         scores = evaluate_labels(labels, ref)
-        scores.to_csv(ctx.path("labels", "evaluation_vs_mesh.csv"))
+        atomic_write_csv(scores, ctx.path("labels", "evaluation_vs_mesh.csv"))
         if "micro avg" in scores.index:
             info["micro_f1_vs_mesh"] = round(float(scores.loc["micro avg", "f1"]), 4)
     prevalence = (labels == 1).mean().sort_values(ascending=False)
-    prevalence.rename("prevalence").to_frame().to_csv(ctx.path("labels", "prevalence.csv"))
+    atomic_write_csv(prevalence.rename("prevalence").to_frame(), ctx.path("labels", "prevalence.csv"))
     return info
 
 
@@ -177,31 +183,49 @@ def step_topics(ctx: RunContext) -> dict[str, Any]:
 
     cfg = ctx.config["topics"]
     corpus = _corpus(ctx)
-    k = int(cfg["n_topics"])
+    n_docs = corpus.n_reports
+    if n_docs < MIN_TOPIC_DOCUMENTS:
+        return {"skipped": f"{n_docs} report(s); topics need at least {MIN_TOPIC_DOCUMENTS}"}
+    # Small corpora: the term filters scale down with the number of documents
+    # (at most one document in ten must hold a term; at most n/10 top terms dropped).
+    default_drop = TopicModel().drop_top
+    min_df = min(int(cfg["min_df"]), max(1, n_docs // 10))
+    drop_top = min(default_drop, n_docs // 10)
     info: dict[str, Any] = {}
-    if k <= 0:
-        n_docs = corpus.n_reports
-        cands = [c for c in cfg["candidates"] if c < max(3, n_docs // 5)] or [min(cfg["candidates"])]
-        sel = select_n_topics(
-            corpus, n_topics=cands, random_state=ctx.random_state, measures=("perplexity", "c_npmi"),
-            unit=cfg["unit"], passes=cfg["passes"], min_df=cfg["min_df"], backend=cfg["backend"],
-        )
+    if (min_df, drop_top) != (cfg["min_df"], default_drop):
+        info["filters"] = f"min_df={min_df}, drop_top={drop_top} (scaled down for {n_docs} reports)"
+    k = int(cfg["n_topics"])
+    filters = dict(min_df=min_df, drop_top=drop_top)
+    sel = None
+    try:
+        if k <= 0:
+            cands = [c for c in cfg["candidates"] if c < max(3, n_docs // 5)] or [min(cfg["candidates"])]
+            sel = select_n_topics(
+                corpus, n_topics=cands, random_state=ctx.random_state, measures=("perplexity", "c_npmi"),
+                unit=cfg["unit"], passes=cfg["passes"], backend=cfg["backend"], **filters,
+            )
+            k = int(sel.sort_values("c_npmi", ascending=False)["n_topics"].iloc[0])
+            info["chosen_k"] = k
+        common = dict(unit=cfg["unit"], passes=cfg["passes"], backend=cfg["backend"], random_state=ctx.random_state, **filters)
+        if cfg["n_subtopics"] > 0:
+            model = HierarchicalTopicModel(n_topics=k, n_subtopics=cfg["n_subtopics"], **common).fit(corpus)
+        else:
+            model = TopicModel(n_topics=k, **common).fit(corpus)
+    except ValueError as err:  # too little text left after the filters: skip with the reason
+        return {**info, "skipped": f"no topic model for {n_docs} report(s): {err}"}
+    if sel is not None:
         save_table(ctx, sel, "topics", "selection")
-        k = int(sel.sort_values("c_npmi", ascending=False)["n_topics"].iloc[0])
-        info["chosen_k"] = k
-    common = dict(unit=cfg["unit"], passes=cfg["passes"], min_df=cfg["min_df"], backend=cfg["backend"], random_state=ctx.random_state)
     if cfg["n_subtopics"] > 0:
-        model = HierarchicalTopicModel(n_topics=k, n_subtopics=cfg["n_subtopics"], **common).fit(corpus)
         save_table(ctx, model.get_topic_info(level=1), "topics", "topic_info")
         save_table(ctx, model.get_topic_info(level=2), "topics", "topic_info_level2")
         image_topics = model.topic_labels_for_images(corpus, level=2) if corpus.n_images else pd.DataFrame()
     else:
-        model = TopicModel(n_topics=k, **common).fit(corpus)
         save_table(ctx, model.get_topic_info(), "topics", "topic_info")
         image_topics = model.topic_labels_for_images(corpus) if corpus.n_images else pd.DataFrame()
     save_table(ctx, model.get_document_info(), "topics", "document_info")
     save_table(ctx, image_topics, "topics", "image_topics")
-    model.save(ctx.out / "topics" / "model")
+    with atomic_folder(ctx.out / "topics" / "model") as tmp:
+        model.save(tmp)
     info.update({"n_topics": k, "images_labelled": len(image_topics)})
     return info
 
@@ -213,11 +237,13 @@ def step_embed(ctx: RunContext) -> dict[str, Any]:
     corpus = _corpus(ctx)
     images = corpus.images
     if "path" in images:
+        no_file = images[images["path"].isna()]
+        ctx.add_quarantine("embed", pd.DataFrame({"source": "embed", "item": no_file["image_id"].astype(str), "reason": "no image file"}))
         images = images[images["path"].notna()]
-    if not len(images):
-        np.save(ctx.path("embed", "embeddings.npy"), np.zeros((0, 0), dtype=np.float32))
+    if not len(images) or "path" not in images:
+        atomic_write_npy(ctx.path("embed", "embeddings.npy"), np.zeros((0, 0), dtype=np.float32))
         save_table(ctx, pd.DataFrame({"image_id": pd.Series(dtype=str)}), "embed", "image_ids")
-        return {"images": 0, "note": "corpus has no image files"}
+        return {"images": 0, "skipped": "the corpus has no image files"}
     embedder = ImageEmbedder(
         backbone=cfg["backbone"],
         image_size=cfg["image_size"],
@@ -236,9 +262,14 @@ def step_embed(ctx: RunContext) -> dict[str, Any]:
         X = embedder.transform(images)
     q = getattr(embedder, "quarantine_", None)
     ctx.add_quarantine("embed", q)
-    ok = ~np.isnan(X).any(axis=1)
-    np.save(ctx.path("embed", "embeddings.npy"), X[ok].astype(np.float32))
+    ok = ~np.isnan(X).any(axis=1)  # images that failed to decode (quarantined) are left out downstream
+    atomic_write_npy(ctx.path("embed", "embeddings.npy"), X[ok].astype(np.float32))
     save_table(ctx, images.loc[ok, ["image_id"]].reset_index(drop=True), "embed", "image_ids")
+    # the cache keeps only the current settings' embeddings
+    current = embedder.cache().folder
+    for d in (ctx.out / "embed" / "cache").iterdir():
+        if d != current and d.is_dir():
+            shutil.rmtree(d)
     return {"images": int(ok.sum()), "dim": int(X.shape[1]), "backbone": cfg["backbone"]}
 
 
@@ -250,7 +281,7 @@ def step_cluster(ctx: RunContext) -> dict[str, Any]:
     X, ids = _embeddings(ctx)
     if len(ids) < 4:
         save_table(ctx, pd.DataFrame({"image_id": pd.Series(dtype=str), "cluster": pd.Series(dtype=str)}), "cluster", "assignments")
-        return {"images": len(ids), "note": "too few images to cluster"}
+        return {"images": len(ids), "skipped": f"{len(ids)} embedded image(s); clustering needs at least 4"}
     k = int(cfg["n_clusters"]) or max(2, int(round(math.sqrt(len(ids) / 2))))
     images = corpus.images.set_index("image_id").loc[ids["image_id"]].reset_index()
     clusterer = JointClusterer(
@@ -262,7 +293,7 @@ def step_cluster(ctx: RunContext) -> dict[str, Any]:
         finetune_mode=cfg["finetune_mode"],
         finetune_epochs=cfg["finetune_epochs"],
         hierarchical=cfg["hierarchical"],
-        checkpoint_dir=str(ctx.out / "cluster" / "checkpoints"),
+        checkpoint_dir=str(ctx.checkpoint_dir()),
         random_state=ctx.random_state,
         progress=ctx.progress,
     )
@@ -275,13 +306,13 @@ def step_cluster(ctx: RunContext) -> dict[str, Any]:
     from radmine.plotting import clusters as cplot
 
     fig = cplot.history(clusterer)
-    fig.savefig(ctx.path("cluster", "history.png"), dpi=90, bbox_inches="tight")
+    atomic_save_figure(fig, ctx.path("cluster", "history.png"), dpi=90, bbox_inches="tight")
     shown = info_df.sort_values("size", ascending=False)["cluster"].head(ctx.config["report"]["n_examples"])
     mdir = ctx.out / "cluster" / "montages"
     mdir.mkdir(parents=True, exist_ok=True)
     for c in shown:
         fig = cplot.montage(clusterer, corpus, c, n=9)
-        fig.savefig(mdir / f"cluster_{c}.png", dpi=80, bbox_inches="tight")
+        atomic_save_figure(fig, mdir / f"cluster_{c}.png", dpi=80, bbox_inches="tight")
     return {"k": k, "n_clusters": int(clusterer.n_clusters_), "rounds": len(clusterer.history_)}
 
 
@@ -291,10 +322,16 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
     cfg = ctx.config["img2text"]
     corpus = _corpus(ctx)
     X, ids = _embeddings(ctx)
-    if not len(corpus.links) or not len(ids):
-        atomic_write_json(ctx.path("img2text", "metrics.json"), {})
-        return {"note": "no image-text pairs with image features"}
     corpus = corpus.copy()
+    # images without an embedding (undecodable, quarantined by embed) are left out
+    embedded = set(ids["image_id"].astype(str))
+    corpus.images = corpus.images[corpus.images["image_id"].astype(str).isin(embedded)].reset_index(drop=True)
+    if len(corpus.links) and "image_id" in corpus.links:
+        corpus.links = corpus.links[corpus.links["image_id"].astype(str).isin(embedded)].reset_index(drop=True)
+    n_pairs = int(corpus.links["resolved"].fillna(False).astype(bool).sum()) if "resolved" in corpus.links else len(corpus.links)
+    if n_pairs < MIN_IMG2TEXT_PAIRS:
+        atomic_write_json(ctx.path("img2text", "metrics.json"), {})
+        return {"skipped": f"{n_pairs} linked image-sentence pair(s) with image features; img2text needs at least {MIN_IMG2TEXT_PAIRS}"}
     splits = set(corpus.reports["split"].dropna()) if "split" in corpus.reports.columns else set()
     if "train" not in splits or not (splits & {"dev", "test"}):
         # No published split: hold out 20% of patients (never split a patient).
@@ -312,12 +349,18 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
         batch_size=cfg["batch_size"],
         ks=tuple(cfg["ks"]),
         train_split="train",
-        checkpoint_dir=str(ctx.out / "img2text" / "checkpoints"),
+        checkpoint_dir=str(ctx.checkpoint_dir()),
         random_state=ctx.random_state,
         progress=ctx.progress,
     )
-    model.fit(corpus, image_features=features)
-    metrics = model.score(corpus, split=eval_split, image_features=features)
+    try:
+        model.fit(corpus, image_features=features)
+        metrics = model.score(corpus, split=eval_split, image_features=features)
+    except ValueError as err:  # too few pairs on one side of the split: skip with the reason
+        atomic_write_json(ctx.path("img2text", "metrics.json"), {})
+        return {"skipped": f"no image-text model for {n_pairs} pair(s): {err}"}
+    with atomic_folder(ctx.out / "img2text" / "model") as tmp:
+        model.save(tmp)
     metrics = {k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v) for k, v in metrics.items()}
     metrics["eval_split"] = eval_split
     atomic_write_json(ctx.path("img2text", "metrics.json"), metrics)
@@ -363,11 +406,11 @@ STEPS = [
     Step("text", step_text, ("read",), ("text",), ("text/sentences.parquet", "text/links.parquet"), "sections, sentences, key-image links"),
     Step("labels", step_labels, ("text",), ("labels",), ("labels/labels.parquet",), "weak labels"),
     Step("topics", step_topics, ("text",), ("topics",), ("topics/topic_info.parquet",), "LDA topics (two levels)"),
-    Step("embed", step_embed, ("read",), ("embed",), ("embed/embeddings.npy",), "CNN image embeddings"),
+    Step("embed", step_embed, ("read",), ("embed",), ("embed/embeddings.npy",), "CNN image embeddings", keep=("embed/cache",)),
     Step("cluster", step_cluster, ("embed", "text"), ("cluster", "embed"), ("cluster/assignments.parquet",), "joint image clusters",
-         ("report.n_examples",)),
+         ("report.n_examples",), checkpoints=True),
     Step("img2text", step_img2text, ("embed", "text"), ("img2text", "embed"), ("img2text/metrics.json",), "image-to-text model + Recall@K",
-         ("report.n_examples",)),
+         ("report.n_examples",), checkpoints=True),
     Step("report", step_report, ("read", "text", "labels", "topics", "embed", "cluster", "img2text"), ("report",), ("report.html",), "HTML report"),
 ]
 
@@ -382,6 +425,7 @@ def mine(
     overrides: dict[str, Any] | None = None,
     progress: bool | None = None,
     scheduler: str | None = None,
+    wait: bool = False,
     echo=print,
 ) -> pd.DataFrame:
     """Run the main job: every pipeline on one corpus, resumable.
@@ -406,6 +450,10 @@ def mine(
         Progress bars (default: the config's ``run.progress``).
     scheduler : str, optional
         A Dask scheduler address or ``"local"``: the report steps run on it.
+    wait : bool, default=False
+        When another process is running ``mine`` on ``out``: wait for it to
+        finish (True) or raise :class:`~radmine.pipeline.runner.OutputLockedError`
+        at once (False).
 
     Returns
     -------
@@ -419,21 +467,21 @@ def mine(
     else:
         cfg = load_config(config, overrides)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", cfg)
-    ctx = RunContext(
-        out=out,
-        config=cfg,
-        source=None if source is None else str(source),
-        progress=cfg["run"]["progress"] if progress is None else progress,
-    )
-    selected = steps or cfg["run"]["steps"]
-    if scheduler:
-        from radmine.dask import get_client
+    with output_lock(out, wait=wait):  # one run per folder; leftover *.tmp files removed
+        atomic_write_json(out / "config.json", cfg)
+        ctx = RunContext(
+            out=out,
+            config=cfg,
+            source=None if source is None else str(source),
+            progress=cfg["run"]["progress"] if progress is None else progress,
+        )
+        selected = steps or cfg["run"]["steps"]
+        if scheduler:
+            from radmine.dask import get_client
 
-        ctx.client = get_client(scheduler)
-    try:
-        return run_steps(STEPS, ctx, only=selected, force=force, echo=echo)
-    finally:
-        if ctx.client is not None and isinstance(scheduler, str):  # close only what this call opened
-            ctx.client.close()
+            ctx.client = get_client(scheduler)
+        try:
+            return run_steps(STEPS, ctx, only=selected, force=force, echo=echo)
+        finally:
+            if ctx.client is not None and isinstance(scheduler, str):  # close only what this call opened
+                ctx.client.close()
