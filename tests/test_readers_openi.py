@@ -198,7 +198,11 @@ def test_real_openi_counts(openi_corpus):
     c = openi_corpus
     assert c.n_reports == 3145
     assert c.reports["report_id"].is_unique and c.reports["report_id"].str.match(r"^CXR\d+$").all()
-    assert len(c.quarantine) == 0
+    # nothing dropped; the reports whose every section is empty are kept and listed
+    assert not c.quarantine["kept"].eq(False).any()
+    empty = c.reports["text"].eq("")
+    assert len(c.quarantine) == int(empty.sum()) > 0
+    assert c.quarantine["reason"].str.contains("has no text").all()
     assert c.n_images > 3145 and c.images["caption"].notna().mean() > 0.99
     counts = c.images.groupby("report_id").size()
     assert counts.between(1, 5).all()  # 1 to 5 images per report (a few reports have none)

@@ -74,7 +74,10 @@ def load_json(path: Path) -> Any:
     """
     if not path.is_file():
         raise FileNotFoundError(f"read_medpix: {path.name} not found in {path.parent}.")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ValueError(f"read_medpix: cannot read {path} ({err.strerror or type(err).__name__}).") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -88,27 +91,48 @@ def load_json(path: Path) -> Any:
         ) from None
 
 
-def _image_files(folder: Path) -> dict[str, str]:
-    """stem -> file name for the image files in ``folder`` (png preferred over jpg)."""
+def _image_files(folder: Path) -> tuple[dict[str, str], str | None]:
+    """stem -> file name for the image files in ``folder`` (png preferred over jpg), and why it could not be listed."""
     out: dict[str, str] = {}
     if not folder.is_dir():
-        return out
-    with os.scandir(folder) as it:
-        names = sorted(e.name for e in it if e.is_file())
+        return out, None
+    try:
+        with os.scandir(folder) as it:
+            names = sorted(e.name for e in it if e.is_file())
+    except OSError as err:
+        logger.warning("read_medpix: cannot list %s (%s); every image row keeps path=None.", folder, err.strerror)
+        return out, f"cannot list {folder.name}/ ({err.strerror or type(err).__name__})"
     for n in names:
         stem, suf = os.path.splitext(n)
         if suf.lower() in IMAGE_SUFFIXES and (stem not in out or suf.lower() == ".png"):
             out[stem] = n
-    return out
+    return out, None
 
 
-def _png_header(path: Path) -> tuple[int | None, int | None, str | None, str | None]:
-    """(width, height, mode, error) from the image header, without decoding pixels."""
+def _png_header(path: Path, limit: int) -> tuple[int | None, int | None, str | None, str | None]:
+    """(width, height, mode, error) from the image header, without decoding pixels.
+
+    Images over ``limit`` pixel values, and those PIL refuses as
+    decompression bombs, give an error (the row is kept with ``path=None``).
+    """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    from radmine.pixels import too_many_pixels
+
     try:
-        with Image.open(path) as im:
-            return im.width, im.height, im.mode, None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below decides
+            with Image.open(path) as im:
+                n = im.width * im.height * len(im.getbands())
+                if n > limit:
+                    return None, None, None, too_many_pixels(n, limit, f"{im.width} x {im.height} x {len(im.getbands())} band(s)")
+                return im.width, im.height, im.mode, None
+    except Image.DecompressionBombError as err:
+        return None, None, None, f"decompression bomb refused by PIL ({err})"
+    except PermissionError as err:
+        return None, None, None, f"cannot read image file ({err.strerror})"
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         return None, None, None, f"unreadable image header ({type(err).__name__}: {err})"
 
@@ -118,6 +142,7 @@ def read_medpix(
     *,
     name: str = "medpix-2.0",
     image_sizes: bool = True,
+    max_pixels: int | None = None,
     progress: bool = True,
 ) -> Corpus:
     """Read a MedPix 2.0 folder.
@@ -133,6 +158,10 @@ def read_medpix(
         Read each image's header for ``width``, ``height`` and ``mode``
         (``"L"`` for the shared grayscale copy, ``"RGB"`` for the original
         release). About 1 s for the 1,850 images.
+    max_pixels : int, optional
+        Images whose header declares more pixel values are listed in the
+        quarantine and kept with ``path=None`` (as are decompression bombs).
+        Default: ``max_image_pixels`` of :func:`radmine.readers.limits.get_limits`.
     progress : bool, default True
         Show a tqdm progress bar over the images.
 
@@ -177,6 +206,9 @@ def read_medpix(
         On malformed JSON (naming the file, line, column and character), or
         a JSON file whose top level is not a list / an object as expected.
     """
+    from radmine.readers.limits import resolve
+
+    limit = resolve("max_image_pixels", max_pixels)
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"read_medpix: folder not found: {root}")
@@ -225,7 +257,7 @@ def read_medpix(
             if value:
                 annotations.append({"report_id": uid, "image_id": None, "kind": kind, "value": value, "term": value, "qualifiers": []})
 
-    files = _image_files(root / "images")
+    files, folder_error = _image_files(root / "images")
     images, seen = [], set()
     it = enumerate(descs)
     if progress:
@@ -251,9 +283,10 @@ def read_medpix(
         rel = f"images/{fname}" if fname else None
         width = height = mode = None
         if rel is None:
-            quarantine.append(_q(stem, "image file missing; row kept with path=None", kept=True))
+            why = folder_error or "image file missing"
+            quarantine.append(_q(stem, f"{why}; row kept with path=None", kept=True))
         elif image_sizes:
-            width, height, mode, err = _png_header(root / rel)
+            width, height, mode, err = _png_header(root / rel, limit)
             if err:
                 quarantine.append(_q(rel, f"{err}; row kept with path=None", kept=True))
                 rel = None

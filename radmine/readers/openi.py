@@ -155,9 +155,37 @@ def parse_report_xml(data: bytes | str, item: str = "<xml>") -> dict[str, Any]:
     return {"report": report, "images": images, "annotations": annotations}
 
 
-def _iter_tgz(path: Path, quarantine: list[dict]) -> Iterator[tuple[str, bytes]]:
+_SPECIAL_MEMBERS = (
+    ("issym", "symbolic link member (links are not followed)"),
+    ("islnk", "hard link member (links are not followed)"),
+    ("isfifo", "FIFO member (not a regular file)"),
+    ("ischr", "character device member (not a regular file)"),
+    ("isblk", "block device member (not a regular file)"),
+)
+
+
+def _too_big(size: int, limit: int) -> str:
+    from radmine.readers.limits import mib
+
+    return (
+        f"member is {mib(size)} uncompressed, over the limit of {mib(limit)} per member; not read "
+        f"(raise it with radmine.readers.limits.set_limits(max_member_bytes=...) or the [read] setting max_member_mb)"
+    )
+
+
+def _iter_tgz(path: Path, quarantine: list[dict], limit: int) -> Iterator[tuple[str, bytes]]:
+    """Stream the archive's ``.xml`` members; everything that is not read becomes a quarantine row.
+
+    Members are read one at a time (memory stays under ``limit`` bytes);
+    links, FIFOs and devices are not followed; a member over ``limit`` is
+    skipped without inflating it into memory, and reading goes on with the
+    next member. A truncated or corrupt stream ends the read (the members
+    after it cannot be reached) with a quarantine row saying so.
+    """
     try:
-        tf = tarfile.open(path, "r:*")
+        tf = tarfile.open(path, "r|*")  # stream mode: no seeking, one member in memory at a time
+    except PermissionError as err:
+        raise ValueError(f"read_openi: cannot open {path} ({err.strerror}).") from None
     except (tarfile.TarError, OSError, EOFError) as err:
         raise ValueError(f"{path}: not a readable tar archive ({type(err).__name__}: {err}).") from None
     with tf:
@@ -175,26 +203,71 @@ def _iter_tgz(path: Path, quarantine: list[dict]) -> Iterator[tuple[str, bytes]]
             if member is None:
                 return
             n += 1
+            if member.isdir():
+                continue
+            special = next((why for test, why in _SPECIAL_MEMBERS if getattr(member, test)()), None)
+            if special is not None:
+                target = f" -> {member.linkname}" if member.linkname else ""
+                quarantine.append(_q(f"{member.name}{target}", special, kept=False))
+                continue
             if not member.isfile() or not member.name.lower().endswith(".xml"):
+                continue
+            if member.size > limit:
+                quarantine.append(_q(member.name, _too_big(member.size, limit), kept=False))
                 continue
             try:
                 fh = tf.extractfile(member)
-                data = fh.read() if fh is not None else b""
-                if len(data) != member.size:
-                    raise EOFError(f"read {len(data)} of {member.size} bytes")
+                data = fh.read(limit + 1) if fh is not None else b""
+            except MemoryError:
+                quarantine.append(_q(member.name, "out of memory while reading this member; not read", kept=False))
+                continue
             except Exception as err:  # noqa: BLE001 - truncated gzip stream raises several types
                 quarantine.append(
                     {"source": SOURCE, "item": member.name,
-                     "reason": f"truncated archive member ({type(err).__name__}: {err})", "kept": False}
+                     "reason": f"truncated archive member ({type(err).__name__}: {err}); the members after it "
+                               f"cannot be read", "kept": False}
+                )
+                return
+            if len(data) != member.size:
+                quarantine.append(
+                    {"source": SOURCE, "item": member.name,
+                     "reason": f"truncated archive member (read {len(data)} of {member.size} bytes); the members "
+                               f"after it cannot be read", "kept": False}
                 )
                 return
             yield member.name, data
 
 
-def _iter_folder(path: Path) -> Iterator[tuple[str, bytes]]:
-    files = sorted((p for p in path.rglob("*") if p.is_file() and p.suffix.lower() == ".xml"), key=lambda p: _natural_key(str(p)))
-    for p in files:
-        yield str(p.relative_to(path)), p.read_bytes()
+def _iter_folder(path: Path, quarantine: list[dict], limit: int) -> Iterator[tuple[str, bytes]]:
+    """The folder's ``*.xml`` files (recursively, natural order); unreadable files and folders become quarantine rows."""
+
+    def unreadable_dir(err: OSError) -> None:
+        quarantine.append(_q(str(Path(err.filename).relative_to(path)) if err.filename else str(path),
+                             f"cannot list folder ({err.strerror or type(err).__name__}); its files were not read",
+                             kept=False))
+
+    files = []
+    for dirpath, dirnames, filenames in os.walk(path, onerror=unreadable_dir):
+        dirnames.sort()
+        files += [Path(dirpath) / f for f in filenames if f.lower().endswith(".xml")]
+    for p in sorted(files, key=lambda p: _natural_key(str(p))):
+        rel = str(p.relative_to(path))
+        try:
+            if p.is_symlink() and not p.exists():
+                quarantine.append(_q(rel, "broken symbolic link", kept=False))
+                continue
+            if not p.is_file():
+                quarantine.append(_q(rel, "not a regular file (FIFO, socket or device)", kept=False))
+                continue
+            size = p.stat().st_size
+            if size > limit:
+                quarantine.append(_q(rel, _too_big(size, limit), kept=False))
+                continue
+            data = p.read_bytes()
+        except OSError as err:
+            quarantine.append(_q(rel, f"cannot read file ({err.strerror or type(err).__name__})", kept=False))
+            continue
+        yield rel, data
 
 
 def read_openi(
@@ -202,6 +275,7 @@ def read_openi(
     *,
     dicom_table: str | os.PathLike | pd.DataFrame | None = None,
     name: str = "openi-iu",
+    max_member_bytes: int | None = None,
     progress: bool = True,
 ) -> Corpus:
     """Read the Open-i IU chest X-ray reports (the ``.tgz``, a folder of XML, or one XML file).
@@ -219,6 +293,10 @@ def read_openi(
         columns, photometric`` and ``dicom_match``.
     name : str, default "openi-iu"
         Corpus name.
+    max_member_bytes : int, optional
+        XML files (archive members) larger than this are quarantined
+        without being read. Default: ``max_member_bytes`` of
+        :func:`radmine.readers.limits.get_limits` (64 MiB).
     progress : bool, default True
         Show a tqdm progress bar.
 
@@ -240,15 +318,19 @@ def read_openi(
         ``mesh_automatic``, ``value`` the raw string, ``term`` its head,
         ``qualifiers`` the rest (e.g. ``["lung", "base", "left", "mild"]``).
         ``quarantine``: malformed XML files, duplicate ids, truncated archive
-        members, with the reason (XML files in == reports + quarantined).
+        members, files and members over the size limit, unreadable files
+        and folders, link / FIFO / device members (``kept=False``), and
+        reports whose text is empty (``kept=True``), with the reason (XML
+        files and special members in == reports + dropped quarantine rows).
 
     Raises
     ------
     FileNotFoundError
         If ``path`` (or ``dicom_table``) does not exist.
     ValueError
-        If ``path`` is neither a tar archive, a folder nor an XML file, or
-        the DICOM table has no ``imageid`` column.
+        If ``path`` is neither a tar archive, a folder nor an XML file,
+        cannot be opened, is a folder none of whose XML files can be read
+        (naming the first), or the DICOM table has no ``imageid`` column.
 
     Examples
     --------
@@ -260,13 +342,19 @@ def read_openi(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"read_openi: path not found: {path}")
+    from radmine.readers.limits import resolve
+
+    limit = resolve("max_member_bytes", max_member_bytes)
     quarantine: list[dict] = []
     if path.is_dir():
-        items: Iterator[tuple[str, bytes]] = _iter_folder(path)
+        items: Iterator[tuple[str, bytes]] = _iter_folder(path, quarantine, limit)
     elif path.suffix.lower() == ".xml":
-        items = iter([(path.name, path.read_bytes())])
-    elif tarfile.is_tarfile(path) or path.name.lower().endswith((".tgz", ".tar.gz", ".tar")):
-        items = _iter_tgz(path, quarantine)
+        try:
+            items = iter([(path.name, path.read_bytes())])
+        except OSError as err:
+            raise ValueError(f"read_openi: cannot read {path} ({err.strerror or type(err).__name__}).") from None
+    elif path.name.lower().endswith((".tgz", ".tar.gz", ".tar")) or _is_tar(path):
+        items = _iter_tgz(path, quarantine, limit)
     else:
         raise ValueError(
             f"read_openi: {path} is not an Open-i release: expected the .tgz archive, a folder of report "
@@ -294,6 +382,9 @@ def read_openi(
             )
             continue
         seen_reports[rid] = item
+        if not parsed["report"]["text"]:
+            quarantine.append(_q(item, f"report {rid} has no text (every section is empty); kept with text=''",
+                                 kept=True))
         reports.append(parsed["report"])
         annotations += parsed["annotations"]
         for im in parsed["images"]:
@@ -319,6 +410,11 @@ def read_openi(
         for col in ("series_number", "instance_number"):
             img[col] = img[col].astype("Int64")
     dropped = n_xml - len(rep)
+    if not len(rep) and quarantine and all(q["reason"].startswith(("cannot read", "cannot list")) for q in quarantine):
+        raise ValueError(
+            f"read_openi: nothing under {path} could be read: {len(quarantine)} file(s)/folder(s) are unreadable, "
+            f"e.g. {quarantine[0]['item']} ({quarantine[0]['reason']}). Check the permissions."
+        )
     logger.info(
         "read_openi(%s): %d XML file(s) -> %d report(s), %d image(s), %d MeSH annotation(s); %d quarantined.",
         path.name, n_xml, len(rep), len(img), len(ann), dropped,
@@ -396,3 +492,10 @@ def join_dicom_table(images: pd.DataFrame, table: str | os.PathLike | pd.DataFra
         n_exact + n_strip, len(out), n_exact, n_strip, len(out) - n_exact - n_strip,
     )
     return out
+
+
+def _is_tar(path: Path) -> bool:
+    try:
+        return tarfile.is_tarfile(path)
+    except OSError as err:
+        raise ValueError(f"read_openi: cannot read {path} ({err.strerror or type(err).__name__}).") from None

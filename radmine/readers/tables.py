@@ -14,12 +14,15 @@ section fields::
 
 from __future__ import annotations
 
+import codecs
+import csv
 import gzip
-import io
 import json
 import logging
 import os
-from collections.abc import Mapping
+import warnings
+import zlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ import pandas as pd
 from radmine.corpus import QUARANTINE_COLUMNS, SECTION_COLUMNS, Corpus
 
 logger = logging.getLogger(__name__)
+csv.field_size_limit(2**31 - 1)  # report texts can be longer than the csv module's 128 KiB default
 
 #: Section columns (in this order) used to build ``text`` when a table has sections but no text.
 TEXT_SECTION_ORDER = ["comparison", "indication", "history", "technique", "findings", "impression", "conclusion"]
@@ -52,61 +56,155 @@ def is_table_file(path: str | os.PathLike) -> bool:
     return p.is_file() and _suffix(p) in TABLE_SUFFIXES
 
 
-def _decode(raw: bytes, path: Path, encoding: str) -> str:
+def _decode_error(path: Path, encoding: str, raw: bytes, err: UnicodeDecodeError, line: int, line_offset: int) -> ValueError:
+    """The error for undecodable bytes: byte offset, line and column, and how to pass the encoding."""
+    col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+    bad = raw[err.start : err.end]
+    return ValueError(
+        f"{path}: cannot decode as {encoding} at byte offset {line_offset + err.start} (line {line}, column {col}): "
+        f"byte(s) {bad!r} ({err.reason}). Pass the export's encoding: encoding='cp1252' (or 'latin-1', ...) "
+        f"to read_reports, --encoding on the command line, or encoding under [read] in the config."
+    )
+
+
+def _open_binary(path: Path):
     try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
-        bad = raw[err.start : err.end]
-        raise ValueError(
-            f"{path}: cannot decode as {encoding} at byte offset {err.start} (line {line}, column {col}): "
-            f"byte(s) {bad!r} ({err.reason}). Pass encoding='latin-1' (or the export's encoding) "
-            f"to read_reports."
-        ) from None
+        if path.name.lower().endswith(".gz"):
+            return gzip.open(path, "rb")
+        return open(path, "rb")
+    except PermissionError as err:
+        raise ValueError(f"{path}: cannot open the file ({err.strerror}).") from None
 
 
-def read_table(path: str | os.PathLike, *, encoding: str = "utf-8", sep: str | None = None) -> pd.DataFrame:
-    """Read one table file (CSV/TSV/JSONL/JSON/parquet, optionally ``.gz``) as strings-preserving DataFrame.
+def _lines(path: Path, encoding: str, max_bytes: int | None) -> Iterator[str]:
+    """Decoded lines (with their newline) of a text file, streamed; gzip inflated on the fly.
 
-    CSV/TSV cells are read as strings (ids such as MRNs keep leading zeros);
-    empty cells become missing. JSON lines are parsed one by one so a bad
-    line is reported with its number.
+    Raises ``ValueError`` naming the byte offset and line on undecodable
+    bytes, on a corrupt gzip stream, and when the (inflated) text passes
+    ``max_bytes``.
+    """
+    from radmine.readers.limits import mib
+
+    decoder = codecs.getincrementaldecoder(encoding)
+    offset, n = 0, 0
+    with _open_binary(path) as fh:
+        while True:
+            try:
+                raw = fh.readline(1 << 24)
+            except (OSError, EOFError, zlib.error) as err:
+                raise ValueError(f"{path}: not a valid gzip file or truncated ({type(err).__name__}: {err}).") from None
+            if not raw:
+                return
+            if max_bytes is not None and offset + len(raw) > max_bytes:
+                raise ValueError(
+                    f"{path}: the table is larger than the limit of {mib(max_bytes)} "
+                    f"{'after gzip decompression ' if path.name.lower().endswith('.gz') else ''}(read so far: "
+                    f"{mib(offset + len(raw))}); raise it with radmine.readers.limits.set_limits(max_table_bytes=...) "
+                    f"or the [read] setting max_table_mb, or stream it (radmine label reads in chunks)."
+                )
+            n += 1
+            try:
+                text = decoder().decode(raw, final=True)
+            except UnicodeDecodeError as err:
+                raise _decode_error(path, encoding, raw, err, n, offset) from None
+            if n == 1 and text.startswith("\ufeff"):
+                text = text[1:]
+            offset += len(raw)
+            yield text
+
+
+def _mangle(header: list[str]) -> list[str]:
+    """Unique column names, pandas-style: a repeated name gets ``.1``, ``.2``, ..."""
+    seen: dict[str, int] = {}
+    out = []
+    for h in header:
+        name = h
+        while name in seen:
+            seen[h] += 1
+            name = f"{h}.{seen[h]}"
+        seen.setdefault(name, 0)
+        out.append(name)
+    return out
+
+
+def _frame(records: list[list[str]], header: list[str]) -> pd.DataFrame:
+    cols = list(zip(*records)) if records else [()] * len(header)
+    return pd.DataFrame(
+        {h: pd.Series([v if v != "" else None for v in col], dtype="str") for h, col in zip(header, cols)},
+        columns=header,
+    )
+
+
+def iter_table(
+    path: str | os.PathLike,
+    *,
+    encoding: str = "utf-8",
+    sep: str | None = None,
+    chunksize: int = 50_000,
+    max_bytes: int | None = None,
+) -> Iterator[tuple[pd.DataFrame, list[dict]]]:
+    """Read a table file in chunks: ``(rows, quarantine)`` pairs, memory bounded by ``chunksize``.
+
+    CSV/TSV rows whose field count differs from the header's are not read
+    (a wrong count shifts every later column); each becomes a quarantine
+    row naming its line number and the counts. Cells are strings; empty
+    cells are missing. JSON lines are parsed one by one. ``.json`` and
+    parquet files are read whole (parquet by record batch).
+
+    Parameters
+    ----------
+    path : str or Path
+    encoding : str, default "utf-8"
+    sep : str, optional
+        CSV separator (default ``","``, ``"\t"`` for ``.tsv``).
+    chunksize : int, default 50000
+        Rows per chunk.
+    max_bytes : int, optional
+        Refuse text files larger than this after decompression (``None``:
+        no limit; :func:`read_table` passes ``max_table_bytes``).
+
+    Yields
+    ------
+    rows : DataFrame
+    quarantine : list of dict
+        ``source, item, reason, kept`` rows for the malformed lines of this chunk.
 
     Raises
     ------
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        On undecodable bytes (naming the byte offset and line), malformed
-        JSON (naming the line), or an unknown file kind.
+        On undecodable bytes (byte offset, line, column), malformed JSON
+        (line), an empty file, an unknown file kind, a table over
+        ``max_bytes``.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"read_reports: file not found: {path}")
+    if not path.is_file():
+        raise ValueError(f"read_reports: {path} is not a regular file.")
     suf = _suffix(path)
     if suf in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
         try:
-            return pd.read_parquet(path)
+            pf = pq.ParquetFile(path)
+            for batch in pf.iter_batches(batch_size=chunksize):
+                yield batch.to_pandas(), []
+        except PermissionError as err:
+            raise ValueError(f"{path}: cannot open the file ({err.strerror}).") from None
         except Exception as err:  # noqa: BLE001 - pyarrow raises its own types
             raise ValueError(f"{path}: not a readable parquet file ({type(err).__name__}: {err}).") from None
+        return
     if suf not in (".csv", ".tsv", ".txt", ".jsonl", ".ndjson", ".json"):
         raise ValueError(
             f"{path}: unknown table kind {suf or '(no suffix)'!r}; expected one of {list(TABLE_SUFFIXES)} "
             f"(optionally .gz)."
         )
-    raw = path.read_bytes()
-    if path.name.lower().endswith(".gz"):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
-            raise ValueError(f"{path}: not a valid gzip file ({err}).") from None
-    text = _decode(raw, path, encoding)
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    lines = _lines(path, encoding, max_bytes)
     if suf in (".jsonl", ".ndjson"):
         records = []
-        for i, line in enumerate(text.splitlines(), start=1):
+        for i, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
@@ -116,8 +214,14 @@ def read_table(path: str | os.PathLike, *, encoding: str = "utf-8", sep: str | N
             if not isinstance(rec, dict):
                 raise ValueError(f"{path}, line {i}: expected a JSON object per line, found {type(rec).__name__}.")
             records.append(rec)
-        return pd.DataFrame.from_records(records)
+            if len(records) >= chunksize:
+                yield pd.DataFrame.from_records(records), []
+                records = []
+        if records:
+            yield pd.DataFrame.from_records(records), []
+        return
     if suf == ".json":
+        text = "".join(lines)
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as err:
@@ -131,15 +235,105 @@ def read_table(path: str | os.PathLike, *, encoding: str = "utf-8", sep: str | N
                     break
         if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
             raise ValueError(f"{path}: expected a JSON list of objects (one per report).")
-        return pd.DataFrame.from_records(obj)
-    if sep is None:
-        sep = "\t" if suf == ".tsv" else ","
+        yield pd.DataFrame.from_records(obj), []
+        return
+    yield from _iter_csv(path, lines, "\t" if sep is None and suf == ".tsv" else (sep or ","), chunksize, suf)
+
+
+def _iter_csv(path: Path, lines: Iterator[str], sep: str, chunksize: int, suf: str):
+    reader = csv.reader(lines, delimiter=sep)
     try:
-        return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""])
-    except pd.errors.ParserError as err:
-        raise ValueError(f"{path}: malformed {suf[1:].upper()} ({err}).") from None
-    except pd.errors.EmptyDataError:
+        header = next(reader)
+        while not header:  # blank lines before the header
+            header = next(reader)
+    except StopIteration:
         raise ValueError(f"{path}: the file is empty (no header row).") from None
+    except csv.Error as err:
+        raise ValueError(f"{path}: malformed {suf[1:].upper()} header ({err}).") from None
+    header = _mangle([h.strip() for h in header])
+    width = len(header)
+    records: list[list[str]] = []
+    bad: list[dict] = []
+    last = reader.line_num
+    while True:
+        try:
+            rec = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            raise ValueError(f"{path}, line {last + 1}: malformed {suf[1:].upper()} ({err}).") from None
+        first_line, last = last + 1, reader.line_num
+        if not rec:
+            continue
+        if len(rec) != width:
+            bad.append({
+                "source": "read_reports", "item": f"{path.name} line {first_line}", "kept": False,
+                "reason": f"expected {width} fields (as in the header), found {len(rec)}; row not read "
+                          f"(an unquoted separator in a cell? quote cells that contain {sep!r})",
+            })
+            continue
+        records.append(rec)
+        if len(records) >= chunksize:
+            yield _frame(records, header), bad
+            records, bad = [], []
+    yield _frame(records, header), bad  # also the header-only table
+
+
+def read_table(
+    path: str | os.PathLike, *, encoding: str = "utf-8", sep: str | None = None, max_bytes: int | None = None
+) -> pd.DataFrame:
+    """Read one table file (CSV/TSV/JSONL/JSON/parquet, optionally ``.gz``) as strings-preserving DataFrame.
+
+    CSV/TSV cells are read as strings (ids such as MRNs keep leading zeros);
+    empty cells become missing. Rows whose field count differs from the
+    header's are left out (never shifted into the wrong columns): they are
+    listed in ``df.attrs["quarantine"]`` with their line numbers, and a
+    warning says how many. JSON lines are parsed one by one so a bad line
+    is reported with its number.
+
+    Parameters
+    ----------
+    path : str or Path
+    encoding : str, default "utf-8"
+    sep : str, optional
+    max_bytes : int, optional
+        Size limit of the (decompressed) text; default ``max_table_bytes``
+        of :func:`radmine.readers.limits.get_limits`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        On undecodable bytes (naming the byte offset and line), malformed
+        JSON (naming the line), an unknown file kind or a file over the
+        size limit.
+    """
+    df, quarantine = _read_all(path, encoding, sep, max_bytes)
+    df.attrs["quarantine"] = quarantine
+    if quarantine:
+        warnings.warn(_bad_rows_message(path, quarantine, len(df), 'df.attrs["quarantine"]'), stacklevel=2)
+    return df
+
+
+def _read_all(path, encoding: str, sep: str | None, max_bytes: int | None) -> tuple[pd.DataFrame, list[dict]]:
+    from radmine.readers.limits import resolve
+
+    limit = resolve("max_table_bytes", max_bytes)
+    frames, quarantine = [], []
+    for df, bad in iter_table(path, encoding=encoding, sep=sep, chunksize=1_000_000, max_bytes=limit):
+        frames.append(df)
+        quarantine += bad
+    df = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return df, quarantine
+
+
+def _bad_rows_message(path, quarantine: list[dict], n_read: int, where: str) -> str:
+    first = quarantine[0]
+    return (
+        f"{path}: {len(quarantine):,} row(s) have the wrong number of fields and were not read "
+        f"({n_read:,} read); first: {first['item']}: {first['reason'].split(';')[0]}. See {where}."
+    )
 
 
 def _as_id(v: Any) -> Any:
@@ -234,7 +428,9 @@ def read_reports(
         ``reports`` with ``report_id, patient_id, study_id, modality, text``
         and every other source column; ``quarantine`` lists reports whose
         text cell was missing or not a string (kept, with ``text=None``;
-        ``kept=True``).
+        ``kept=True``) and CSV/TSV rows with the wrong number of fields
+        (``item`` ``"<file> line <n>"``, not read, ``kept=False``; a
+        warning says how many). Rows in == reports + dropped quarantine rows.
 
     Notes
     -----
@@ -265,11 +461,15 @@ def read_reports(
     >>> c.reports[["report_id", "patient_id", "study_id"]].values.tolist()
     [['A1', '007', 'A1'], ['A2', '008', 'A2']]
     """
+    bad_rows: list[dict] = []
     if isinstance(source, pd.DataFrame):
         df, label = source.copy(), "DataFrame"
         default_name = "reports"
     elif isinstance(source, (str, os.PathLike)):
-        df, label = read_table(source, encoding=encoding, sep=sep), str(source)
+        df, bad_rows = _read_all(source, encoding, sep, None)
+        label = str(source)
+        if bad_rows:
+            warnings.warn(_bad_rows_message(source, bad_rows, len(df), "corpus.quarantine"), stacklevel=2)
         default_name = Path(source).name.split(".")[0] or "reports"
     else:
         raise TypeError(
@@ -320,7 +520,7 @@ def read_reports(
     if "modality" not in df.columns:
         df["modality"] = None
 
-    quarantine = []
+    quarantine = list(bad_rows)
     for s in sections:
         df[s] = df[s].map(lambda v: v if isinstance(v, str) and v.strip() else None)
     if "text" not in df.columns:
@@ -336,9 +536,9 @@ def read_reports(
         quarantine.append({"source": "read_reports", "item": rid, "reason": f"{why}; kept with text=None", "kept": True})
     df["text"] = pd.Series(texts, index=df.index, dtype=object)
     tidy_strings(df)
-    if quarantine:
+    if len(quarantine) > len(bad_rows):
         logger.warning("read_reports(%s): %d report(s) have no usable text (kept with text=None).",
-                       label, len(quarantine))
+                       label, len(quarantine) - len(bad_rows))
 
     lead = ["report_id", "patient_id", "study_id", "modality", "text"]
     df = df[lead + [c for c in df.columns if c not in lead]]
