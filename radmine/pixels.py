@@ -434,3 +434,39 @@ def _missing_decoder_hint(ds) -> str:
     except (NotImplementedError, ValueError, ImportError, AttributeError):
         return ""
     return f" (no decoder available; missing: {'; '.join(missing)}; install radmine's dependencies: pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg, pylibjpeg-rle)"
+
+
+def downscale(arr: np.ndarray, size: int) -> np.ndarray:
+    """Shrink a 2-D image so that its longer side is at most ``size`` pixels (area averaging).
+
+    Images already small enough are returned as they are. Used for
+    thumbnails and montages, so a figure of many full-resolution images
+    stays small.
+
+    Parameters
+    ----------
+    arr : ndarray, shape (H, W)
+    size : int
+        Longest side of the result, in pixels.
+
+    Returns
+    -------
+    ndarray of float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> downscale(np.zeros((2000, 1000), dtype=np.float32), 100).shape
+    (100, 50)
+    """
+    from PIL import Image
+
+    a = np.asarray(arr, dtype=np.float32)
+    if a.ndim != 2:
+        raise ValueError(f"downscale: expected a 2-D image, got shape {a.shape}.")
+    h, w = a.shape
+    if max(h, w) <= size:
+        return a
+    scale = size / max(h, w)
+    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(a, mode="F").resize(new, Image.Resampling.BOX), dtype=np.float32)

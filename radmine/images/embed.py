@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,17 @@ from radmine.images.preprocess import (
 
 logger = logging.getLogger(__name__)
 
+
+def failed_images_message(quarantine: pd.DataFrame, n: int, where: str) -> str:
+    """The user-facing warning for images that could not be loaded (count, most common reason)."""
+    reasons = quarantine["reason"].astype(str).str.split(":").str[0].value_counts()
+    top = f"; most common reason: {reasons.index[0]} ({int(reasons.iloc[0]):,})" if len(reasons) else ""
+    example = quarantine.iloc[0]
+    return (
+        f"{where}: {len(quarantine):,} of {n:,} images could not be loaded (their rows are NaN); "
+        f"see `.quarantine_`{top}; e.g. {example['image_id']}: {str(example['reason'])[:200]}"
+    )
+
 QUARANTINE_COLUMNS = ["image_id", "path", "reason"]
 TTA_MODES = ("none", "hflip")
 _PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
@@ -44,10 +56,20 @@ _PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".web
 # decoding (runs in DataLoader workers)
 # ---------------------------------------------------------------------------
 def _decode_pil(path: str, size: int) -> np.ndarray:
-    """Fast path for PNG/JPEG: a 2-D ``uint8`` (or float for 16-bit) gray array."""
+    """Fast path for PNG/JPEG: a 2-D ``uint8`` (or float for 16-bit) gray array.
+
+    Images over the ``max_image_pixels`` limit (:mod:`radmine.readers.limits`)
+    are refused from their header, before any pixel is decoded.
+    """
     from PIL import Image
 
+    from radmine.pixels import too_many_pixels
+    from radmine.readers.limits import LIMITS
+
     with Image.open(path) as im:
+        n = im.width * im.height * len(im.getbands())
+        if n > LIMITS["max_image_pixels"]:
+            raise ValueError(too_many_pixels(n, LIMITS["max_image_pixels"], f"{im.width} x {im.height} x {len(im.getbands())} band(s)"))
         if im.format == "JPEG":
             im.draft("L", (size, size))  # DCT-domain downscale: much faster for big JPEGs
         if getattr(im, "n_frames", 1) > 1:
@@ -68,18 +90,24 @@ def _decode_pil(path: str, size: int) -> np.ndarray:
 
 
 def _decode_dicom(path: str, channels: str) -> tuple[np.ndarray, bool]:
-    """DICOM through the pixel loader: HU for CT when ``channels='ct_windows'``, else display [0, 1]."""
-    from radmine.pixels import load_pixels
+    """DICOM through the pixel loader: HU for CT when ``channels='ct_windows'``, else display [0, 1].
 
-    if channels == "ct_windows":
-        import pydicom
+    Only the middle frame of a multi-frame image is decoded.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
 
+    from radmine.pixels import _n_frames, load_pixels
+
+    try:
         ds = pydicom.dcmread(path)
-        if str(ds.get("Modality", "")).upper() == "CT":
-            arr = load_pixels(ds, window="raw")
-            return _middle_frame(arr), True
-        return _middle_frame(load_pixels(ds)), False
-    return _middle_frame(load_pixels(path)), False
+    except InvalidDicomError:
+        return _middle_frame(load_pixels(path)), False  # not DICOM: an image file without a usual suffix
+    n_frames = _n_frames(ds)
+    frame = n_frames // 2 if n_frames > 1 else None
+    if channels == "ct_windows" and str(ds.get("Modality", "")).upper() == "CT":
+        return _middle_frame(load_pixels(ds, window="raw", frame=frame)), True
+    return _middle_frame(load_pixels(ds, frame=frame)), False
 
 
 def _middle_frame(arr: np.ndarray) -> np.ndarray:
@@ -652,7 +680,7 @@ class ImageEmbedder(EstimatorReprMixin):
                 out[i] = out[j]
         self.quarantine_ = pd.DataFrame(quarantine, columns=QUARANTINE_COLUMNS)
         if len(self.quarantine_):
-            logger.warning("%d of %d images could not be read (see quarantine_); their rows are NaN.", len(self.quarantine_), n)
+            warnings.warn(failed_images_message(self.quarantine_, n, "ImageEmbedder.transform"), stacklevel=2)
         return self._finish(out)
 
     def _run(self, runnable, sources, keys, paths, out_ids, out, quarantine, cache) -> None:

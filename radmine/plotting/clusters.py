@@ -22,6 +22,9 @@ def _load_thumb(path, size: int = 96) -> np.ndarray:
     arr = np.asarray(arr, dtype=np.float32)
     if arr.ndim == 3:
         arr = arr[..., :3].mean(-1) if arr.shape[-1] in (3, 4) else arr[arr.shape[0] // 2]
+    from radmine.pixels import downscale
+
+    arr = downscale(arr, size)  # a montage never holds full-resolution images
     lo, hi = np.nanpercentile(arr, [0.5, 99.5]) if arr.size else (0.0, 1.0)
     return np.clip((arr - lo) / max(hi - lo, 1e-6), 0, 1)
 
