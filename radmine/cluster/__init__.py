@@ -706,22 +706,24 @@ class JointClusterer(EstimatorReprMixin):
         return fingerprint(params)
 
     def _save_round(self, ckpt, r, fp, model, ids, labels, Z, centers, reducer, history, finished, converged):
-        from safetensors.numpy import save_file as save_np
+        from safetensors.numpy import save as save_np
 
         import radmine
+        from radmine._io import atomic_write_bytes
 
         d = ckpt / f"round_{r:02d}"
         d.mkdir(parents=True, exist_ok=True)
-        if model is not None:
-            from safetensors.torch import save_file
+        if model is not None:  # every file atomic (and following the umask); state.json last
+            from safetensors.torch import save
 
-            save_file({k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()},
-                      str(d / "backbone.safetensors"), metadata={"radmine_version": radmine.__version__})
+            atomic_write_bytes(d / "backbone.safetensors", save(
+                {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()},
+                metadata={"radmine_version": radmine.__version__}))
         atomic_write_parquet(pd.DataFrame({"image_id": [str(i) for i in ids], "label": labels}),
                              d / "assignments.parquet")
         arrays = {"features": Z, "centers": centers, **reducer.state()}
-        save_np({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(d / "state.safetensors"),
-                metadata={"radmine_version": radmine.__version__})
+        atomic_write_bytes(d / "state.safetensors", save_np({k: np.ascontiguousarray(v) for k, v in arrays.items()},
+                                                             metadata={"radmine_version": radmine.__version__}))
         atomic_write_json(d / "state.json", {
             "round": r, "fingerprint": fp, "radmine_version": radmine.__version__, "history": history,
             "finished": bool(finished), "converged": bool(converged), "has_backbone": model is not None,
