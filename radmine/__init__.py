@@ -64,10 +64,14 @@ _EXPORTS = {
     "word_match_rate": "radmine.img2text.metrics",
     # main job
     "mine": "radmine.pipeline.steps",
+    # exports to other tools
+    "labels_to_chexpert": "radmine.exports",
+    "to_hf_dataset": "radmine.exports",
+    "to_label_studio": "radmine.exports",
 }
 
 # subpackages reachable as attributes after ``import radmine`` (loaded on first use)
-_SUBMODULES = {"plotting": "radmine.plotting"}
+_SUBMODULES = {"plotting": "radmine.plotting", "exports": "radmine.exports"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES) + ["__version__"]
 

@@ -261,6 +261,13 @@ class Corpus:
         root = Path(self.root)
         return paths.map(lambda p: p if p is None or pd.isna(p) or Path(p).is_absolute() else str(root / p))
 
+    def to_hf_dataset(self, labels: pd.DataFrame | None = None, **kwargs: Any):
+        """This corpus as a Hugging Face ``datasets.Dataset`` (images, reports, links, labels);
+        see :func:`radmine.exports.to_hf_dataset`."""
+        from radmine.exports import to_hf_dataset
+
+        return to_hf_dataset(self, labels, **kwargs)
+
     def copy(self) -> Corpus:
         """A deep copy (tables copied)."""
         out = Corpus.__new__(Corpus)
