@@ -85,3 +85,18 @@ def check_random_state(random_state: Any):
     raise TypeError(
         f"random_state must be None, an int or a numpy Generator. Got {type(random_state).__name__}."
     )
+
+
+def reject_dask(x: Any, where: str, use: str) -> None:
+    """Raise ``TypeError`` when ``x`` is a Dask collection, naming the :mod:`radmine.dask` function to use.
+
+    Iterating a Dask DataFrame yields its column names, so an in-memory
+    function given one silently returns nonsense instead of failing.
+    """
+    from radmine.dask import is_dask_collection
+
+    if is_dask_collection(x):
+        raise TypeError(
+            f"{where} works on in-memory tables; got a Dask {type(x).__name__}. Use {use} for Dask "
+            f"collections (or call .compute() first for small data)."
+        )

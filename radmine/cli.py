@@ -15,12 +15,41 @@ Main job:
                                        (no SOURCE = the embedded synthetic PACS corpus)
 Other commands:
   radmine info SOURCE                  what a corpus holds (counts, modalities, sections)
-  radmine label REPORTS --out FILE     weak labels (1/0/-1/blank) for a CSV/JSONL/parquet of reports
+  radmine label SOURCE --out FILE      weak labels (1/0/-1/blank) for the reports of any SOURCE (tables stream)
   radmine list backbones|vocabularies|windows|steps
 
 SOURCE is an Open-i .tgz or folder of XML, a MedPix 2.0 folder, a DICOM folder, a saved corpus
 folder (corpus.json) or a CSV/JSONL/parquet file of reports.
+
+A hospital export (DICOM folder + RIS table with its own column names, Windows encoding):
+  radmine mine /data/pacs --reports ris.csv --encoding cp1252 \
+      --column ACC_NO=accession --column BEFUND=text --column PAT_ID=patient_id --out out/pacs
 """
+
+
+def _add_read_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reports", default=None, metavar="FILE",
+                        help="reports table (CSV/TSV/JSONL/parquet) joined to a DICOM SOURCE by StudyInstanceUID or accession "
+                             "(config: read.reports_file)")
+    parser.add_argument("--column", action="append", default=[], metavar="THEIRS=ours",
+                        help="map a column of the table to a radmine name (report_id, text, accession, study_id, "
+                             "patient_id, modality, ...), repeatable (config: read.columns)")
+    parser.add_argument("--encoding", default=None,
+                        help="text encoding of the table, e.g. cp1252 or latin-1 (default utf-8; config: read.encoding)")
+
+
+def _parse_columns(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        theirs, sep, ours = item.partition("=")
+        if not sep or not theirs.strip() or not ours.strip():
+            raise ValueError(f"--column expects THEIRS=ours (e.g. ACC_NO=accession), got {item!r}.")
+        theirs, ours = theirs.strip(), ours.strip()
+        if theirs in out and out[theirs] != ours:
+            raise ValueError(f"--column maps {theirs!r} twice ({out[theirs]!r} and {ours!r}); map each column once.")
+        out[theirs] = ours
+    return out
+
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,17 +69,25 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--no-progress", action="store_true", help="no progress bars")
     m.add_argument("--wait", action="store_true", help="if another run uses --out, wait for it instead of stopping")
     m.add_argument("--print-config", action="store_true", help="print every setting with its default and exit")
+    _add_read_options(m)
 
     i = sub.add_parser("info", help="summarise a corpus")
     i.add_argument("source")
 
-    lab = sub.add_parser("label", help="weak labels for a reports file")
-    lab.add_argument("reports", help="CSV/JSONL/parquet with a text column (or any SOURCE)")
+    lab = sub.add_parser("label", help="weak labels for the reports of a SOURCE",
+                         description="Weak labels for every report of SOURCE. Tables (CSV/TSV/JSONL/parquet) are read and "
+                                     "labelled in chunks, so memory stays flat; the output appears at --out only when "
+                                     "complete. Rows that cannot be read are listed in OUT.quarantine.csv.")
+    lab.add_argument("source", metavar="SOURCE",
+                     help="a CSV/TSV/JSONL/parquet table of reports, or any SOURCE radmine reads (Open-i .tgz, DICOM folder "
+                          "with SR reports or --reports, MedPix folder, saved corpus)")
     lab.add_argument("--out", required=True, help="output CSV/parquet")
     lab.add_argument("--vocabulary", default="chest_xray")
     lab.add_argument("--text-column", default=None)
     lab.add_argument("--id-column", default=None)
     lab.add_argument("--mentions", default=None, help="also write the mention table here")
+    lab.add_argument("--chunksize", type=int, default=20_000, help="reports per chunk for tables (default: %(default)s)")
+    _add_read_options(lab)
 
     ls = sub.add_parser("list", help="list registries")
     ls.add_argument("what", choices=["backbones", "vocabularies", "windows", "steps"])
@@ -92,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
                 if not sep or "." not in key:
                     raise ValueError(f"--set expects SECTION.KEY=VALUE, got {item!r}.")
                 overrides[key.strip()] = _parse_value(value.strip())
+            if args.reports:
+                overrides["read.reports_file"] = args.reports
+            if args.column:
+                overrides["read.columns"] = _parse_columns(args.column)
+            if args.encoding:
+                overrides["read.encoding"] = args.encoding
             from radmine.pipeline.steps import mine
 
             result = mine(
@@ -118,18 +161,17 @@ def main(argv: list[str] | None = None) -> int:
             print(read_corpus(args.source, progress=False))
             return 0
         if args.command == "label":
-            from radmine.labels.labeler import WeakLabeler
-            from radmine.readers.tables import read_reports
+            from radmine.labels.stream import label_source
 
-            corpus = read_reports(args.reports, text_column=args.text_column, id_column=args.id_column)
-            labeler = WeakLabeler(vocabulary=args.vocabulary)
-            labels = labeler.fit(corpus.reports).transform(corpus.reports)
-            out = Path(args.out)
-            (labels.to_parquet if out.suffix == ".parquet" else labels.to_csv)(out)
-            if args.mentions:
-                m = Path(args.mentions)
-                (labeler.mentions_.to_parquet if m.suffix == ".parquet" else labeler.mentions_.to_csv)(m, index=False)
-            print(f"{len(labels)} reports labelled -> {out}")
+            summary = label_source(
+                args.source, args.out, vocabulary=args.vocabulary, mentions=args.mentions,
+                text_column=args.text_column, id_column=args.id_column, columns=_parse_columns(args.column),
+                encoding=args.encoding or "utf-8", reports=args.reports, chunksize=args.chunksize,
+            )
+            print(f"{summary['labelled']:,} reports labelled -> {args.out}")
+            if summary["quarantined"]:
+                print(f"radmine label: warning: {summary['quarantined']:,} row(s) could not be read and were not labelled "
+                      f"(first: {summary['first_problem']}); see {summary['quarantine_file']}", file=sys.stderr)
             return 0
         if args.command == "list":
             import pandas as pd
@@ -148,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     except (ValueError, TypeError, FileNotFoundError, KeyError, OutputLockedError) as err:
         print(f"radmine {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # permission denied, disk full, ...: one line naming the path, no traceback
+        where = f" {err.filename}" if err.filename else ""
+        print(f"radmine {args.command}: error: cannot access{where}: {err.strerror or err}", file=sys.stderr)
         return 2
     return 0
 

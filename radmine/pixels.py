@@ -136,7 +136,7 @@ def load_pixels(
         (``Rows x Columns x frames x samples`` for DICOM, only the requested
         frame when ``frame`` is given; width x height for PNG/JPEG) before
         decoding anything. Default: ``max_image_pixels`` of
-        :func:`radmine.readers.limits.get_limits` (2^28).
+        :func:`radmine.readers.limits.get_limits` (268 million).
 
     Returns
     -------

@@ -208,8 +208,10 @@ def _array_key(a: np.ndarray) -> str:
 
 def _normalize_input(images: Any, ids: Sequence[Any] | None, root: str | os.PathLike | None):
     """-> (ids, sources, keys, paths): one entry per input image, in input order."""
+    from radmine._validation import reject_dask
     from radmine.corpus import Corpus
 
+    reject_dask(images, "ImageEmbedder.transform", "radmine.dask.embed_images(embedder, images_ddf.compute())")
     if isinstance(images, Corpus):
         table = images.images
         if "image_id" not in table.columns:

@@ -140,6 +140,9 @@ def _as_reports(reports: Any) -> tuple[pd.DataFrame, pd.Index, pd.DataFrame | No
     """Normalise input to (reports table with report_id/text, output index, sentences or None)."""
     from radmine.corpus import Corpus
 
+    from radmine._validation import reject_dask
+
+    reject_dask(reports, "WeakLabeler.transform", "radmine.dask.label_reports(ddf, labeler=labeler)")
     sentences = None
     if isinstance(reports, Corpus):
         sentences = reports.sentences if len(reports.sentences) else None
@@ -421,8 +424,10 @@ def label_reports(
 
     Parameters
     ----------
-    reports : Corpus, DataFrame, Series or list of str
-        Reports table (``report_id``, ``text``) or report texts.
+    reports : Corpus, DataFrame, Series, list of str or dask DataFrame
+        Reports table (``report_id``, ``text``) or report texts. A Dask
+        DataFrame is labelled lazily by :func:`radmine.dask.label_reports`
+        (the result is a Dask DataFrame; ``.compute()`` it).
     vocabulary : str, path, dict or Vocabulary, default "chest_xray"
     sections, negation, uncertain_blocks_normal
         See :class:`WeakLabeler`.
@@ -443,6 +448,15 @@ def label_reports(
     >>> int(y.loc[0, "pneumonia"])
     -1
     """
+    from radmine.dask import is_dask_collection
+
+    if is_dask_collection(reports):  # lazy, partition by partition
+        from radmine import dask as rdask
+
+        if sentences is not None:
+            raise TypeError("label_reports: sentences= is not supported with a Dask collection; leave it out.")
+        return rdask.label_reports(reports, vocabulary, sections=sections, negation=negation,
+                                   uncertain_blocks_normal=uncertain_blocks_normal, return_mentions=return_mentions)
     lab = WeakLabeler(vocabulary, sections=sections, negation=negation, uncertain_blocks_normal=uncertain_blocks_normal)
     out = lab.fit().transform(reports, sentences=sentences)
     if return_mentions:

@@ -69,20 +69,18 @@ def _embeddings(ctx: RunContext) -> tuple[np.ndarray, pd.DataFrame]:
 
 # -- steps -----------------------------------------------------------------
 def step_read(ctx: RunContext) -> dict[str, Any]:
-    from radmine.readers import read_corpus
+    from radmine.readers import read_source
+    from radmine.readers.limits import limits_from_config, set_limits
 
     cfg = ctx.config["read"]
+    set_limits(**limits_from_config(cfg))
     if ctx.source is None:
         from radmine.datasets import load_embedded
 
         corpus = load_embedded()
     else:
-        kwargs = {}
-        if cfg["dicom_table"]:
-            kwargs["dicom_table"] = cfg["dicom_table"]
-        if cfg["reports_file"]:
-            kwargs["reports"] = cfg["reports_file"]
-        corpus = read_corpus(ctx.source, progress=ctx.progress, **kwargs)
+        corpus = read_source(ctx.source, reports=cfg["reports_file"] or None, columns=cfg["columns"],
+                             encoding=cfg["encoding"], dicom_table=cfg["dicom_table"] or None, progress=ctx.progress)
     if cfg["max_reports"] and cfg["max_reports"] < corpus.n_reports:
         corpus = corpus.subset(corpus.reports["report_id"].iloc[: cfg["max_reports"]])
     # Resolve image paths now: later steps read the saved corpus from DIR.
@@ -232,7 +230,9 @@ def step_topics(ctx: RunContext) -> dict[str, Any]:
 
 def step_embed(ctx: RunContext) -> dict[str, Any]:
     from radmine.images.embed import ImageEmbedder
+    from radmine.readers.limits import limits_from_config, set_limits
 
+    set_limits(**limits_from_config(ctx.config["read"]))  # the image size cap, also when read was up to date
     cfg = ctx.config["embed"]
     corpus = _corpus(ctx)
     images = corpus.images

@@ -21,7 +21,7 @@ from radmine.readers.medpix import read_medpix
 from radmine.readers.openi import read_openi
 from radmine.readers.tables import is_table_file, read_reports
 
-__all__ = ["read_corpus", "read_dicom", "read_medpix", "read_openi", "read_reports", "detect_kind"]
+__all__ = ["read_corpus", "read_dicom", "read_medpix", "read_openi", "read_reports", "read_source", "detect_kind"]
 
 ACCEPTED = (
     "a saved radmine corpus folder (with corpus.json), the Open-i .tgz or a folder of Open-i XML, "
@@ -148,3 +148,58 @@ def read_corpus(source: str | os.PathLike, *, progress: bool = True, **kwargs) -
     if kind == "openi":
         return read_openi(path, progress=progress, **kwargs)
     return read_reports(path, **kwargs)
+
+
+def read_source(
+    source: str | os.PathLike,
+    *,
+    reports: str | os.PathLike | None = None,
+    columns: dict[str, str] | None = None,
+    encoding: str = "utf-8",
+    dicom_table: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> Corpus:
+    """:func:`read_corpus` with the options of the command line and the ``[read]`` settings.
+
+    Parameters
+    ----------
+    source : str or Path
+        Anything :func:`read_corpus` accepts.
+    reports : str or Path, optional
+        A reports table joined to a DICOM ``source`` (``--reports``).
+    columns : dict, optional
+        ``{their column: radmine column}`` (``--column THEIRS=ours``): for a
+        table ``source``, or for the ``reports`` table of a DICOM source.
+    encoding : str, default "utf-8"
+        Text encoding of the table read (``--encoding``), e.g. ``"cp1252"``.
+    dicom_table : str or Path, optional
+        Open-i only: the DICOM metadata table.
+    progress : bool, default True
+
+    Returns
+    -------
+    Corpus
+
+    Raises
+    ------
+    ValueError
+        If an option does not apply to the kind of ``source`` (naming both).
+    """
+    kind = detect_kind(source)
+    columns = dict(columns or {})
+    if reports and kind != "dicom":
+        raise ValueError(f"--reports (read.reports_file) joins reports to a DICOM folder; {source} is a {kind} source.")
+    if columns and kind not in ("dicom", "table"):
+        raise ValueError(f"--column (read.columns) maps the columns of a table; {source} is a {kind} source.")
+    if columns and kind == "dicom" and not reports:
+        raise ValueError("--column (read.columns) for a DICOM folder maps the columns of --reports; give --reports FILE.")
+    if dicom_table and kind != "openi":
+        raise ValueError(f"read.dicom_table is for the Open-i release; {source} is a {kind} source.")
+    kwargs: dict = {}
+    if kind == "dicom":
+        kwargs = {"reports": reports or None, "report_columns": columns or None, "encoding": encoding}
+    elif kind == "table":
+        kwargs = {"columns": columns or None, "encoding": encoding}
+    elif kind == "openi" and dicom_table:
+        kwargs = {"dicom_table": dicom_table}
+    return read_corpus(source, progress=progress, **kwargs)

@@ -12,7 +12,7 @@ limit                    default              what it caps
 =======================  ===================  ==========================================
 ``max_member_bytes``     64 MiB               one archive member (an Open-i report XML)
 ``max_table_bytes``      4 GiB                a table file after gzip decompression
-``max_image_pixels``     268,435,456 (2^28)   pixel values of one image, all frames
+``max_image_pixels``     268,000,000          pixel values of one image, all frames
 =======================  ===================  ==========================================
 
 Change them for the whole process with :func:`set_limits` (``radmine mine``
@@ -26,13 +26,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["LIMITS", "get_limits", "set_limits", "limits"]
+__all__ = ["LIMITS", "get_limits", "set_limits", "limits", "limits_from_config"]
 
 #: The limits in force (read them with :func:`get_limits`, change them with :func:`set_limits`).
 LIMITS: dict[str, int] = {
     "max_member_bytes": 64 * 2**20,
     "max_table_bytes": 4 * 2**30,
-    "max_image_pixels": 2**28,
+    "max_image_pixels": 268_000_000,
 }
 DEFAULTS = dict(LIMITS)
 
@@ -44,7 +44,7 @@ def get_limits() -> dict[str, int]:
     --------
     >>> from radmine.readers.limits import get_limits
     >>> get_limits()["max_image_pixels"]
-    268435456
+    268000000
     """
     return dict(LIMITS)
 
@@ -115,3 +115,14 @@ def mib(n: int) -> str:
             v = n / size
             return f"{v:.0f} {unit}" if v == int(v) else f"{v:.1f} {unit}"
     return f"{n} bytes"
+
+
+def limits_from_config(read: dict) -> dict[str, int]:
+    """The limits named by a ``[read]`` config section (``max_member_mb``, ``max_table_mb``,
+    ``max_image_megapixels``; 0 = the default), as :func:`set_limits` keywords."""
+    out = {}
+    for key, name, unit in (("max_member_mb", "max_member_bytes", 2**20), ("max_table_mb", "max_table_bytes", 2**20),
+                            ("max_image_megapixels", "max_image_pixels", 10**6)):
+        value = read.get(key, 0)
+        out[name] = int(value * unit) if value else None
+    return out

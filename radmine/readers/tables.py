@@ -437,6 +437,8 @@ def read_reports(
     * Required: ``report_id`` and either ``text`` or at least one section
       column (``findings``, ``impression``, ...). With sections but no text,
       ``text`` is built as ``"FINDINGS: ...\\n\\nIMPRESSION: ..."`` blocks.
+    * ``report_id`` defaults to the ``accession`` column when the table has
+      no report id (RIS exports keyed by accession number).
     * ``patient_id`` and ``study_id`` default to ``report_id`` when absent
       (one report per patient/study; logged). ``modality`` defaults to None.
     * Ids are converted to strings (``12.0`` -> ``"12"``); CSV cells are read
@@ -461,6 +463,9 @@ def read_reports(
     >>> c.reports[["report_id", "patient_id", "study_id"]].values.tolist()
     [['A1', '007', 'A1'], ['A2', '008', 'A2']]
     """
+    from radmine._validation import reject_dask
+
+    reject_dask(source, "read_reports", "radmine.dask.read_reports_sharded(paths)")
     bad_rows: list[dict] = []
     if isinstance(source, pd.DataFrame):
         df, label = source.copy(), "DataFrame"
@@ -476,6 +481,9 @@ def read_reports(
             f"read_reports: source must be a file path or a pandas DataFrame; got {type(source).__name__}."
         )
     df = _rename(df, columns, id_column, text_column, label)
+    if "report_id" not in df.columns and "accession" in df.columns:
+        logger.info("read_reports(%s): no report_id column; using the accession as the report id.", label)
+        df.insert(0, "report_id", df["accession"])
 
     sections = [c for c in TEXT_SECTION_ORDER + SECTION_COLUMNS if c in df.columns]
     sections = list(dict.fromkeys(sections))

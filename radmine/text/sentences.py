@@ -413,6 +413,9 @@ def sentence_table(
     ValueError
         If ``report_id`` or ``text`` is missing, or ``engine`` is unknown.
     """
+    from radmine._validation import reject_dask
+
+    reject_dask(reports, "sentence_table", "radmine.dask.sentences(ddf)")
     if not isinstance(reports, pd.DataFrame):
         raise TypeError(f"reports must be a pandas DataFrame, got {type(reports).__name__}.")
     check_columns(reports, ["report_id", "text"], "reports")
