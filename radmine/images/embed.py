@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from radmine._repr import EstimatorReprMixin
+from radmine.hub import ImageEmbedderHubMixin
 from radmine._validation import check_int, check_is_fitted, check_option
 from radmine.images.backbones import FEATURES, HF_POOLINGS, POOLINGS, _is_hf_name, build_backbone
 from radmine.images.preprocess import (
@@ -298,7 +299,7 @@ def _resolve_device(device: str):
 # ---------------------------------------------------------------------------
 # the estimator
 # ---------------------------------------------------------------------------
-class ImageEmbedder(EstimatorReprMixin):
+class ImageEmbedder(ImageEmbedderHubMixin, EstimatorReprMixin):
     """Embed images with a pretrained CNN (or any registered backbone).
 
     Parameters

@@ -34,6 +34,7 @@ from radmine._io import fingerprint
 from radmine._repr import EstimatorReprMixin
 from radmine._validation import check_int, check_is_fitted, check_option
 from radmine.corpus import Corpus
+from radmine.hub import ImageTextModelHubMixin
 from radmine.img2text import training as tr
 from radmine.img2text.metrics import recall_at_k
 from radmine.img2text.text_encoders import (
@@ -171,7 +172,7 @@ def _make_towers(img_dim, txt_dim, *, objective, embed_dim, hidden_dim, dropout,
     return Towers()
 
 
-class ImageTextModel(tr.BackboneInputsMixin, EstimatorReprMixin):
+class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, EstimatorReprMixin):
     """Dual encoder that maps key images and their sentences/captions to one space.
 
     Parameters

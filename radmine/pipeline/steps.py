@@ -83,6 +83,7 @@ def step_read(ctx: RunContext) -> dict[str, Any]:
                              encoding=cfg["encoding"], dicom_table=cfg["dicom_table"] or None, progress=ctx.progress)
     if cfg["max_reports"] and cfg["max_reports"] < corpus.n_reports:
         corpus = corpus.subset(corpus.reports["report_id"].iloc[: cfg["max_reports"]])
+    corpus, deid = _deidentify(ctx, corpus)  # before anything of the corpus is saved
     # Resolve image paths now: later steps read the saved corpus from DIR.
     if len(corpus.images) and "path" in corpus.images:
         images = corpus.images.copy()
@@ -92,7 +93,21 @@ def step_read(ctx: RunContext) -> dict[str, Any]:
     ctx.add_quarantine("read", corpus.quarantine)
     corpus.save(ctx.out / "corpus")
     ctx._cache.pop("corpus", None)
-    return {"reports": corpus.n_reports, "images": corpus.n_images, "patients": int(corpus.reports["patient_id"].nunique())}
+    return {"reports": corpus.n_reports, "images": corpus.n_images, "patients": int(corpus.reports["patient_id"].nunique()),
+            **deid}
+
+
+def _deidentify(ctx: RunContext, corpus):
+    """The ``[deid]`` part of the read step: user data is de-identified before it is saved (see radmine.deid)."""
+    from radmine.deid.corpus import SPANS_TABLE, deid_wanted, deidentify_corpus
+
+    cfg = ctx.config["deid"]
+    if not deid_wanted(cfg["enabled"], ctx.source, corpus):
+        return corpus, {"deid": "off"}
+    clean = deidentify_corpus(corpus, out=ctx.out / "deid", method=cfg["method"], key=cfg["key"] or None,
+                              burned_in=cfg["burned_in"], dates=cfg["dates"])
+    save_table(ctx, clean.tables[SPANS_TABLE], "deid", "phi_spans")
+    return clean, {"deid": cfg["method"], "phi_spans": len(clean.tables[SPANS_TABLE])}
 
 
 def step_text(ctx: RunContext) -> dict[str, Any]:
@@ -402,7 +417,7 @@ def _jsonable(df: pd.DataFrame) -> pd.DataFrame:
 
 
 STEPS = [
-    Step("read", step_read, (), ("read",), ("corpus/corpus.json",), "load the corpus"),
+    Step("read", step_read, (), ("read", "deid"), ("corpus/corpus.json",), "load the corpus; de-identify user data ([deid])"),
     Step("text", step_text, ("read",), ("text",), ("text/sentences.parquet", "text/links.parquet"), "sections, sentences, key-image links"),
     Step("labels", step_labels, ("text",), ("labels",), ("labels/labels.parquet",), "weak labels"),
     Step("topics", step_topics, ("text",), ("topics",), ("topics/topic_info.parquet",), "LDA topics (two levels)"),

@@ -128,7 +128,7 @@ def training_history(model):
 
     check_is_fitted(model, "history_")
     h = model.history_
-    cols = [c for c in h.columns if c != "epoch" and pd.api.types.is_numeric_dtype(h[c]) and h[c].notna().any()]
+    cols = [c for c in h.columns if c not in ("epoch", "seconds") and pd.api.types.is_numeric_dtype(h[c]) and h[c].notna().any()]
     losses = [c for c in cols if "loss" in c]
     others = [c for c in cols if c not in losses]
     panels = [p for p in (losses, others) if p]

@@ -33,6 +33,7 @@ import pandas as pd
 
 from radmine._repr import EstimatorReprMixin, summary_html
 from radmine._validation import check_int, check_is_fitted, check_option
+from radmine.hub import TopicModelHubMixin
 from radmine.topics.io import documents
 from radmine.topics.preprocess import Preprocessor, Vocabulary
 
@@ -193,7 +194,7 @@ def _label(t: Any, width: int) -> str:
     return str(t).zfill(width) if isinstance(t, (int, np.integer)) else str(t)
 
 
-class TopicModel(EstimatorReprMixin):
+class TopicModel(TopicModelHubMixin, EstimatorReprMixin):
     """LDA topics over reports or sentences, with Shin et al.'s settings as defaults.
 
     Parameters
