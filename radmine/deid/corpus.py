@@ -232,3 +232,34 @@ def write_deidentified(source, out: str | Path, *, method: str = "surrogate", ke
     clean.save(out)
     clean.tables[SPANS_TABLE].to_csv(out / "phi_spans.csv", index=False)
     return clean
+
+
+def deid_wanted(enabled: str, source, corpus: Corpus) -> bool:
+    """Whether ``radmine mine`` de-identifies this corpus (``[deid] enabled``).
+
+    ``"auto"`` is on for user data -- a DICOM folder or a CSV/TSV/JSONL/parquet
+    export, or a saved corpus that did not come out of :func:`deidentify_corpus`
+    -- and off for the public corpora (Open-i, MedPix, already de-identified,
+    whose ``XXXX`` tokens radmine handles as they are) and the embedded
+    synthetic corpus. ``"on"`` and ``"off"`` force it.
+
+    Raises
+    ------
+    ValueError
+        If ``enabled`` is not "auto", "on" or "off".
+    """
+    from radmine._validation import check_option
+
+    check_option(enabled, "deid.enabled", "radmine mine", ("auto", "on", "off"))
+    if enabled != "auto":
+        return enabled == "on"
+    if source is None or is_deidentified(corpus):
+        return False
+    from radmine.readers import detect_kind
+
+    kind = detect_kind(source)
+    if kind in ("openi", "medpix"):
+        return False
+    if kind == "corpus":
+        return not any(p in corpus.name.lower() for p in PUBLIC_CORPORA)
+    return True

@@ -227,8 +227,7 @@ def deidentify_dicom(
         meta.MediaStorageSOPInstanceUID = pz.uid(str(meta.MediaStorageSOPInstanceUID))
     ds.walk(visit)
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = "radmine: DICOM PS3.15 Annex E basic profile" + (
-        ", retain longitudinal temporal information with modified dates" if dates == "shift" else "")
+    ds.DeidentificationMethod = "radmine PS3.15 E basic profile" + (" + modified dates" if dates == "shift" else "")
     if dates == "shift":
         ds.LongitudinalTemporalInformationModified = "MODIFIED"
     return ds

@@ -483,7 +483,8 @@ def mine(
         cfg = load_config(config, overrides)
     out = Path(out)
     with output_lock(out, wait=wait):  # one run per folder; leftover *.tmp files removed
-        atomic_write_json(out / "config.json", cfg)
+        # the de-identification key never goes into the output folder
+        atomic_write_json(out / "config.json", {**cfg, "deid": {**cfg["deid"], "key": "<redacted>" if cfg["deid"]["key"] else ""}})
         ctx = RunContext(
             out=out,
             config=cfg,
