@@ -62,6 +62,12 @@ _EXPORTS = {
     "annotation_sequences": "radmine.img2text.generator",
     "recall_at_k": "radmine.img2text.metrics",
     "word_match_rate": "radmine.img2text.metrics",
+    # de-identification
+    "find_phi": "radmine.deid.text",
+    "PHIDetector": "radmine.deid.text",
+    "deidentify_reports": "radmine.deid.reports",
+    "deidentify_corpus": "radmine.deid.corpus",
+    "deidentify_dicom": "radmine.deid.dicom",
     # main job
     "mine": "radmine.pipeline.steps",
     # exports to other tools

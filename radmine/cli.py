@@ -16,6 +16,7 @@ Main job:
 Other commands:
   radmine info SOURCE                  what a corpus holds (counts, modalities, sections)
   radmine label SOURCE --out FILE      weak labels (1/0/-1/blank) for the reports of any SOURCE (tables stream)
+  radmine deid SOURCE --out DIR        de-identified copy of SOURCE (reports, ids, dates, DICOM headers)
   radmine list backbones|vocabularies|windows|steps
 
 SOURCE is an Open-i .tgz or folder of XML, a MedPix 2.0 folder, a DICOM folder, a saved corpus
@@ -88,6 +89,22 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument("--mentions", default=None, help="also write the mention table here")
     lab.add_argument("--chunksize", type=int, default=20_000, help="reports per chunk for tables (default: %(default)s)")
     _add_read_options(lab)
+
+    de = sub.add_parser("deid", help="write a de-identified copy of a SOURCE",
+                        description="De-identify SOURCE: PHI in report text replaced, ids pseudonymised, dates shifted per "
+                                    "patient, DICOM headers by the PS3.15 Annex E basic profile, images that may carry "
+                                    "burned-in text quarantined. DIR becomes a saved corpus that `radmine mine DIR` reads "
+                                    "without de-identifying again. See docs/deid.md for what is and is not covered.")
+    de.add_argument("source", metavar="SOURCE")
+    de.add_argument("--out", required=True, metavar="DIR", help="output folder (a saved corpus + images/ + phi_spans.csv)")
+    de.add_argument("--method", default="surrogate", choices=["surrogate", "mask", "tag"],
+                    help="what replaces PHI: realistic fakes, XXXX or [LABEL] (default: %(default)s)")
+    de.add_argument("--key-file", default=None, metavar="FILE",
+                    help="file holding the secret behind pseudonyms and date offsets (same key = same pseudonyms "
+                         "in a later run; default: a fresh random key)")
+    de.add_argument("--keep-burned-in", action="store_true",
+                    help="do not quarantine DICOM images that may carry burned-in text (only if you checked the pixels)")
+    _add_read_options(de)
 
     ls = sub.add_parser("list", help="list registries")
     ls.add_argument("what", choices=["backbones", "vocabularies", "windows", "steps"])
@@ -172,6 +189,18 @@ def main(argv: list[str] | None = None) -> int:
             if summary["quarantined"]:
                 print(f"radmine label: warning: {summary['quarantined']:,} row(s) could not be read and were not labelled "
                       f"(first: {summary['first_problem']}); see {summary['quarantine_file']}", file=sys.stderr)
+            return 0
+        if args.command == "deid":
+            from radmine.deid.corpus import write_deidentified
+
+            key = Path(args.key_file).read_text(encoding="utf-8").strip() if args.key_file else None
+            clean = write_deidentified(
+                args.source, args.out, method=args.method, key=key, burned_in="keep" if args.keep_burned_in else "quarantine",
+                reports=args.reports, columns=_parse_columns(args.column), encoding=args.encoding or "utf-8",
+            )
+            n_q = int((clean.quarantine.get("source", []) == "deid").sum()) if len(clean.quarantine) else 0
+            print(f"radmine deid: {clean.n_reports:,} report(s), {clean.n_images:,} image(s), "
+                  f"{len(clean.tables['phi_spans']):,} PHI span(s) replaced, {n_q:,} image(s) quarantined -> {args.out}")
             return 0
         if args.command == "list":
             import pandas as pd

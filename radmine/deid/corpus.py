@@ -215,6 +215,9 @@ def write_deidentified(source, out: str | Path, *, method: str = "surrogate", ke
                        **read_kwargs) -> Corpus:
     """Read ``source`` (anything :func:`radmine.read_corpus` accepts), de-identify it and save it to ``out``.
 
+    ``read_kwargs`` go to :func:`radmine.readers.read_source` (``reports=``,
+    ``columns=``, ``encoding=``).
+
     ``out`` then holds a saved corpus (``corpus.json`` + tables), the
     de-identified images in ``out/images/`` and the PHI span table
     ``out/phi_spans.csv`` (offsets and labels only). ``radmine mine out``
@@ -224,10 +227,10 @@ def write_deidentified(source, out: str | Path, *, method: str = "surrogate", ke
     -------
     Corpus
     """
-    from radmine.readers import read_corpus
+    from radmine.readers import read_source
 
     out = Path(out)
-    corpus = read_corpus(source, progress=progress, **read_kwargs)
+    corpus = read_source(source, progress=progress, **read_kwargs)
     clean = deidentify_corpus(corpus, out=out, method=method, key=key, random_state=random_state, burned_in=burned_in)
     clean.save(out)
     clean.tables[SPANS_TABLE].to_csv(out / "phi_spans.csv", index=False)
