@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one setting (TOML value syntax), repeatable")
     m.add_argument("--scheduler", default=None, help="Dask scheduler address, or 'local' for a local cluster")
     m.add_argument("--no-progress", action="store_true", help="no progress bars")
+    m.add_argument("--device", default=None, metavar="auto|cpu|cuda|cuda:N",
+                   help="where the CNN and the trainers run (default: [run] device of the config, 'auto' = CUDA when available)")
     m.add_argument("--wait", action="store_true", help="if another run uses --out, wait for it instead of stopping")
     m.add_argument("--print-config", action="store_true", help="print every setting with its default and exit")
     _add_read_options(m)
@@ -120,6 +122,21 @@ def _parse_value(text: str):
         return text
 
 
+def _check_device(device: str) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``; CUDA only when this torch build sees a GPU."""
+    import re
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ValueError(f"--device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}.")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: torch {torch.__version__} sees no CUDA GPU (a CPU-only wheel, or no "
+                             "driver). Install a CUDA build of torch first (README: GPU install), or use --device auto.")
+    return device
+
+
 def main(argv: list[str] | None = None) -> int:
     from radmine.pipeline.runner import OutputLockedError
 
@@ -146,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                 if not sep or "." not in key:
                     raise ValueError(f"--set expects SECTION.KEY=VALUE, got {item!r}.")
                 overrides[key.strip()] = _parse_value(value.strip())
+            if args.device is not None:
+                overrides["run.device"] = _check_device(args.device)
             if args.reports:
                 overrides["read.reports_file"] = args.reports
             if args.column:

@@ -268,6 +268,7 @@ def step_embed(ctx: RunContext) -> dict[str, Any]:
         cache_dir=str(ctx.out / "embed" / "cache"),
         progress=ctx.progress,
         random_state=ctx.random_state,
+        device=ctx.config["run"]["device"],
     )
     if ctx.client is not None:  # chunks on the Dask workers, each committing its own cache shards
         from radmine import dask as rdask
@@ -311,6 +312,7 @@ def step_cluster(ctx: RunContext) -> dict[str, Any]:
         checkpoint_dir=str(ctx.checkpoint_dir()),
         random_state=ctx.random_state,
         progress=ctx.progress,
+        device=ctx.config["run"]["device"],
     )
     clusterer.fit(images, features=X)
     assign = pd.DataFrame({"image_id": clusterer.image_ids_, "cluster": clusterer.labels_})
@@ -367,6 +369,7 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
         checkpoint_dir=str(ctx.checkpoint_dir()),
         random_state=ctx.random_state,
         progress=ctx.progress,
+        device=ctx.config["run"]["device"],
     )
     try:
         model.fit(corpus, image_features=features)
