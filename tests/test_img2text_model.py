@@ -206,7 +206,7 @@ def test_embedded_corpus_end_to_end(embedded_corpus, tmp_path):
 def test_save_load_round_trip(toy, fitted, tmp_path):
     corpus, F, _ = toy
     model = fitted["regression"]  # word2vec encoder: saved beside the weights
-    model.save(tmp_path / "m")
+    model.save(tmp_path / "m", include_texts=True)
     assert not list((tmp_path / "m").rglob("*.pkl"))
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     assert meta["format"] == "radmine-image-text-model" and meta["radmine_version"] == radmine.__version__
@@ -224,6 +224,15 @@ def test_save_load_round_trip(toy, fitted, tmp_path):
     # a seed ensemble round-trips all its members
     ens = radmine.ImageTextModel(epochs=2, n_ensemble=3, **FAST).fit(corpus, image_features=F)
     ens.save(tmp_path / "e")
+    # by default no training sentence is saved (issue 16): describe still gives words, no sentences
+    model.save(tmp_path / "private")
+    meta = json.loads((tmp_path / "private" / "model.json").read_text())
+    assert meta["text_bank"] == [] and meta["include_texts"] is False
+    assert "text" not in pd.read_parquet(tmp_path / "private" / "pairs.parquet").columns
+    private = radmine.ImageTextModel.load(tmp_path / "private")
+    desc = private.describe(None, k=3, features=x)
+    assert set(desc["kind"]) == {"word"}
+    pd.testing.assert_frame_equal(desc, model.describe(None, k=3, n_sentences=0, features=x))
     back = radmine.ImageTextModel.load(tmp_path / "e")
     assert back.n_ensemble == 3 and len(back.members_) == 3 and back.dim_ == ens.dim_ == 3 * ens.embed_dim
     np.testing.assert_array_equal(back.encode_image_features(x), ens.encode_image_features(x))

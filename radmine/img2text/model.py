@@ -885,16 +885,28 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, EstimatorRe
         return training_history(self)
 
     # -- persistence ------------------------------------------------------
-    def save(self, path) -> Path:
+    def save(self, path, *, include_texts: bool = False) -> Path:
         """Save the fitted model to a folder (no pickle).
 
         Files: ``model.json`` (parameters, sizes, describe vocabulary,
         radmine version), ``weights.safetensors`` (projection heads, the
         trained CNN / transformer layers when they were trained, the
-        describe embeddings), ``history.parquet``, ``pairs.parquet`` and,
-        for word2vec, ``text_encoder/`` (:meth:`Word2VecTextEncoder.save`).
-        A transformers text encoder is stored by name (its trained layers, if
-        any, are in the weights) and reloaded from it.
+        describe embeddings), ``history.parquet``, ``pairs.parquet`` (ids and
+        roles) and, for word2vec, ``text_encoder/``
+        (:meth:`Word2VecTextEncoder.save`). A transformers text encoder is
+        stored by name (its trained layers, if any, are in the weights) and
+        reloaded from it.
+
+        Parameters
+        ----------
+        path : str or Path
+        include_texts : bool, default False
+            Also keep the training sentences verbatim (the ``describe``
+            sentence bank, its embeddings and the ``text`` column of
+            ``pairs.parquet``). Off by default so that a model trained on
+            hospital reports carries none of their text; a model loaded
+            without them still describes images with words and phrases, and
+            gives no nearest training sentences.
 
         Returns
         -------
@@ -928,7 +940,8 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, EstimatorRe
             tensors.update({f"member{m}.{k}": v.detach().cpu().contiguous().clone()
                             for k, v in member.state_dict().items() if not k.startswith("text_module.")})
         tensors["phrase_emb"] = torch.from_numpy(np.ascontiguousarray(self.phrase_emb_))
-        tensors["text_bank_emb"] = torch.from_numpy(np.ascontiguousarray(self.text_bank_emb_))
+        if include_texts:
+            tensors["text_bank_emb"] = torch.from_numpy(np.ascontiguousarray(self.text_bank_emb_))
         if self.center_ is not None:
             tensors["center"] = torch.from_numpy(np.ascontiguousarray(self.center_))
         if getattr(self, "memory_image_emb_", None) is not None:
@@ -952,10 +965,12 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, EstimatorRe
             "stopped_early": bool(self.stopped_early_),
             "image_ids": [str(i) for i in self.image_ids_],
             "phrases": list(self.phrases_),
-            "text_bank": list(self.text_bank_),
+            "text_bank": list(self.text_bank_) if include_texts else [],
+            "include_texts": bool(include_texts),
         })
         atomic_write_parquet(self.history_, path / "history.parquet")
-        atomic_write_parquet(self.pairs_.astype({"image_id": str, "report_id": str}), path / "pairs.parquet")
+        pairs = self.pairs_ if include_texts else self.pairs_.drop(columns=["text"], errors="ignore")
+        atomic_write_parquet(pairs.astype({"image_id": str, "report_id": str}), path / "pairs.parquet")
         return path
 
     @classmethod
@@ -1008,9 +1023,10 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, EstimatorRe
         model.module_ = members[0]
         model.members_ = members
         model.phrases_ = list(meta["phrases"])
-        model.text_bank_ = list(meta["text_bank"])
+        model.text_bank_ = list(meta.get("text_bank", []))
         model.phrase_emb_ = tensors["phrase_emb"].numpy()
-        model.text_bank_emb_ = tensors["text_bank_emb"].numpy()
+        model.text_bank_emb_ = (tensors["text_bank_emb"].numpy() if "text_bank_emb" in tensors
+                                else np.zeros((0, model.phrase_emb_.shape[1]), np.float32))
         model.center_ = tensors["center"].numpy() if "center" in tensors else None
         model.memory_image_emb_ = tensors["memory_image_emb"].numpy() if "memory_image_emb" in tensors else None
         model.memory_text_emb_ = tensors["memory_text_emb"].numpy() if "memory_text_emb" in tensors else None
