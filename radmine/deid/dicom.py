@@ -187,6 +187,9 @@ def deidentify_dicom(
             if value and (actions.get(kw) == "U" or not _is_registered_uid(value)):
                 elem.value = pz.uid(value)
             return
+        if kw in ("PatientBirthDate", "PatientBirthTime"):
+            elem.value = ""  # never kept, not even shifted
+            return
         if vr in _DATE_VRS and dates == "shift" and elem.value not in (None, ""):
             if elem.VM > 1:
                 elem.value = [_shift_da(v, offset) for v in elem.value]

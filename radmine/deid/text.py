@@ -198,7 +198,7 @@ def _rules() -> list[tuple[str, str, re.Pattern, int]]:
         ("DATE", "date-holiday", _rx(r"\b(?:Christmas|Thanksgiving|New\s+Year['’]s|Easter|Halloween|Independence\s+Day|Labor\s+Day|Memorial\s+Day)(?:\s+(?:Day|Eve))?\b"), 0),
         # ages over 89
         ("AGE", "age", _rx(r"(?i:\b(?:age[ds]?|aged)\s*:?\s*)(9\d|1[0-2]\d)\b|\b(9\d|1[0-2]\d)(?=(?:[\s-]*(?:years?|yrs?|y)[\s-]*(?:old|of\s+age)|"
-                           r"\s*(?:y/o|yo|y\.o\.|yr\.?\s?old|-?year-?old)|\s*(?:y(?:ear)?s?)?\s*(?:M|F|male|female|man|woman|gentleman|lady)\b))", re.I), 0),
+                           r"\s*(?:y/o|yo|y\.o\.|yr\.?\s?old|-?year-?old)|\s*(?:y(?:ear)?s?)?\s*(?:M|F|male|female|man|woman|gentleman|lady)\b))", re.I), 1),
         ("AGE", "age-words", _rx(r"(?i:\b(?:ninety|one\s+hundred)(?:[\s-](?:one|two|three|four|five|six|seven|eight|nine))?(?=[\s-]*years?[\s-]*old)\b)"), 0),
         # addresses
         ("ADDRESS", "street", _rx(street), 0),
@@ -470,7 +470,7 @@ class PHIDetector:
     def _ner_span(self, text: str, s: int, e: int, label: str, protected, ready):
         seg = text[s:e]
         low = seg.lower().strip()
-        if _covered((s, e), protected) or self._is_safe(seg, ready):
+        if any(_spans_overlap((s, e), p) for p in protected) or self._is_safe(seg, ready):
             return None
         if label == "ADDRESS" and (low in ready["lex"]["places"] or low.removeprefix("the ") in ready["lex"]["places"]):
             return None
@@ -514,7 +514,7 @@ _PRIORITY = {"EMAIL": 0, "URL": 1, "ID": 4, "PHONE": 2, "DATE": 3, "AGE": 5, "AD
 
 def _resolve(spans) -> list[tuple[int, int, str, str]]:
     """Overlapping candidates -> disjoint spans: longer first, then by label priority."""
-    spans = sorted(set(spans), key=lambda x: (-(x[1] - x[0]), _PRIORITY.get(x[2], 9), x[0]))
+    spans = sorted(set(spans), key=lambda x: (-(x[1] - x[0]), x[3].startswith("ner:"), _PRIORITY.get(x[2], 9), x[0]))
     chosen: list[tuple[int, int, str, str]] = []
     for sp in spans:
         if any(_spans_overlap(sp[:2], c[:2]) for c in chosen):
