@@ -167,3 +167,16 @@ def test_cluster_montages_sizes_and_over_time(tmp_path):
     assert len(fig.axes[0].patches) == 3
     fig = jc.plot_over_time()
     assert _is_png(fig._repr_png_())
+
+
+def test_interactive_versions(topic_model):
+    pytest.importorskip("plotly")
+    tm, _ = topic_model
+    fig = radmine.plotting.interactive.topic_barchart(tm, n_words=4)
+    assert [a.text for a in fig.layout.annotations] == tm.get_topic_info()["name"].tolist()
+    labels = pd.DataFrame({"effusion": [1, 0, -1, 0], "edema": [0, 0, 0, 1]})
+    fig = radmine.plotting.interactive.prevalence(labels)
+    assert list(fig.data[1].y) == ["effusion", "edema"]  # most prevalent (counting -1) first
+    e = np.eye(5, dtype="float32")
+    fig = radmine.plotting.interactive.recall_curve(radmine.plotting.img2text.recall_table(e, e))
+    assert len(fig.data) == 2 and list(fig.data[0].y) == [1.0] * 5
