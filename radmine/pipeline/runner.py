@@ -2,7 +2,8 @@
 
 Each step has a name, the steps it depends on and the config sections it
 reads. Its fingerprint hashes those settings, the fingerprints of its
-dependencies, the source and the radmine version. The manifest
+dependencies and the hashes of the files they wrote, the source and the
+radmine version. The manifest
 (``DIR/manifest.json``, written atomically) records for each finished step its
 fingerprint and the size and SHA-256 of every file it wrote. The guarantees:
 
@@ -191,7 +192,9 @@ def run_steps(
             {
                 "step": step.name,
                 "settings": settings,
-                "deps": {d: fps.get(d) for d in step.deps},
+                # a dependency counts by its settings and by the files it left: a step re-runs when
+                # what it reads changed, and not when its inputs were re-made identical
+                "deps": {d: [fps.get(d), _outputs_key(manifest["steps"].get(d))] for d in step.deps},
                 "source": _source_fingerprint(ctx.source),
                 "random_state": ctx.random_state,
                 "version": radmine.__version__,
@@ -248,6 +251,13 @@ def run_steps(
             echo(f"[{step.name}] done in {seconds:.1f}s: {summary}")
         rows.append({"step": step.name, "status": "ran", "seconds": seconds, "summary": summary})
     return pd.DataFrame(rows, columns=["step", "status", "seconds", "summary"])
+
+
+def _outputs_key(entry: dict[str, Any] | None) -> str | None:
+    """A hash of a finished step's recorded files (``None`` when it has not finished)."""
+    if not entry or entry.get("status") != "done" or "outputs" not in entry:
+        return None
+    return fingerprint(entry["outputs"])
 
 
 def _write_manifest(ctx: RunContext, manifest: dict[str, Any]) -> None:

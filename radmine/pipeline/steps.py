@@ -286,7 +286,8 @@ def step_embed(ctx: RunContext) -> dict[str, Any]:
     for d in (ctx.out / "embed" / "cache").iterdir():
         if d != current and d.is_dir():
             shutil.rmtree(d)
-    return {"images": int(ok.sum()), "dim": int(X.shape[1]), "backbone": cfg["backbone"]}
+    return {"images": int(ok.sum()), "dim": int(X.shape[1]), "backbone": cfg["backbone"],
+            "from_cache": int(getattr(embedder, "n_cached_", 0))}
 
 
 def step_cluster(ctx: RunContext) -> dict[str, Any]:
@@ -357,6 +358,12 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
         corpus.reports = corpus.reports.assign(split=corpus.reports["report_id"].map(where))
         splits = {"train", "test"}
     eval_split = "dev" if "dev" in splits else "test"
+    held_out = corpus.reports.loc[corpus.reports["split"] == eval_split, "report_id"]
+    if not len(held_out) or not corpus.links["report_id"].isin(held_out).any():
+        atomic_write_json(ctx.path("img2text", "metrics.json"), {})
+        n_patients = corpus.reports["patient_id"].nunique()
+        return {"skipped": f"no held-out {eval_split!r} report with image-text pairs ({n_patients} patient(s)); "
+                           "img2text needs at least 2 patients with linked images"}
     features = pd.DataFrame(X, index=pd.Index(ids["image_id"], name="image_id"))
     model = ImageTextModel(
         text_encoder=cfg["text_encoder"],
@@ -377,6 +384,7 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
     except ValueError as err:  # too few pairs on one side of the split: skip with the reason
         atomic_write_json(ctx.path("img2text", "metrics.json"), {})
         return {"skipped": f"no image-text model for {n_pairs} pair(s): {err}"}
+    model.checkpoint_dir = None  # the saved model does not point into this folder's resume state
     with atomic_folder(ctx.out / "img2text" / "model") as tmp:
         model.save(tmp)
     metrics = {k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v) for k, v in metrics.items()}
