@@ -357,7 +357,8 @@ class ImageEmbedderHubMixin(HubMixin):
             "summary": (f"An image feature extractor for radiology images: backbone {s['backbone']!r} "
                         f"(weights {s.get('weights_id')!r}), {s['dim']}-dimensional features "
                         f"({s['features']}, {s['pooling']} pooling) from {s['image_size']}-pixel inputs with radmine's "
-                        "preprocessing (gray -> 3 channels, content crop, percentile intensity)."),
+                        f"preprocessing (channels {s['channels']!r}, crop {s['crop']!r}, intensity {s['intensity']!r}, "
+                        f"resize {s['resize']!r})."),
             "tags": ["image-feature-extraction", "medical-imaging"],
             "pipeline_tag": "image-feature-extraction",
             "training": _clean({"training": "none in radmine: the backbone's own pretraining (or a seeded random init)",
