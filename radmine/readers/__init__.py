@@ -32,6 +32,8 @@ ACCEPTED = (
 
 def _looks_dicom(path: Path) -> bool:
     try:
+        if not path.is_file():  # a FIFO would block the open
+            return False
         with open(path, "rb") as fh:
             head = fh.read(132)
     except OSError:
@@ -80,6 +82,8 @@ def detect_kind(source: str | os.PathLike) -> str:
             return "dicom"
         if _folder_has_xml(path):
             return "openi"
+    elif not path.is_file():
+        raise ValueError(f"read_corpus: {path} is not a regular file or folder (a FIFO, socket or device).")
     else:
         name = path.name.lower()
         if path.name == MANIFEST:

@@ -375,10 +375,10 @@ def _read_file(path: Path, caught: list, force: bool, limit: int) -> tuple[str, 
         size = path.stat().st_size
     except OSError as err:
         return "skip", f"cannot stat file ({err.strerror or err})"
+    if not path.is_file():  # never open a FIFO: it would block
+        return "skip", "not a regular file (FIFO, socket or device)"
     if size == 0:
         return "skip", "empty file (0 bytes)"
-    if not path.is_file():
-        return "skip", "not a regular file (FIFO, socket or device)"
     try:
         with open(path, "rb"):
             pass
