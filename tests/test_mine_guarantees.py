@@ -346,3 +346,15 @@ def test_an_undecodable_image_is_left_out_downstream(tmp_path):
     assert bad_id not in set(pd.read_parquet(out / "cluster" / "assignments.parquet")["image_id"].astype(str))
     assert json.loads((out / "img2text" / "metrics.json").read_text())  # trained and scored
     _assert_agrees_with_manifest(out)
+
+
+def test_a_folder_with_other_files_is_refused(tmp_path):
+    from radmine.cli import main
+
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "my_notes.txt").write_text("not radmine's")
+    (tmp_path / "thesis.docx").write_text("not radmine's")
+    with pytest.raises(ValueError, match=r"is not empty and was not written by radmine mine \(it holds 'thesis.docx'\)"):
+        _mine(tmp_path)
+    assert main(["mine", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert (tmp_path / "text" / "my_notes.txt").is_file() and not (tmp_path / "manifest.json").exists()

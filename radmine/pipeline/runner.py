@@ -354,6 +354,34 @@ def verify_outputs(out: Path, step: Step, entry: dict[str, Any]) -> str | None:
     return None
 
 
+def check_output_folder(out: str | os.PathLike, steps: list[Step]) -> None:
+    """Refuse an output folder that holds files radmine did not write.
+
+    ``radmine mine`` clears its steps' folders before they run, so ``out`` must
+    be new, empty, a folder an earlier run wrote (``manifest.json``), or hold
+    only names a run writes.
+
+    Raises
+    ------
+    ValueError
+        Naming the folder and the first unexpected entry.
+    """
+    out = Path(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ValueError(f"output folder {str(out)!r} is a file; expected a folder.")
+    if (out / MANIFEST).is_file():
+        return
+    known = {MANIFEST, LOCK_FILE, "config.json", "quarantine.csv"} | {n for s in steps for n in s.owned()}
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in known and not p.name.endswith(".tmp"))
+    if foreign:
+        raise ValueError(
+            f"output folder {str(out)!r} is not empty and was not written by radmine mine (it holds {foreign[0]!r}); "
+            "radmine mine owns its output folder and removes its steps' stale files, so use a new or empty folder."
+        )
+
+
 @contextlib.contextmanager
 def output_lock(out: str | os.PathLike, *, wait: bool = False) -> Iterator[Path]:
     """Hold an exclusive lock on ``out`` (``out/.radmine.lock``, ``fcntl.flock``).

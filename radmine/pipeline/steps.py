@@ -31,7 +31,7 @@ import pandas as pd
 
 from radmine._io import atomic_folder, atomic_save_figure, atomic_write_csv, atomic_write_json, atomic_write_npy
 from radmine.pipeline.config import load_config
-from radmine.pipeline.runner import RunContext, Step, output_lock, run_steps, save_table
+from radmine.pipeline.runner import RunContext, Step, check_output_folder, output_lock, run_steps, save_table
 
 logger = logging.getLogger(__name__)
 
@@ -493,6 +493,7 @@ def mine(
     else:
         cfg = load_config(config, overrides)
     out = Path(out)
+    check_output_folder(out, STEPS)
     with output_lock(out, wait=wait):  # one run per folder; leftover *.tmp files removed
         # the de-identification key never goes into the output folder
         atomic_write_json(out / "config.json", {**cfg, "deid": {**cfg["deid"], "key": "<redacted>" if cfg["deid"]["key"] else ""}})
