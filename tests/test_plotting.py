@@ -180,3 +180,13 @@ def test_interactive_versions(topic_model):
     e = np.eye(5, dtype="float32")
     fig = radmine.plotting.interactive.recall_curve(radmine.plotting.img2text.recall_table(e, e))
     assert len(fig.data) == 2 and list(fig.data[0].y) == [1.0] * 5
+
+
+def test_hierarchical_topic_plots():
+    reports = _reports(n_per=12)
+    htm = radmine.HierarchicalTopicModel(3, 2, min_df=2, drop_top=0, min_doc_terms=3, phrases=False,
+                                         random_state=0).fit(radmine.Corpus(reports))
+    fig = htm.plot_topics(level=2, n_words=4)
+    names = htm.get_topic_info(level=2)["name"].tolist()
+    assert [ax.get_title().split("\n")[0] for ax in fig.axes if ax.get_visible()] == names
+    assert _is_png(htm.plot_over_time(reports)._repr_png_())

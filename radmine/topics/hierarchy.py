@@ -315,6 +315,19 @@ class HierarchicalTopicModel(EstimatorReprMixin):
 
     # -- persistence ----------------------------------------------------
     def save(self, path: str | Path) -> Path:
+    # -- plots ----------------------------------------------------------
+    def plot_topics(self, topics: Any = None, n_words: int = 8, *, level: int = 1, **kwargs: Any):
+        """Top-word bars of one level, titled with topic names; see :func:`radmine.plotting.topics.barchart`."""
+        from radmine.plotting.topics import barchart
+
+        return barchart(self, topics, n_words, level=level, **kwargs)
+
+    def plot_over_time(self, dates: Any, **kwargs: Any):
+        """Level-1 topic shares per period; see :func:`radmine.plotting.topics.over_time`."""
+        from radmine.plotting.topics import over_time
+
+        return over_time(self, dates, **kwargs)
+
         """Save as folders of TopicModels (``level1/``, ``level2/<t>/``) plus a JSON index. No pickle."""
         from radmine import __version__
         from radmine._io import atomic_write_json, atomic_write_parquet
