@@ -476,9 +476,10 @@ def read_dicom(
         A report joins a study when its ``study_id`` equals the
         StudyInstanceUID or its ``accession`` (or ``study_id``) equals the
         AccessionNumber. Either way the joined report's ``study_id`` becomes
-        the StudyInstanceUID (its ``accession`` the AccessionNumber), so
-        images and reports share one study key and cited key images
-        resolve. These reports win over DICOM SR documents of the same study.
+        the StudyInstanceUID (its ``accession`` the AccessionNumber, a
+        missing ``modality`` the images' modality), so images and reports
+        share one study key and cited key images resolve. These reports
+        win over DICOM SR documents of the same study.
     report_columns : dict, optional
         Column mapping passed to :func:`radmine.read_reports`.
     name : str, optional
@@ -738,4 +739,8 @@ def _one_study_key(rep: pd.DataFrame, stubs: pd.DataFrame, report_of_study: dict
         for a, s in zip(rep.loc[joined, "accession"], new_study[joined])
     ]
     rep.loc[joined, "study_id"] = new_study[joined]
+    if "modality" in rep.columns:  # a RIS export without a modality column: the study's images say it
+        mod_of = dict(zip(stubs["study_id"], stubs["modality"]))
+        missing = joined & rep["modality"].isna()
+        rep.loc[missing, "modality"] = new_study[missing].map(mod_of)
     return rep
