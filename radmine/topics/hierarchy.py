@@ -31,12 +31,12 @@ from radmine._repr import EstimatorReprMixin
 from radmine._validation import check_int, check_is_fitted, check_option
 from radmine.topics.model import (
     TopicModel,
-    _label,
     _labels_frame,
     _params_of,
     _read_meta,
     image_documents,
     topic_table_html,
+    unique_names,
 )
 
 logger = logging.getLogger(__name__)
@@ -246,7 +246,7 @@ class HierarchicalTopicModel(EstimatorReprMixin):
         DataFrame
             level 1: as :meth:`TopicModel.get_topic_info`. level 2: ``topic``
             (``"t.s"``), ``parent``, ``size`` (fit documents), ``name``
-            (``"07.2: ..."``), ``top_words``, ``weights``.
+            (its words, as at level 1), ``top_words``, ``weights``.
         """
         check_is_fitted(self, "level1_")
         check_option(level, "level", "get_topic_info", [1, 2])
@@ -254,7 +254,6 @@ class HierarchicalTopicModel(EstimatorReprMixin):
             return self.level1_.get_topic_info(n_words)
         info = self.get_document_info()
         sizes = info["dominant_subtopic"].value_counts()
-        width = self.level1_._name_width()
         rows = []
         for t in range(self.level1_.n_topics_):
             sub = self.level2_.get(t)
@@ -263,7 +262,10 @@ class HierarchicalTopicModel(EstimatorReprMixin):
                 df = self.get_topic(f"{t}.{s}", n_words)
                 words, weights = df["word"].tolist(), df["weight"].tolist()
                 tid = f"{t}.{s}"
-                rows.append((tid, t, int(sizes.get(tid, 0)), f"{_label(t, width)}.{s}: {', '.join(words[:3])}", words, weights))
+                name = sub._name(s) if sub is not None else self.level1_._name(t)
+                rows.append([tid, t, int(sizes.get(tid, 0)), name, words, weights])
+        for row, name in zip(rows, unique_names([r[3] for r in rows])):
+            row[3] = name
         return pd.DataFrame(rows, columns=["topic", "parent", "size", "name", "top_words", "weights"])
 
     def get_document_info(self) -> pd.DataFrame:
@@ -313,8 +315,6 @@ class HierarchicalTopicModel(EstimatorReprMixin):
         out["probability"] = np.where(empty, np.nan, a["subtopic_probability"])
         return out
 
-    # -- persistence ----------------------------------------------------
-    def save(self, path: str | Path) -> Path:
     # -- plots ----------------------------------------------------------
     def plot_topics(self, topics: Any = None, n_words: int = 8, *, level: int = 1, **kwargs: Any):
         """Top-word bars of one level, titled with topic names; see :func:`radmine.plotting.topics.barchart`."""
@@ -328,6 +328,8 @@ class HierarchicalTopicModel(EstimatorReprMixin):
 
         return over_time(self, dates, **kwargs)
 
+    # -- persistence ----------------------------------------------------
+    def save(self, path: str | Path) -> Path:
         """Save as folders of TopicModels (``level1/``, ``level2/<t>/``) plus a JSON index. No pickle."""
         from radmine import __version__
         from radmine._io import atomic_write_json, atomic_write_parquet

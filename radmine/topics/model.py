@@ -9,11 +9,16 @@ and a per-topic ``alpha_``; transform, perplexity, save/load and the
 inspection API work on that state alone, so a loaded model transforms exactly
 like the one that was saved.
 
-Defaults are Shin et al.'s Stanford TMT settings: topic and term smoothing
-0.01, terms of >= 3 characters in >= 3 documents, the 10 most common terms
-dropped, documents of >= 5 terms. The tomotopy backend starts alpha at 0.1
-(re-estimated while sampling) and runs ``15e6 / n_tokens`` sweeps clipped to
-500..1000 (:func:`tomotopy_sweeps`). :meth:`TopicModel.from_arrays` builds a
+The defaults are the setting that measured best on the Open-i reports
+(``benchmarks/bench_topics.py``, docs/topics.md): tomotopy's collapsed Gibbs
+sampler (alpha starts at 0.1 and is re-estimated while sampling, term
+smoothing 0.1, ``15e6 / n_tokens`` sweeps clipped to 500..1000,
+:func:`tomotopy_sweeps`); negated words and normal-template clauses ("the
+lungs are clear") left out, so topics describe what reports find; single
+words of >= 3 characters in >= 3 documents, none in more than half of the
+documents; documents of >= 5 terms. Shin et al.'s Stanford TMT settings
+(gensim, smoothing 0.01, bigram phrases, the 10 most common terms dropped,
+every clause kept) are one call away: see :data:`SHIN_PARAMS`. :meth:`TopicModel.from_arrays` builds a
 fitted model from a topic-term matrix trained elsewhere (e.g. streamed over
 Dask shards).
 """
@@ -190,8 +195,43 @@ def _params_of(est: Any) -> dict[str, Any]:
     return {n: getattr(est, n) for n in names}
 
 
-def _label(t: Any, width: int) -> str:
-    return str(t).zfill(width) if isinstance(t, (int, np.integer)) else str(t)
+#: Shin et al.'s Stanford TMT settings (the defaults before radmine measured better ones):
+#: ``TopicModel(20, **SHIN_PARAMS)``.
+SHIN_PARAMS: dict[str, Any] = {
+    "backend": "gensim", "eta": 0.01, "phrases": True, "mark_negation": False, "drop_normal": False,
+    "drop_top": 10, "max_df": 1.0,
+}
+
+#: Words never used in a topic's name: sides, degrees and time courses describe every finding.
+NAME_SKIP = frozenset(
+    """
+    left right bilateral bilaterally mild mildly moderate moderately severe minimal small large
+    stable unchanged new increased decreased interval slightly upper lower mid
+    """.split()
+)
+
+
+def topic_name(words: list[str], weights: list[float], marginal: dict[str, float], n: int = 3) -> str:
+    """A readable topic name: ``"cardiomegaly / edema / effusion"``.
+
+    The ``n`` words of highest relevance (Sievert and Shirley's
+    ``0.6 log p(w | t) + 0.4 log(p(w | t) / p(w))``, which lifts words typical of
+    the topic over words frequent everywhere) among the topic's top words,
+    skipping :data:`NAME_SKIP`; phrase underscores become spaces.
+    """
+    cand = [(w, p) for w, p in zip(words, weights) if w not in NAME_SKIP and p > 0] or list(zip(words, weights))
+    rel = sorted(cand, key=lambda wp: -(0.6 * np.log(wp[1]) + 0.4 * np.log(wp[1] / max(marginal.get(wp[0], wp[1]), 1e-12))))
+    return " / ".join(w.replace("_", " ") for w, _ in rel[:n])
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """``names`` with repeats numbered: ``"effusion / pleural"``, ``"effusion / pleural (2)"``."""
+    seen: dict[str, int] = {}
+    out = []
+    for nm in names:
+        seen[nm] = seen.get(nm, 0) + 1
+        out.append(nm if seen[nm] == 1 else f"{nm} ({seen[nm]})")
+    return out
 
 
 class TopicModel(TopicModelHubMixin, EstimatorReprMixin):
@@ -211,8 +251,9 @@ class TopicModel(TopicModelHubMixin, EstimatorReprMixin):
         every 10 sweeps as tomotopy does by default (0.1 gave more coherent
         topics than 0.01 on the IU and MedPix training sets over 5 seeds; see
         docs/topics.md).
-    eta : float, default 0.01
-        Topic-term smoothing.
+    eta : float, default 0.1
+        Topic-term smoothing (Shin: 0.01; 0.1 was more coherent on Open-i
+        reports large and small, docs/topics.md).
     passes : int, default 10
         gensim: passes over the corpus (ignored by tomotopy).
     iterations : int, optional
@@ -223,19 +264,28 @@ class TopicModel(TopicModelHubMixin, EstimatorReprMixin):
         ``n_iterations_`` is the number used.
     min_df : int, default 3
         Keep terms in at least ``min_df`` documents.
+    max_df : float, default 0.5
+        Drop terms in more than this fraction of the documents (a filter that
+        scales with the corpus; 1.0 = off).
     min_chars : int, default 3
         Drop words shorter than this.
-    drop_top : int, default 10
-        Drop the most common terms (by document frequency).
+    drop_top : int, default 0
+        Drop this many most common terms (by document frequency; Shin: 10).
     min_doc_terms : int, default 5
         Documents with fewer (in-vocabulary) terms are not used for training;
         they still get a topic mix from :meth:`transform`.
-    phrases : bool, default True
-        Join frequent bigrams ("pleural_effusion") with gensim ``Phrases``.
-    mark_negation : bool or "drop", default False
-        ``True``: prefix words in negated scopes with ``NEG_`` ("no effusion"
-        and "effusion" become different terms); ``"drop"``: leave negated
-        words out, so topics describe positive findings only.
+    phrases : bool, default False
+        Join frequent bigrams ("pleural_effusion") with gensim ``Phrases``
+        (readable, but less coherent topics on Open-i: docs/topics.md).
+    mark_negation : bool or "drop", default "drop"
+        ``"drop"``: leave negated words out ("no pleural effusion"), so topics
+        describe positive findings only; ``True``: prefix words in negated
+        scopes with ``NEG_`` ("no effusion" and "effusion" become different
+        terms); ``False``: keep them as they are.
+    drop_normal : bool, default True
+        Leave out clauses that state a normal finding ("the lungs are clear",
+        "heart size is normal": :data:`radmine.topics.preprocess.NORMAL_CUES`),
+        so the normal-report template does not fill the topics.
     sections : tuple of str or None, default ("findings", "impression")
         Report sections to read (None: the full text).
     engine : str, default "rules"
@@ -244,7 +294,7 @@ class TopicModel(TopicModelHubMixin, EstimatorReprMixin):
         Seed. Same data + same seed -> identical topics (single-core paths).
     progress : bool, default False
         tqdm bars while training.
-    backend : {"gensim", "tomotopy"}, default "gensim"
+    backend : {"gensim", "tomotopy"}, default "tomotopy"
     n_jobs : int, default 1
         gensim: ``> 1`` uses ``LdaMulticore`` (faster, **not reproducible**:
         workers race, so topics change between runs even with a seed);
@@ -277,20 +327,22 @@ class TopicModel(TopicModelHubMixin, EstimatorReprMixin):
         *,
         unit: str = "report",
         alpha: float | None = None,
-        eta: float = 0.01,
+        eta: float = 0.1,
         passes: int = 10,
         iterations: int | None = None,
         min_df: int = 3,
+        max_df: float = 0.5,
         min_chars: int = 3,
-        drop_top: int = 10,
+        drop_top: int = 0,
         min_doc_terms: int = 5,
-        phrases: bool = True,
-        mark_negation: bool = False,
+        phrases: bool = False,
+        mark_negation: bool | str = "drop",
+        drop_normal: bool = True,
         sections: tuple[str, ...] | None = ("findings", "impression"),
         engine: str = "rules",
         random_state: int | None = None,
         progress: bool = False,
-        backend: str = "gensim",
+        backend: str = "tomotopy",
         n_jobs: int = 1,
     ) -> None:
         self.n_topics = n_topics
@@ -300,11 +352,13 @@ class TopicModel(TopicModelHubMixin, EstimatorReprMixin):
         self.passes = passes
         self.iterations = iterations
         self.min_df = min_df
+        self.max_df = max_df
         self.min_chars = min_chars
         self.drop_top = drop_top
         self.min_doc_terms = min_doc_terms
         self.phrases = phrases
         self.mark_negation = mark_negation
+        self.drop_normal = drop_normal
         self.sections = sections
         self.engine = engine
         self.random_state = random_state
@@ -336,6 +390,9 @@ class TopicModel(TopicModelHubMixin, EstimatorReprMixin):
         check_int(self.min_doc_terms, "min_doc_terms", owner, min_value=0)
         check_int(self.n_jobs, "n_jobs", owner, min_value=1)
         check_option(self.mark_negation, "mark_negation", owner, [False, True, "drop"])
+        check_option(self.drop_normal, "drop_normal", owner, [False, True])
+        if isinstance(self.max_df, bool) or not isinstance(self.max_df, (int, float)) or not 0 < self.max_df <= 1:
+            raise ValueError(f"The 'max_df' parameter of {owner} must be a float in (0, 1]. Got {self.max_df!r} instead.")
         if self.sections is not None and (isinstance(self.sections, str) or not all(isinstance(s, str) for s in self.sections)):
             raise TypeError(f"The 'sections' parameter of {owner} must be a tuple of section names or None. Got {self.sections!r}.")
         _seed(self.random_state)
@@ -344,7 +401,8 @@ class TopicModel(TopicModelHubMixin, EstimatorReprMixin):
         return documents(X, unit=self.unit, sections=self.sections, engine=self.engine, progress=self.progress)
 
     def _new_preprocessor(self) -> Preprocessor:
-        return Preprocessor(min_chars=self.min_chars, mark_negation=self.mark_negation, phrases=self.phrases)
+        return Preprocessor(min_chars=self.min_chars, mark_negation=self.mark_negation, phrases=self.phrases,
+                            drop_normal=self.drop_normal)
 
     # -- fit ----------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> TopicModel:
@@ -375,7 +433,7 @@ class TopicModel(TopicModelHubMixin, EstimatorReprMixin):
         if len(tokens) != len(docs):
             raise ValueError(f"{len(tokens)} token lists for {len(docs)} documents.")
         t0 = time.perf_counter()
-        vocab = vocabulary or Vocabulary(min_df=self.min_df, drop_top=self.drop_top).fit(tokens)
+        vocab = vocabulary or Vocabulary(min_df=self.min_df, drop_top=self.drop_top, max_df=float(self.max_df)).fit(tokens)
         kept = vocab.filter_docs(tokens)
         n_terms = np.array([len(t) for t in kept], dtype=np.int64)
         train = n_terms >= max(self.min_doc_terms, 1)
@@ -406,13 +464,14 @@ class TopicModel(TopicModelHubMixin, EstimatorReprMixin):
     def _set_state(self, lam: np.ndarray, alpha: Any, vocab: Vocabulary, pre: Preprocessor,
                    documents: pd.DataFrame | None, *, sort_topics: bool) -> np.ndarray:
         """Store the fitted state; with ``sort_topics`` topics are ordered by size
-        (expected tokens, largest first: deterministic and readable). Returns the order."""
+        (expected tokens, largest first; ties by top word: deterministic and readable). Returns the order."""
         lam = np.asarray(lam, dtype=np.float64)
         k = lam.shape[0]
         alpha = np.full(k, float(alpha)) if np.ndim(alpha) == 0 else np.asarray(alpha, dtype=np.float64)
         if sort_topics:
             mass = lam.sum(axis=1) - float(self.eta) * lam.shape[1]
-            order = np.argsort(-mass, kind="stable")
+            # ties (equal Gibbs counts) broken by the topic's top word: the order depends on content only
+            order = np.lexsort((lam.argmax(axis=1), -np.round(mass, 6)))
         else:
             order = np.arange(k)
         self.components_ = np.ascontiguousarray(lam[order], dtype=np.float32)
@@ -425,6 +484,7 @@ class TopicModel(TopicModelHubMixin, EstimatorReprMixin):
         self._train_tokens = None
         self._doc_info = None
         self._eeb = None
+        self._marginal_cache = None
         return order
 
     @classmethod
@@ -701,9 +761,6 @@ class TopicModel(TopicModelHubMixin, EstimatorReprMixin):
         return list(range(self.n_topics_))
 
     # -- inspection ---------------------------------------------------
-    def _name_width(self) -> int:
-        return max(2, len(str(self.n_topics_ - 1)))
-
     def _top(self, t: int, n_words: int) -> tuple[list[str], list[float]]:
         phi = self.topic_word_[t]
         idx = np.argsort(-phi, kind="stable")[:n_words]
@@ -731,7 +788,8 @@ class TopicModel(TopicModelHubMixin, EstimatorReprMixin):
         -------
         DataFrame
             ``topic`` (int), ``size`` (fit documents whose dominant topic it
-            is), ``name`` (e.g. ``"04: axial, contrast, sagittal"``),
+            is), ``name`` (e.g. ``"cardiomegaly / enlarged / edema"``: see
+            :func:`topic_name`; repeats get ``" (2)"``),
             ``top_words`` (list of str), ``weights`` (list of float).
         """
         check_is_fitted(self, "components_")
@@ -739,11 +797,24 @@ class TopicModel(TopicModelHubMixin, EstimatorReprMixin):
         info = self.get_document_info()
         sizes = info.loc[info["dominant_topic"] >= 0, "dominant_topic"].value_counts()
         rows = []
-        w = self._name_width()
         for t in range(self.n_topics_):
             words, weights = self._top(t, n_words)
-            rows.append((t, int(sizes.get(t, 0)), f"{_label(t, w)}: {', '.join(words[:3])}", words, weights))
+            rows.append([t, int(sizes.get(t, 0)), self._name(t), words, weights])
+        for row, name in zip(rows, unique_names([r[2] for r in rows])):
+            row[2] = name
         return pd.DataFrame(rows, columns=["topic", "size", "name", "top_words", "weights"])
+
+    def _marginal(self) -> dict[str, float]:
+        """p(word) over the fitted topics (expected counts), for :func:`topic_name`."""
+        lam = self.components_.astype(np.float64)
+        counts = np.clip(lam - float(self.eta), 0, None).sum(axis=0) + 1e-12
+        return dict(zip(self.vocabulary_.words, counts / counts.sum()))
+
+    def _name(self, t: int) -> str:
+        if getattr(self, "_marginal_cache", None) is None:
+            self._marginal_cache = self._marginal()
+        words, weights = self._top(t, 30)
+        return topic_name(words, weights, self._marginal_cache)
 
     def get_document_info(self) -> pd.DataFrame:
         """Dominant topic of each fit document.

