@@ -51,7 +51,10 @@ def make_corpus(n_cases=60, per_case=2, dim=24, noise=0.8, seed=0):
 
 
 W2V = {"vector_size": 24, "min_count": 1, "epochs": 5}
-FAST = dict(batch_size=16, random_state=0, progress=False, word2vec_params=W2V, hidden_dim=64, dropout=0.1,
+#: One word2vec member on last-layer features with early stopping: far cheaper than the defaults
+#: (MiniLM, 3 members, last+mid, which tests/test_defaults.py and the benchmark cover).
+CHEAP = dict(text_encoder="word2vec", lr_schedule="constant", n_ensemble=1, image_features="last", dev_fraction=0.1)
+FAST = dict(CHEAP, batch_size=16, random_state=0, progress=False, word2vec_params=W2V, hidden_dim=64, dropout=0.1,
             input_dropout=0.0, weight_decay=1e-4)
 
 
@@ -188,7 +191,7 @@ def test_embedded_corpus_end_to_end(embedded_corpus, tmp_path):
     """Pixels -> random CNN features -> contrastive heads, on the embedded synthetic corpus."""
     corpus = embedded_corpus.copy()
     model = radmine.ImageTextModel(
-        backbone="random_cnn", epochs=6, batch_size=32, hidden_dim=128, dropout=0.1, input_dropout=0.0,
+        **CHEAP, backbone="random_cnn", epochs=6, batch_size=32, hidden_dim=128, dropout=0.1, input_dropout=0.0,
         weight_decay=1e-4, random_state=0, progress=False,
         train_split=None, word2vec_params={"vector_size": 32, "epochs": 5}, cache_dir=tmp_path / "cache",
     ).fit(corpus)
@@ -221,9 +224,6 @@ def test_save_load_round_trip(toy, fitted, tmp_path):
         assert getattr(back, name) == getattr(model, name)
     with pytest.raises(FileNotFoundError, match="model.json"):
         radmine.ImageTextModel.load(tmp_path)
-    # a seed ensemble round-trips all its members
-    ens = radmine.ImageTextModel(epochs=2, n_ensemble=3, **FAST).fit(corpus, image_features=F)
-    ens.save(tmp_path / "e")
     # by default no training sentence is saved (issue 16): describe still gives words, no sentences
     model.save(tmp_path / "private")
     meta = json.loads((tmp_path / "private" / "model.json").read_text())
@@ -233,6 +233,9 @@ def test_save_load_round_trip(toy, fitted, tmp_path):
     desc = private.describe(None, k=3, features=x)
     assert set(desc["kind"]) == {"word"}
     pd.testing.assert_frame_equal(desc, model.describe(None, k=3, n_sentences=0, features=x))
+    # a seed ensemble round-trips all its members
+    ens = radmine.ImageTextModel(**{**FAST, "epochs": 2, "n_ensemble": 3}).fit(corpus, image_features=F)
+    ens.save(tmp_path / "e")
     back = radmine.ImageTextModel.load(tmp_path / "e")
     assert back.n_ensemble == 3 and len(back.members_) == 3 and back.dim_ == ens.dim_ == 3 * ens.embed_dim
     np.testing.assert_array_equal(back.encode_image_features(x), ens.encode_image_features(x))
@@ -241,8 +244,8 @@ def test_save_load_round_trip(toy, fitted, tmp_path):
 
 def test_options_schedule_extra_texts(toy):
     corpus, F, _ = toy
-    model = radmine.ImageTextModel(epochs=3, lr_schedule="cosine", extra_texts="findings", memory_weight=1.0,
-                                   memory_k=3, **FAST).fit(corpus, image_features=F)
+    model = radmine.ImageTextModel(**{**FAST, "epochs": 3, "lr_schedule": "cosine", "extra_texts": "findings",
+                                      "memory_weight": 1.0, "memory_k": 3}).fit(corpus, image_features=F)
     extra = model.pairs_[model.pairs_["method"].str.startswith("extra:")]
     assert len(extra) and set(extra["role"]) == {"train"}  # extra texts never enter the early-stopping holdout
     assert set(extra["image_id"]) <= set(model.pairs_.loc[model.pairs_.role == "train", "image_id"])
@@ -268,7 +271,7 @@ def test_partial_backbone_training_on_embedded(embedded_corpus, tmp_path):
     """Cached prefix maps + the last CNN block trained: beats chance, and save/load gives identical embeddings."""
     corpus = embedded_corpus.copy()
     model = radmine.ImageTextModel(
-        backbone="random_cnn", train_backbone_blocks=1, epochs=4, batch_size=32, hidden_dim=128, dropout=0.1,
+        **CHEAP, backbone="random_cnn", train_backbone_blocks=1, epochs=4, batch_size=32, hidden_dim=128, dropout=0.1,
         input_dropout=0.0, weight_decay=1e-4, lr=3e-3, random_state=0, progress=False, train_split=None,
         word2vec_params={"vector_size": 32, "epochs": 5},
     ).fit(corpus)
@@ -288,7 +291,7 @@ def test_partial_backbone_training_on_embedded(embedded_corpus, tmp_path):
         tr.backbone_stages(object())
     # whole-CNN fine-tuning on pixels (the GPU path) runs the same code on the CPU
     full = radmine.ImageTextModel(
-        backbone="random_cnn", finetune_backbone=True, epochs=1, batch_size=32, hidden_dim=32, random_state=0,
+        **CHEAP, backbone="random_cnn", finetune_backbone=True, epochs=1, batch_size=32, hidden_dim=32, random_state=0,
         progress=False, train_split=None, word2vec_params={"vector_size": 16, "epochs": 2}, device="cpu",
     ).fit(corpus)
     assert all(p.requires_grad for p in full.module_.backbone.parameters())
@@ -298,10 +301,10 @@ def test_partial_backbone_training_on_embedded(embedded_corpus, tmp_path):
 def test_seed_ensemble_on_embedded(embedded_corpus, tmp_path):
     """n_ensemble=2 with last+mid features: beats chance; dot product = mean member cosine; save/load identical."""
     corpus = embedded_corpus.copy()
-    kw = dict(backbone="random_cnn", epochs=6, batch_size=32, hidden_dim=128, dropout=0.1, input_dropout=0.0,
+    kw = dict(CHEAP, backbone="random_cnn", epochs=6, batch_size=32, hidden_dim=128, dropout=0.1, input_dropout=0.0,
               weight_decay=1e-4, random_state=0, progress=False, train_split=None,
               word2vec_params={"vector_size": 32, "epochs": 5}, cache_dir=tmp_path / "cache")
-    model = radmine.ImageTextModel(n_ensemble=2, image_features="last+mid", **kw).fit(corpus)
+    model = radmine.ImageTextModel(**{**kw, "n_ensemble": 2, "image_features": "last+mid"}).fit(corpus)
     assert len(model.members_) == 2 and set(model.history_["member"]) == {0, 1}
     dev_ids = model.pairs_.loc[model.pairs_.role == "dev", "image_id"].unique()
     sub = corpus.subset(corpus.images[corpus.images.image_id.isin(set(dev_ids))].report_id.unique())
@@ -350,7 +353,7 @@ def test_image_text_ensemble_combines_models(toy, fitted):
 
 def _tiny_view_params(tmp_path) -> dict:
     """A small random-CNN word2vec model for the image-view tests (preprocessing, input size)."""
-    return dict(backbone="random_cnn", epochs=2, batch_size=32, hidden_dim=32, dropout=0.1, input_dropout=0.0,
+    return dict(CHEAP, backbone="random_cnn", epochs=2, batch_size=32, hidden_dim=32, dropout=0.1, input_dropout=0.0,
                 random_state=0, progress=False, train_split=None, word2vec_params={"vector_size": 16, "epochs": 2},
                 cache_dir=tmp_path / "cache")
 

