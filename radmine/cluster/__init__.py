@@ -301,7 +301,10 @@ class JointClusterer(EstimatorReprMixin):
             except (OSError, ValueError, TypeError, RuntimeError) as exc:
                 bad.append({"source": "JointClusterer", "item": str(ids[i]), "reason": f"{type(exc).__name__}: {exc}"})
         if bad:
-            logger.warning("JointClusterer: %d of %d images could not be read (see quarantine_).", len(bad), len(ids))
+            import warnings
+
+            warnings.warn(f"JointClusterer: {len(bad):,} of {len(ids):,} images could not be loaded; see `.quarantine_` "
+                          f"(first: {bad[0]['item']}: {bad[0]['reason'][:200]}).", stacklevel=3)
         if not tensors:
             raise ValueError(f"images: none of the {len(ids)} images could be read; first problem: "
                              f"{bad[0]['reason'] if bad else 'no images given'}.")

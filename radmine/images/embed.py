@@ -67,7 +67,11 @@ def _decode_pil(path: str, size: int) -> np.ndarray:
     from radmine.pixels import too_many_pixels
     from radmine.readers.limits import LIMITS
 
-    with Image.open(path) as im:
+    try:
+        im = Image.open(path)
+    except Image.DecompressionBombError as err:  # not an OSError: callers catch ValueError
+        raise ValueError(f"decompression bomb refused by PIL ({err})") from None
+    with im:
         n = im.width * im.height * len(im.getbands())
         if n > LIMITS["max_image_pixels"]:
             raise ValueError(too_many_pixels(n, LIMITS["max_image_pixels"], f"{im.width} x {im.height} x {len(im.getbands())} band(s)"))
