@@ -150,8 +150,9 @@ _PARTICLE = r"(?:van|von|de|del|della|da|di|du|la|le|der|den|ter|bin|al|el|St\.?
 # a person's name: 1-4 capitalised words, initials and particles ("Jane Smith", "J. A. de la Cruz", "O'Brien")
 _NAME = rf"(?:{_INITIAL}[ \t]+)*(?:{_PARTICLE}[ \t]+)*{_CAP}(?:(?:[ \t]+|[ \t]*,[ \t]*)(?:{_INITIAL}[ \t]+)*(?:{_PARTICLE}[ \t]+)*{_CAP}){{0,3}}"
 _TITLES = r"(?:Drs?|Doctor|Mr|Mrs|Ms|Miss|Mx|Prof|Professor|Nurse|Sister|Sr|Dres)\b\.?"
-_CREDENTIALS = (r"(?:M\.?D|D\.?O|R\.?N|N\.?P|P\.?A(?:-C)?|Ph\.?D|MBBS|MBChB|FRCR|FRCPC?|DNP|CRNP|RT\s*\(R\)|RT|RRA|RPA|"
-                r"CNP|ARNP|FNP|LPN|MSN|BSN|DMD|DDS|MPH|MSc|MS)\b\.?")
+# (PA, DO, MS and RT without dots are views, verbs and abbreviations too often to count)
+_CREDENTIALS = (r"(?:M\.?D|D\.O|R\.?N|N\.?P|P\.A|PA-C|Ph\.?D|MBBS|MBChB|FRCR|FRCPC?|DNP|CRNP|RT\s*\(R\)|RRA|RPA|"
+                r"CNP|ARNP|FNP|LPN|MSN|BSN|DMD|DDS|MPH|MSc)\b\.?")
 _NAME_LABELS = (r"(?:patient(?:'s)?\s+name|patient|pt|name|referring(?:\s+(?:physician|provider|doctor|md|clinician))?|"
                 r"ordering(?:\s+(?:physician|provider|doctor|md|clinician))?|attending(?:\s+(?:physician|radiologist))?|"
                 r"(?:staff\s+)?radiologist|resident|fellow|technologist|tech|sonographer|"
@@ -204,9 +205,9 @@ def _rules() -> list[tuple[str, str, re.Pattern, int, re.Pattern | None]]:
         ("ID", "id-long-number", _rx(r"(?<![\w.,/])\d{6,}(?![\w.,]\d)"), 0),
         ("ID", "id-code", _rx(r"\b(?=[A-Z0-9-]*\d{4})[A-Z]{1,5}-?\d{4,}[A-Z0-9-]*\b|\b\d{2,}-\d{4,}(?:-\d+)?\b"), 0),
         # dates (a year alone is not PHI under Safe Harbor and stays)
-        ("DATE", "date-numeric", _rx(rf"\b{_WEEKDAY}(?:0?[1-9]|1[0-2])[/.-](?:0?[1-9]|[12]\d|3[01])[/.-](?:{_YEAR}|\d\d)\b{_TIME}"), 0),
-        ("DATE", "date-numeric-dmy", _rx(rf"\b(?:0?[1-9]|[12]\d|3[01])[/.-](?:0?[1-9]|1[0-2])[/.-](?:{_YEAR}|\d\d)\b{_TIME}"), 0),
-        ("DATE", "date-iso", _rx(rf"\b{_YEAR}[/.-](?:0?[1-9]|1[0-2])[/.-](?:0?[1-9]|[12]\d|3[01])(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?\b{_TIME}"), 0),
+        ("DATE", "date-numeric", _rx(rf"\b{_WEEKDAY}(?:0?[1-9]|1[0-2])([/.-])(?:0?[1-9]|[12]\d|3[01])\1(?:{_YEAR}|\d\d)\b{_TIME}"), 0),
+        ("DATE", "date-numeric-dmy", _rx(rf"\b(?:0?[1-9]|[12]\d|3[01])([/.-])(?:0?[1-9]|1[0-2])\1(?:{_YEAR}|\d\d)\b{_TIME}"), 0),
+        ("DATE", "date-iso", _rx(rf"\b{_YEAR}([/.-])(?:0?[1-9]|1[0-2])\1(?:0?[1-9]|[12]\d|3[01])(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?\b{_TIME}"), 0),
         ("DATE", "date-compact", _rx(r"\b(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?:\d{4,6})?\b"), 0),
         ("DATE", "date-month-name", _rx(rf"\b{_WEEKDAY}{_MONTHS_ANY}\.?\s+{_DAY}(?:,?\s+{_YEAR})?\b{_TIME}"), 0),
         ("DATE", "date-day-month", _rx(rf"\b{_WEEKDAY}{_DAY}(?:\s+of)?[\s-]+{_MONTHS_ANY}\.?(?:,?[\s-]+(?:{_YEAR}|'?\d\d))?\b{_TIME}"), 0),
@@ -597,8 +598,10 @@ class PHIDetector:
             return None
         if label == "ADDRESS" and (low in ready["lex"]["places"] or low.removeprefix("the ") in ready["lex"]["places"]):
             return None
-        if not any(ch.isupper() for ch in seg) or not re.search(r"[A-Za-z]{2}", seg):
+        if "\n" in seg.strip() or not any(ch.isupper() for ch in seg) or not re.search(r"[A-Za-z]{2}", seg):
             return None
+        if not any(self._name_like(w, ready) for w in _WORD.findall(seg)):
+            return None  # every word is English, medical or an acronym: a heading, not a name or place
         words = [w.lower() for w in _WORD.findall(seg)]
         # ORG/GPE made only of English words and acronyms ("Chest Pain", "Bilateral") are not institutions
         if label in ("HOSPITAL", "ADDRESS") and all(w in ready["english"] or w in ready["safe"] or len(w) <= 3 for w in words):
@@ -611,9 +614,10 @@ class PHIDetector:
     def _propagate_names(self, text: str, spans, protected, ready):
         """Every later mention of a name word found once (``Smith`` after ``Dr. Jane Smith``)."""
         words = set()
-        for s, e, label, _src in spans:
-            if label != "NAME":
-                continue
+        for s, e, label, src in spans:
+            if label != "NAME" or (src.startswith("ner:") and not any(
+                    w in ready["lex"]["first"] or w in ready["lex"]["last"] for w in _WORD.findall(text[s:e]))):
+                continue  # a name NER alone found is not searched again unless it holds a known name
             for w in re.findall(r"[A-Z][A-Za-z'’-]+", text[s:e]):
                 w = w.rstrip("'’")
                 if len(w) > 2 and w.lower() not in _STOP_NAME_WORDS and w.lower() not in ready["safe"]:
