@@ -112,3 +112,35 @@ def test_hub_id_is_resolved_offline_from_the_cache(tmp_path, monkeypatch):
 
     with pytest.raises((LocalEntryNotFoundError, OSError)):
         radmine.TopicModel.from_pretrained("radmine-test/not-there", cache_dir=tmp_path, local_files_only=True)
+
+
+def test_push_to_hub_uploads_the_saved_folder(monkeypatch):
+    """push_to_hub = create_repo + upload_folder of what save_pretrained writes (HfApi replaced: no network)."""
+    import huggingface_hub
+
+    calls = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            calls["token"] = token
+
+        def create_repo(self, repo_id, **kw):
+            calls["create"] = (repo_id, kw)
+
+        def upload_folder(self, *, repo_id, folder_path, **kw):
+            from pathlib import Path
+
+            calls["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+            calls["upload"] = (repo_id, kw)
+            return type("Info", (), {"commit_url": f"https://hub.example/{repo_id}/commit/1"})()
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(VOCAB[i % 4], 20)) for i in range(20)]
+    tm = radmine.TopicModel(2, random_state=0, min_df=2, drop_top=0, min_doc_terms=3, phrases=False).fit(texts)
+    url = tm.push_to_hub("me/topics", private=True, token="t0k")
+    assert url == "https://hub.example/me/topics/commit/1"
+    assert calls["token"] == "t0k" and calls["create"] == ("me/topics", {"private": True, "exist_ok": True,
+                                                                        "repo_type": "model"})
+    assert {"README.md", "config.json", "topic_model.json", "topic_model.safetensors"} <= set(calls["files"])
+    assert calls["upload"][0] == "me/topics"
