@@ -218,7 +218,7 @@ def test_png_decompression_bomb_is_a_quarantine_row_everywhere(tmp_path, capsys)
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40), dtype=np.uint8)).save(good)
     emb = radmine.ImageEmbedder("random_cnn", image_size=32, progress=False, random_state=0)
     with pytest.warns(UserWarning, match=r"ImageEmbedder\.transform: 1 of 2 images could not be loaded .*"
-                                         r"see `\.quarantine_`; most common reason: DecompressionBombError"):
+                                         r"see `\.quarantine_`; most common reason: ValueError: decompression bomb refused by PIL \(1\)"):
         X = emb.transform([bomb, good])
     assert np.isnan(X[0]).all() and np.isfinite(X[1]).all()
     assert emb.quarantine_["path"].tolist() == [str(bomb)]

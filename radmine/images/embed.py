@@ -40,7 +40,11 @@ logger = logging.getLogger(__name__)
 
 def failed_images_message(quarantine: pd.DataFrame, n: int, where: str) -> str:
     """The user-facing warning for images that could not be loaded (count, most common reason)."""
-    reasons = quarantine["reason"].astype(str).str.split(":").str[0].value_counts()
+    # the kind of problem: the message without paths, numbers and details in brackets
+    kinds = (quarantine["reason"].astype(str)
+             .str.replace(r"'[^']*'|\S*/\S*|\(.*|\d[\d,.]*", "", regex=True)
+             .str.replace(r"\s+", " ", regex=True).str.strip(" :;,."))
+    reasons = kinds.value_counts()
     top = f"; most common reason: {reasons.index[0]} ({int(reasons.iloc[0]):,})" if len(reasons) else ""
     example = quarantine.iloc[0]
     return (
