@@ -261,6 +261,12 @@ def test_gzip_table_bomb_is_refused_at_the_limit(tmp_path):
                                              r"after gzip decompression .*set_limits\(max_table_bytes=\.\.\.\)"):
             radmine.read_reports(path)
     assert radmine.read_reports(path).n_reports == 20_000
+    # the Open-i DICOM table (handed to pandas) is measured first
+    xml = tmp_path / "1.xml"
+    xml.write_bytes(_xml("CXR1"))
+    with limits(max_table_bytes=1_000_000):
+        with pytest.raises(ValueError, match=r"reports\.csv\.gz: the table is larger than the limit of 976\.6 KiB"):
+            radmine.read_openi(xml, dicom_table=path, progress=False)
 
 
 def test_malformed_csv_rows_go_to_quarantine_with_their_line(tmp_path):

@@ -432,10 +432,13 @@ def _read_dicom_table(table: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
         p = Path(table)
         if not p.is_file():
             raise FileNotFoundError(f"read_openi: dicom_table not found: {p}")
+        from radmine.readers.tables import check_table_size
+
+        check_table_size(p)  # a small .csv.gz can inflate to gigabytes
         wanted = ["imageid", *DICOM_FIELDS]
         try:
             df = pd.read_csv(p, usecols=lambda c: c in wanted, dtype=str, keep_default_na=False, na_values=[""])
-        except (UnicodeDecodeError, pd.errors.ParserError, OSError, EOFError) as err:
+        except (UnicodeDecodeError, pd.errors.ParserError, OSError, EOFError, MemoryError) as err:
             raise ValueError(f"read_openi: cannot read dicom_table {p} ({type(err).__name__}: {err}).") from None
     if "imageid" not in df.columns:
         raise ValueError(

@@ -113,6 +113,34 @@ def _lines(path: Path, encoding: str, max_bytes: int | None) -> Iterator[str]:
             yield text
 
 
+def check_table_size(path: str | os.PathLike, max_bytes: int | None = None) -> int:
+    """Bytes of a table file after gzip decompression, streamed; ``ValueError`` past the limit.
+
+    For readers that hand a file to another library (which would inflate it
+    into memory whole). ``max_bytes`` defaults to ``max_table_bytes``.
+    """
+    from radmine.readers.limits import mib, resolve
+
+    path = Path(path)
+    limit = resolve("max_table_bytes", max_bytes)
+    n = 0
+    with _open_binary(path) as fh:
+        while True:
+            try:
+                block = fh.read(1 << 20)
+            except (OSError, EOFError, zlib.error) as err:
+                raise ValueError(f"{path}: not a valid gzip file or truncated ({type(err).__name__}: {err}).") from None
+            if not block:
+                return n
+            n += len(block)
+            if n > limit:
+                raise ValueError(
+                    f"{path}: the table is larger than the limit of {mib(limit)} "
+                    f"{'after gzip decompression ' if path.name.lower().endswith('.gz') else ''}; raise it with "
+                    f"radmine.readers.limits.set_limits(max_table_bytes=...) or the [read] setting max_table_mb."
+                )
+
+
 def _mangle(header: list[str]) -> list[str]:
     """Unique column names, pandas-style: a repeated name gets ``.1``, ``.2``, ..."""
     seen: dict[str, int] = {}
