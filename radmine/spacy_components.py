@@ -144,35 +144,35 @@ class LabelerComponent:
             yield from self._label(batch)
 
     def _label(self, docs: list[Doc]) -> list[Doc]:
-        import math
+        import numpy as np
 
         labels = self.labeler.transform([d.text for d in docs])
-        mentions = self.labeler.mentions_
-        by_doc = {k: g for k, g in mentions.groupby("report_id", sort=False)} if len(mentions) else {}
+        names = [str(c) for c in labels.columns]
+        values = labels.to_numpy(dtype=float)
+        m = self.labeler.mentions_
+        by_doc: dict[int, list[tuple]] = {}
+        for row in zip(m["report_id"].tolist(), m["start"].tolist(), m["end"].tolist(), m["finding"].tolist(),
+                       m["status"].tolist()):
+            by_doc.setdefault(row[0], []).append(row[1:])
         for i, doc in enumerate(docs):
-            row = labels.iloc[i]
-            doc._.labels = {f: (None if math.isnan(v) else int(v)) for f, v in row.items()}
+            doc._.labels = {f: (None if np.isnan(v) else int(v)) for f, v in zip(names, values[i].tolist())}
             spans = []
-            for m in by_doc.get(i, mentions.iloc[:0]).itertuples():
-                span = doc.char_span(int(m.start), int(m.end), label=m.finding, alignment_mode="expand")
+            for start, end, finding, status in by_doc.get(i, ()):
+                span = doc.char_span(int(start), int(end), label=finding, alignment_mode="expand")
                 if span is None:
                     continue
-                span._.finding_status = m.status
-                span._.is_negated = m.status == "negated"
-                span._.is_uncertain = m.status == "uncertain"
+                # extension values are keyed by offsets and label, so the entity made from this span sees them
+                span._.finding_status = status
+                span._.is_negated = status == "negated"
+                span._.is_uncertain = status == "uncertain"
                 spans.append(span)
             doc.spans[FINDINGS_KEY] = spans
+            if not spans:
+                continue
             existing = list(doc.ents)
             taken = {t for e in existing for t in range(e.start, e.end)}
-            free = [s for s in filter_spans(spans) if not any(t in taken for t in range(s.start, s.end))]
-            doc.ents = sorted(existing + free, key=lambda s: s.start)
-            # Span extension values live on (start, end, label); re-set them on the entity objects
-            for ent in doc.ents:
-                match = next((s for s in free if (s.start, s.end, s.label_) == (ent.start, ent.end, ent.label_)), None)
-                if match is not None:
-                    ent._.finding_status = match._.finding_status
-                    ent._.is_negated = match._.is_negated
-                    ent._.is_uncertain = match._.is_uncertain
+            free = [sp for sp in filter_spans(spans) if not any(t in taken for t in range(sp.start, sp.end))]
+            doc.ents = sorted(existing + free, key=lambda sp: sp.start)
         return docs
 
 
