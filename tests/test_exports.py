@@ -81,13 +81,13 @@ def test_hf_dataset_loads_back(tmp_path):
     assert len(ds) == len(corpus.images)  # items in = rows out
     assert isinstance(ds.features["image"], datasets.Image)
     ds.save_to_disk(str(tmp_path / "ds"))
+    original = np.asarray(__import__("PIL.Image").Image.open(tmp_path / "im0.png"))
+    (tmp_path / "im0.png").unlink()  # the saved dataset carries the image bytes, not a link to the file
     back = datasets.load_from_disk(str(tmp_path / "ds"))
     assert back.column_names[:5] == ["image_id", "report_id", "image", "caption", "sentences"]
     assert {"text", "findings", "split", "pleural_effusion"} <= set(back.column_names)
     row = back[0]
-    from PIL import Image
-
-    assert np.array_equal(np.asarray(row["image"]), np.asarray(Image.open(tmp_path / "im0.png")))
+    assert np.array_equal(np.asarray(row["image"]), original)
     assert row["sentences"] == ["Possible small left pleural effusion."]
     assert (row["pleural_effusion"], row["pneumothorax"], row["edema"]) == (-1, 0, None)
     assert back[4]["image"] is None
