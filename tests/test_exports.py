@@ -80,6 +80,9 @@ def test_hf_dataset_loads_back(tmp_path):
         ds = corpus.to_hf_dataset(labels)
     assert len(ds) == len(corpus.images)  # items in = rows out
     assert isinstance(ds.features["image"], datasets.Image)
+    with pytest.warns(UserWarning, match="could not be read"):
+        by_report = corpus.to_hf_dataset(labels, unit="report")
+    assert by_report["report_id"] == ["r0", "r1", "r2"] and [len(x) for x in by_report["images"]] == [2, 1, 1]
     ds.save_to_disk(str(tmp_path / "ds"))
     original = np.asarray(__import__("PIL.Image").Image.open(tmp_path / "im0.png"))
     (tmp_path / "im0.png").unlink()  # the saved dataset carries the image bytes, not a link to the file
@@ -91,9 +94,6 @@ def test_hf_dataset_loads_back(tmp_path):
     assert row["sentences"] == ["Possible small left pleural effusion."]
     assert (row["pleural_effusion"], row["pneumothorax"], row["edema"]) == (-1, 0, None)
     assert back[4]["image"] is None
-    with pytest.warns(UserWarning, match="could not be read"):
-        by_report = corpus.to_hf_dataset(labels, unit="report")
-    assert by_report["report_id"] == ["r0", "r1", "r2"] and [len(x) for x in by_report["images"]] == [2, 1, 1]
     with pytest.raises(ValueError, match="'unit' parameter"):
         corpus.to_hf_dataset(unit="study")
     with pytest.raises(ValueError, match="not in the corpus"):
