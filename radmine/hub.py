@@ -128,11 +128,17 @@ class HubMixin:
         """
         path = Path(pretrained_model_name_or_path)
         if not path.is_dir():
-            name = str(pretrained_model_name_or_path)
-            if name.count("/") > 1 or path.suffix or name.startswith((".", "/")):
-                raise FileNotFoundError(f"{cls.__name__}.from_pretrained: {name!r} is neither a folder nor a Hub repo id "
-                                        "('user/name').")
             from huggingface_hub import snapshot_download
+            from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+            name = str(pretrained_model_name_or_path)
+            try:
+                if path.exists() or name.startswith((".", "/", "~")):
+                    raise HFValidationError(name)
+                validate_repo_id(name)
+            except HFValidationError:
+                raise FileNotFoundError(f"{cls.__name__}.from_pretrained: {name!r} is neither a folder nor a Hub repo id "
+                                        "('user/name').") from None
 
             path = Path(snapshot_download(name, revision=revision, cache_dir=cache_dir, force_download=force_download,
                                           token=token, local_files_only=local_files_only,

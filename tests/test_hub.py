@@ -144,3 +144,19 @@ def test_push_to_hub_uploads_the_saved_folder(monkeypatch):
                                                                         "repo_type": "model"})
     assert {"README.md", "config.json", "topic_model.json", "topic_model.safetensors"} <= set(calls["files"])
     assert calls["upload"][0] == "me/topics"
+
+
+def test_dotted_hub_ids_go_to_the_hub(tmp_path, monkeypatch):
+    """'org/Model-3.5' is a repo id (dots allowed), not a file name."""
+    import huggingface_hub
+
+    seen = {}
+
+    def fake_download(repo_id, **kw):
+        seen["repo_id"] = repo_id
+        raise OSError("offline")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    with pytest.raises(OSError, match="offline"):
+        radmine.TopicModel.from_pretrained("org/Model-3.5")
+    assert seen["repo_id"] == "org/Model-3.5"
