@@ -142,11 +142,14 @@ _MONTHS = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?
 _MONTHS_ANY = rf"(?i:{_MONTHS})"
 _DAY = r"(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?"
 _YEAR = r"(?:19|20)\d\d"
-_TIME = r"(?:,?\s*(?:at\s+)?(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?:\s*[AaPp]\.?[Mm]\.?)?(?:\s*[A-Z]{3})?)?"
 _WEEKDAY = r"(?:(?:Mon|Tues?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?\.?,?\s+)?"
-_CAP = r"(?:[A-Z][a-z]+(?:['’][A-Z]?[a-z]+)?(?:-[A-Z][a-z]+)?|[A-Z]['’][A-Z][a-z]+|Mc[A-Z][a-z]+|Mac[A-Z][a-z]+|[A-Z]{2,}(?:-[A-Z]{2,})?)"
+_UP, _LO = "A-ZÀ-ÖØ-Þ", "a-zß-öø-ÿ"  # Latin letters with accents (José, Müller, Ødegaard)
+_CAP = (rf"(?:Ma?c[{_UP}][{_LO}]+|[{_UP}][{_LO}]+(?:['’][{_UP}]?[{_LO}]+)?(?:-[{_UP}][{_LO}]+)*|[{_UP}]['’][{_UP}][{_LO}]+|"
+        rf"[{_UP}]{{2,}}(?:-[{_UP}]{{2,}})?)")
 _INITIAL = r"(?:[A-Z]\.?)"
-_PARTICLE = r"(?:van|von|de|del|della|da|di|du|la|le|der|den|ter|bin|al|el|St\.?)"
+_PARTICLES = frozenset({"van", "von", "de", "del", "della", "da", "di", "du", "la", "le", "der", "den", "ter", "ten",
+                        "bin", "al", "el", "dos", "das", "do", "y"})
+_PARTICLE = r"(?:van|von|de|del|della|da|di|du|la|le|der|den|ter|ten|bin|al|el|dos|das|St\.?)"
 # a person's name: 1-4 capitalised words, initials and particles ("Jane Smith", "J. A. de la Cruz", "O'Brien")
 _NAME = rf"(?:{_INITIAL}[ \t]+)*(?:{_PARTICLE}[ \t]+)*{_CAP}(?:(?:[ \t]+|[ \t]*,[ \t]*)(?:{_INITIAL}[ \t]+)*(?:{_PARTICLE}[ \t]+)*{_CAP}){{0,3}}"
 _TITLES = r"(?:Drs?|Doctor|Mr|Mrs|Ms|Miss|Mx|Prof|Professor|Nurse|Sister|Sr|Dres)\b\.?"
@@ -169,9 +172,9 @@ _HOSPITAL_HEAD = (r"(?:Hospitals?|Medical\s+Cent(?:er|re)|Med(?:ical)?\s+Ctr\.?|
                   r"Radiology(?:\s+(?:Associates|Group|Partners|Department))?|Cancer\s+Cent(?:er|re)|"
                   r"(?:Urgent|Primary)\s+Care|Medical\s+Group|Physicians|Associates|Sanatorium|Hospice|"
                   r"Nursing\s+Home|Rehabilitation(?:\s+Cent(?:er|re))?|Surgery\s+Cent(?:er|re)|Children['’]s|Memorial|University|College|Foundation)")
-_HOSPITAL_WORD = r"(?:[A-Z][a-z]+(?:['’]s)?|St\.?|Saint|Mt\.?|Mount|[A-Z]{2,}|of|the|and|&|for)"
+_HOSPITAL_WORD = r"(?:[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+(?:['’]s)?|St\.?|Saint|Mt\.?|Mount|[A-Z]{2,}|of|the|and|&|for)"
 _STATES = ("AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|"
-           "OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR")
+           "OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR|AS|GU|MP|VI|FM|MH|PW|AA|AE|AP")
 
 
 def _rx(pattern: str, flags: int = 0) -> re.Pattern:
@@ -205,12 +208,12 @@ def _rules() -> list[tuple[str, str, re.Pattern, int, re.Pattern | None]]:
         ("ID", "id-long-number", _rx(r"(?<![\w.,/])\d{6,}(?![\w.,]\d)"), 0),
         ("ID", "id-code", _rx(r"\b(?=[A-Z0-9-]*\d{4})[A-Z]{1,5}-?\d{4,}[A-Z0-9-]*\b|\b\d{2,}-\d{4,}(?:-\d+)?\b"), 0),
         # dates (a year alone is not PHI under Safe Harbor and stays)
-        ("DATE", "date-numeric", _rx(rf"\b{_WEEKDAY}(?:0?[1-9]|1[0-2])([/.-])(?:0?[1-9]|[12]\d|3[01])\1(?:{_YEAR}|\d\d)\b{_TIME}"), 0),
-        ("DATE", "date-numeric-dmy", _rx(rf"\b(?:0?[1-9]|[12]\d|3[01])([/.-])(?:0?[1-9]|1[0-2])\1(?:{_YEAR}|\d\d)\b{_TIME}"), 0),
-        ("DATE", "date-iso", _rx(rf"\b{_YEAR}([/.-])(?:0?[1-9]|1[0-2])\1(?:0?[1-9]|[12]\d|3[01])(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?\b{_TIME}"), 0),
+        ("DATE", "date-numeric", _rx(rf"\b{_WEEKDAY}(?:0?[1-9]|1[0-2])([/.-])(?:0?[1-9]|[12]\d|3[01])\1(?:{_YEAR}|\d\d)\b"), 0),
+        ("DATE", "date-numeric-dmy", _rx(rf"\b(?:0?[1-9]|[12]\d|3[01])([/.-])(?:0?[1-9]|1[0-2])\1(?:{_YEAR}|\d\d)\b"), 0),
+        ("DATE", "date-iso", _rx(rf"\b{_YEAR}([/.-])(?:0?[1-9]|1[0-2])\1(?:0?[1-9]|[12]\d|3[01])(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?\b"), 0),
         ("DATE", "date-compact", _rx(r"\b(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?:\d{4,6})?\b"), 0),
-        ("DATE", "date-month-name", _rx(rf"\b{_WEEKDAY}{_MONTHS_ANY}\.?\s+{_DAY}(?:,?\s+{_YEAR})?\b{_TIME}"), 0),
-        ("DATE", "date-day-month", _rx(rf"\b{_WEEKDAY}{_DAY}(?:\s+of)?[\s-]+{_MONTHS_ANY}\.?(?:,?[\s-]+(?:{_YEAR}|'?\d\d))?\b{_TIME}"), 0),
+        ("DATE", "date-month-name", _rx(rf"\b{_WEEKDAY}{_MONTHS_ANY}\.?\s+{_DAY}(?:,?\s+{_YEAR})?\b"), 0),
+        ("DATE", "date-day-month", _rx(rf"\b{_WEEKDAY}{_DAY}(?:\s+of)?[\s-]+{_MONTHS_ANY}\.?(?:,?[\s-]+(?:{_YEAR}|'?\d\d))?\b"), 0),
         ("DATE", "date-month-year", _rx(rf"\b{_MONTHS}\.?,?\s+{_YEAR}\b|\b(?:0?[1-9]|1[0-2])/{_YEAR}\b"), 0),
         ("DATE", "date-short-context", _rx(r"(?i:\b(?:on|dated|from|since|until|through|of|prior|comparison:?|compared\s+(?:to|with)|dos:?|date:?|dob:?)\s+)"
                                            r"((?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12]\d|3[01]))\b(?!\s*(?:cm|mm|of|x)\b)"), 1),
@@ -222,10 +225,12 @@ def _rules() -> list[tuple[str, str, re.Pattern, int, re.Pattern | None]]:
         # addresses
         ("ADDRESS", "street", _rx(street), 0),
         ("ADDRESS", "po-box", _rx(r"\b(?i:P\.?\s?O\.?\s+Box|Post\s+Office\s+Box)\s+\d+\b"), 0),
-        ("ADDRESS", "city-state-zip", _rx(rf"\b(?:[A-Z][a-z]+\s+){{0,2}}[A-Z][a-z]+,\s*(?:{_STATES})\b\.?(?:\s+\d{{5}}(?:-\d{{4}})?)?"), 0),
+# (MD, PA, MS, DE, IN, OR, ME and OK are credentials or words as well: those need the ZIP code)
+        ("ADDRESS", "city-state-zip", _rx(rf"\b(?:[A-Z][a-z]+\s+){{0,2}}[A-Z][a-z]+,\s*(?:(?:{_STATES})\.?\s+\d{{5}}(?:-\d{{4}})?|"
+                                          rf"(?!(?:MD|PA|MS|DE|IN|OR|ME|OK)\b)(?:{_STATES})\b)"), 0),
         ("ADDRESS", "zip", _rx(rf"(?<=\b(?:{_STATES})\s)\d{{5}}(?:-\d{{4}})?\b|\b(?i:zip(?:\s+code)?)\s*:?\s*(\d{{5}}(?:-\d{{4}})?)\b"), 0),
         # institutions
-        ("HOSPITAL", "hospital", _rx(rf"\b(?:(?:{_HOSPITAL_WORD})\s+){{0,5}}?(?:{_HOSPITAL_WORD})\s+{_HOSPITAL_HEAD}(?:\s+(?:of|at|in)\s+(?:[A-Z][a-z]+\s*){{1,3}})?"), 0),
+        ("HOSPITAL", "hospital", _rx(rf"\b(?:(?:{_HOSPITAL_WORD})\s+){{0,5}}?(?:{_HOSPITAL_WORD})\s+{_HOSPITAL_HEAD}(?:[ \t]+{_HOSPITAL_HEAD})*(?:\s+(?:of|at|in)\s+(?:[A-Z][a-z]+\s*){{1,3}})?"), 0),
         ("HOSPITAL", "hospital-of", _rx(rf"\b(?:Hospital|University|Clinic|Infirmary|Institute|College)\s+(?:of|for)\s+(?:the\s+)?(?:[A-Z][a-z]+(?:['’]s)?\s*){{1,4}}"), 0),
         ("HOSPITAL", "hospital-saint", _rx(r"\b(?:St\.?|Saint|Mt\.?|Mount)\s+[A-Z][a-z]+(?:['’]s)?(?:\s+[A-Z][a-z]+)?"), 0),
         # names
@@ -267,8 +272,8 @@ _CLINICAL_NUMBER = _rx(r"(?i:\b[CTLS]\d{1,2}(?:\s*[-/]\s*[CTLS]?\d{1,2})?\b|"  #
                        r"\b\d+(?:\.\d+)?\s*(?:x\s*\d+(?:\.\d+)?\s*){0,2}(?:mm|cm|m|ml|mL|cc|mg|g|kg|mcg|µg|ug|mGy|Gy|cGy|mSv|Sv|mCi|MBq|"
                        r"GBq|kBq|T|tesla|kV|kVp|mAs|mA|HU|bpm|mmHg|%|units?|IU|minutes?|min|seconds?|sec|s|hours?|hrs?|h|days?|weeks?|wks?|"
                        r"months?|years?|yrs?)\b)")
-_WORD = _rx(r"[A-Za-z][A-Za-z'’-]*")
-_CAPWORD = _rx(r"\b[A-Z][a-z]+\b")
+_WORD = _rx(rf"[A-Za-z{_UP}{_LO}][A-Za-z{_UP}{_LO}'’-]*")
+_CAPWORD = _rx(rf"\b[{_UP}][{_LO}]+\b")
 _NEXT_NAME = _rx(rf"(?:[ \t]+{_INITIAL})?[ \t]+({_CAP})\b")
 _EPONYM_WORD = _rx(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
 _NER_CONTEXT = 6  # words either side of an unknown capitalised word that NER sees
@@ -276,7 +281,7 @@ _NER_CONTEXT = 6  # words either side of an unknown capitalised word that NER se
 _MEDICAL_SUFFIX = _rx(r"(?:omas?|omata|itis|itides|osis|oses|emia|aemia|pathy|plasia|plastic|trophy|ectomy|otomy|ostomy|plasty|"
                       r"grams?|graphy|scopy|algia|ectasis|ectasia|cele|cytes?|blasts?|genic|lysis|megaly|penia|rrhage|rrhea|"
                       r"sclerosis|stenosis|uria|oid|oidal|ular|aneous|ism|ology|ologic|ological|iasis|ization|ation|ations|ment|"
-                      r"ness|ectal|ergic|otic|atic|itic|ical|inal|eal|ous|ities|ity|ium|ae|ase|ine|ide|ole|azole|mab|nib|"
+                      r"ness|ectal|ergic|otic|atic|itic|ical|inal|eal|ous|ities|ity|ium|ae|ase|ine|ide|ole|azole|mab|nib|cysts?|"
                       r"mycin|cillin|pril|sartan|olol|statin|prazole|dipine|ceph|oxacin|cycline|vir|trex|phy|logy|gy|sis|"
                       r"tic|lar|nal|ral|dal|tal|cal|mal|ary|ery|ory|ive|ia|ic|um|us|al)$")
 _NER_LABELS = {"PERSON": "NAME", "ORG": "HOSPITAL", "FAC": "HOSPITAL", "GPE": "ADDRESS", "LOC": "ADDRESS"}
@@ -284,12 +289,12 @@ _STOP_NAME_WORDS = {
     # header and section words that follow a name in exports; a name never runs through them
     "mrn", "dob", "date", "age", "sex", "id", "accession", "acc", "exam", "study", "history", "indication", "findings",
     "impression", "technique", "comparison", "clinical", "procedure", "report", "result", "results", "phone", "tel", "fax",
-    "pager", "email", "address", "location", "room", "ward", "unit", "the", "at", "on", "by", "and", "or", "in", "of",
+    "pager", "email", "address", "location", "room", "ward", "unit", "the", "at", "on", "by", "and", "or", "in",
     "to", "for", "with", "was", "is", "who", "via", "regarding", "re", "about", "per", "from", "as", "that", "this",
     "these", "those", "md", "do", "rn", "np", "pa", "phd", "mbbs", "frcr", "signed", "dictated", "reviewed",
     "electronically", "physician", "provider", "radiologist", "referring", "ordering", "attending", "resident",
     "fellow", "ms", "mr", "mrs", "dr", "status", "ssn", "gender", "name", "patient", "pt", "service", "department",
-    "dept", "hospital", "clinic", "time", "page", "call", "called", "fellowship", "staff", "mri", "ct", "us", "xr",
+    "dept", "hospital", "clinic", "time", "call", "called", "fellowship", "staff", "mri", "ct", "us", "xr",
     "cxr", "pet", "cr", "dx", "nm", "mr", "am", "pm", "today", "yesterday", "tomorrow", "morning", "afternoon",
     "evening", "night", "new", "no", "not", "none", "normal", "there", "it", "he", "she", "they", "we", "i", "xxxx",
     "emergency", "department", "ed", "er", "icu", "team", "service", "nurse", "recommend", "recommended",
@@ -528,7 +533,13 @@ class PHIDetector:
         words = list(re.finditer(r"[^\s,]+", text[s:e]))
         keep_end = None
         for w in words:
-            token = w.group(0).strip(".")
+            raw = w.group(0)
+            token = raw.strip(".")
+            if re.fullmatch(r"[A-Z]\.?(?:-[A-Z]\.?)?", raw):  # an initial ("J." or "I")
+                keep_end = s + w.end()
+                continue
+            if token.lower() in _PARTICLES:  # "de", "van den": kept only when a capitalised word follows
+                continue
             if token.lower() in _STOP_NAME_WORDS or not (token[:1].isupper() or "^" in token):
                 break
             keep_end = s + w.end()
