@@ -94,3 +94,10 @@ def test_same_labels_as_label_reports_on_openi(openi_tgz, nlp):
     assert n_ents > 100 and sum(e._.is_negated for d in docs for e in d.ents) > 20
     with_sections = sum(any(s.label_ in ("findings", "impression") for s in d.spans["sections"]) for d in docs)
     assert with_sections >= 0.9 * len(docs)
+
+
+def test_pipeline_saves_and_loads_with_spacy(tmp_path, nlp):
+    nlp.to_disk(tmp_path / "pipe")
+    loaded = spacy.load(tmp_path / "pipe")
+    assert loaded.pipe_names == ["radmine_sections", "radmine_labeler"]
+    assert loaded(TEXT)._.labels == nlp(TEXT)._.labels

@@ -378,12 +378,8 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
         progress=ctx.progress,
         device=ctx.config["run"]["device"],
     )
-    try:
-        model.fit(corpus, image_features=features)
-        metrics = model.score(corpus, split=eval_split, image_features=features)
-    except ValueError as err:  # too few pairs on one side of the split: skip with the reason
-        atomic_write_json(ctx.path("img2text", "metrics.json"), {})
-        return {"skipped": f"no image-text model for {n_pairs} pair(s): {err}"}
+    model.fit(corpus, image_features=features)
+    metrics = model.score(corpus, split=eval_split, image_features=features)
     model.checkpoint_dir = None  # the saved model does not point into this folder's resume state
     with atomic_folder(ctx.out / "img2text" / "model") as tmp:
         model.save(tmp)
@@ -436,7 +432,7 @@ STEPS = [
     Step("cluster", step_cluster, ("embed", "text"), ("cluster", "embed"), ("cluster/assignments.parquet",), "joint image clusters",
          ("report.n_examples",), checkpoints=True),
     Step("img2text", step_img2text, ("embed", "text"), ("img2text", "embed"), ("img2text/metrics.json",), "image-to-text model + Recall@K",
-         ("report.n_examples",), checkpoints=True),
+         ("report.n_examples",), checkpoints=True, keep=("img2text/features",)),
     Step("report", step_report, ("read", "text", "labels", "topics", "embed", "cluster", "img2text"), ("report",), ("report.html",), "HTML report"),
 ]
 
