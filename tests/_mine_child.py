@@ -12,7 +12,7 @@ POINT is one of
 * ``shard:N``: the embedding cache commits a shard after every batch; SIGKILL
   right after the N-th shard;
 * ``epoch:N``: SIGKILL right after image->text training checkpointed epoch N;
-* ``hold:SECONDS:FILE``: at the start of the topics step (the output lock held),
+* ``hold:STEP:SECONDS:FILE``: at the start of STEP (the output lock held),
   create FILE and sleep SECONDS.
 """
 
@@ -69,11 +69,11 @@ def install(point: str) -> None:
 
         Trainer._save = _save
     elif kind == "hold":
-        seconds, _, marker = arg.partition(":")
+        name, seconds, marker = arg.split(":", 2)
         from radmine.pipeline import steps
 
         for step in steps.STEPS:
-            if step.name == "topics":
+            if step.name == name:
                 real_func = step.func
 
                 def held(ctx, _real=real_func):

@@ -92,9 +92,10 @@ def _snapshot(out) -> dict:
     """Comparable content of an output folder (timings, checkpoints, caches and the HTML left out)."""
     out = Path(out)
     snap = {}
+    caches = tuple(k + "/" for step in steps_mod.STEPS for k in step.keep)  # e.g. embed/cache/
     for p in sorted(out.rglob("*")):
         rel = p.relative_to(out).as_posix()
-        if not p.is_file() or "/checkpoints/" in rel or rel.startswith("embed/cache/") or rel in (
+        if not p.is_file() or "/checkpoints/" in rel or rel.startswith(caches) or rel in (
                 "report.html", "manifest.json", "config.json", LOCK_FILE):
             continue
         if p.suffix == ".parquet":
@@ -225,24 +226,23 @@ def test_every_section_changed_on_an_existing_folder_starts_clean_and_back(clean
 # -- kill -9 ---------------------------------------------------------------
 def test_kill_inside_a_table_write_after_a_changed_setting(clean, tmp_path):
     out = _copy(clean, tmp_path)
-    proc = _child(out, "write:document_info.parquet", {"topics.n_topics": 4})
+    proc = _child(out, "write:cluster_info.parquet", {"cluster.n_clusters": 4})
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    assert list((out / "topics").glob(".document_info.parquet.*.tmp"))  # killed between write and rename
-    assert "topics" not in _manifest(out)["steps"]  # never "up to date" over half-written tables
-    proc = _child(out)  # the original settings again
-    assert proc.returncode == 0, proc.stderr
-    assert "[topics] running" in proc.stdout and "[cluster] up to date" in proc.stdout
+    assert list((out / "cluster").glob(".cluster_info.parquet.*.tmp"))  # killed between write and rename
+    assert "cluster" not in _manifest(out)["steps"]  # never "up to date" over half-written tables
+    status = _status(_mine(out))  # the original settings again
+    assert status["cluster"] == "ran" and status["topics"] == "skipped"
     _assert_agrees_with_manifest(out)
     _assert_same_outputs(out, clean)
 
 
 def test_kill_inside_embed_resumes_from_the_cache(clean, tmp_path):
     out = tmp_path / "run"
-    proc = _child(out, "shard:3", {"embed.batch_size": 8})
+    only = ("--steps", "read,embed")
+    proc = _child(out, "shard:3", {"embed.batch_size": 8}, only)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    assert "embed" not in _manifest(out)["steps"] and "topics" in _manifest(out)["steps"]
-    proc = _child(out, "none", {"embed.batch_size": 8})
-    assert proc.returncode == 0, proc.stderr
+    assert "embed" not in _manifest(out)["steps"] and "read" in _manifest(out)["steps"]
+    _mine(out, {"embed.batch_size": 8}, steps=["read", "embed"])
     info = _manifest(out)["steps"]["embed"]["info"]
     assert info["from_cache"] == 24 and info["images"] == 96  # 3 committed shards of 8 were not redone
     _assert_agrees_with_manifest(out)
@@ -260,14 +260,12 @@ def test_kill_inside_img2text_training_then_changed_epochs_retrain(clean, tmp_pa
     assert "img2text" not in _manifest(out)["steps"]
     (ckpt,) = list((out / "img2text" / "checkpoints").iterdir())  # the old settings' checkpoints are gone
     assert json.loads((ckpt / "trainer.json").read_text())["epoch"] == 2
-    proc = _child(out, "none", {"img2text.epochs": 3})  # same settings: resumes after epoch 2
-    assert proc.returncode == 0, proc.stderr
+    _mine(out, {"img2text.epochs": 3})  # same settings: resumes after epoch 2
     meta = json.loads((out / "img2text" / "model" / "model.json").read_text())
     assert meta["resumed_from"] == 2
     assert _epochs(out) == [1, 2, 3]
     _assert_agrees_with_manifest(out)
-    proc = _child(out)  # back to 2 epochs: trained again from scratch, as in the clean run
-    assert proc.returncode == 0, proc.stderr
+    assert _status(_mine(out))["img2text"] == "ran"  # back to 2 epochs: trained again from scratch, as in the clean run
     assert json.loads((out / "img2text" / "model" / "model.json").read_text())["resumed_from"] == 0
     _assert_agrees_with_manifest(out)
     _assert_same_outputs(out, clean)
@@ -279,7 +277,7 @@ def test_a_second_run_on_the_same_folder_stops_or_waits(clean, tmp_path):
 
     out = _copy(clean, tmp_path)
     marker = tmp_path / "holding"
-    first = _child(out, f"hold:4:{marker}", {"topics.n_topics": 5}, wait=False)
+    first = _child(out, f"hold:cluster:4:{marker}", {"cluster.n_clusters": 5}, wait=False)
     try:
         deadline = time.time() + 120
         while not marker.exists():
@@ -287,16 +285,18 @@ def test_a_second_run_on_the_same_folder_stops_or_waits(clean, tmp_path):
             assert time.time() < deadline
             time.sleep(0.2)
         with pytest.raises(OutputLockedError, match=r"in use by another radmine mine \(pid \d+"):
-            _mine(out, {"topics.n_topics": 8})
+            _mine(out, {"cluster.n_clusters": 8})
         assert main(["mine", "--out", str(out), "--no-progress"]) == 2
-        status = _status(_mine(out, {"topics.n_topics": 8}, wait=True))  # waits for the first run
+        status = _status(_mine(out, {"cluster.n_clusters": 8}, wait=True))  # waits for the first run
         assert first.wait(timeout=120) == 0
     finally:
         if first.poll() is None:
             first.kill()
-    assert status["topics"] == "ran"
-    assert len(pd.read_parquet(out / "topics" / "topic_info.parquet")) == 8  # the last run's tables ...
-    assert _manifest(out)["steps"]["topics"]["info"]["n_topics"] == 8  # ... and its manifest
+    assert status["cluster"] == "ran" and status["topics"] == "skipped"
+    assert _manifest(out)["steps"]["cluster"]["info"]["k"] == 8  # the last run's manifest ...
+    assert json.loads((out / "config.json").read_text())["cluster"]["n_clusters"] == 8
+    history = pd.read_parquet(out / "cluster" / "history.parquet")
+    assert history["n_clusters"].iloc[0] == 8  # ... and its tables
     _assert_agrees_with_manifest(out)
 
 
