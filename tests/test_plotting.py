@@ -190,3 +190,14 @@ def test_hierarchical_topic_plots():
     names = htm.get_topic_info(level=2)["name"].tolist()
     assert [ax.get_title().split("\n")[0] for ax in fig.axes if ax.get_visible()] == names
     assert _is_png(htm.plot_over_time(reports)._repr_png_())
+
+
+def test_label_scores_bars():
+    table = pd.DataFrame({"precision": [1.0, 0.5], "recall": [0.5, np.nan], "f1": [0.667, np.nan]},
+                         index=pd.Index(["edema", "effusion"], name="finding"))
+    fig = radmine.plotting.labels.scores(table, metric="f1")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["edema"]  # no value -> no bar
+    assert ax.patches[0].get_width() == pytest.approx(0.667)
+    with pytest.raises(ValueError, match="metric 'auc' is not a column"):
+        radmine.plotting.labels.scores(table, metric="auc")
