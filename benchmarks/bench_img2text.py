@@ -22,6 +22,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_img2text.py            # full run
     .venv/bin/python benchmarks/bench_img2text.py --quick    # fewer epochs, fewer models
+    .venv/bin/python benchmarks/bench_img2text.py --defaults-only  # TF-IDF, the selected model and the defaults row
     .venv/bin/python benchmarks/bench_img2text.py --select   # the selection on train_1 <-> train_2 only
     .venv/bin/python benchmarks/bench_img2text.py --select --select-ensemble  # n_ensemble 1/3/5 x last / last+mid
     .venv/bin/python benchmarks/bench_img2text.py --select --select-cross     # word2vec weight in ImageTextEnsemble
@@ -222,6 +223,8 @@ def select_views(corpus, views: dict, features: dict, params: dict, combos: dict
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer epochs, skip MiniLM and two topic levels")
+    ap.add_argument("--defaults-only", action="store_true",
+                    help="only the retrieval rows random, TF-IDF, the selected single model and ImageTextModel() defaults")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-topics", type=int, default=10)
     ap.add_argument("--select", action="store_true",
@@ -320,6 +323,8 @@ def main(argv=None) -> int:
     if args.quick:
         for name in [n for n in models if "MiniLM" in n][:-1]:
             models.pop(name)
+    if args.defaults_only:
+        models = {n: p for n, p in models.items() if n.endswith(ENSEMBLE_NAME)}
     fitted = {}
     for name, params in models.items():
         t0 = time.perf_counter()
@@ -339,7 +344,7 @@ def main(argv=None) -> int:
     seconds["defaults: ImageTextModel()"] = time.perf_counter() - t0
     print(f"  defaults: {len(defaults.history_)} history rows, {seconds['defaults: ImageTextModel()']:.1f}s", flush=True)
     ens_name = f"contrastive, MiniLM, {SELECTED_NAME}, {ENSEMBLE_NAME}"
-    if ens_name in fitted and not args.quick:
+    if ens_name in fitted and not args.quick and not args.defaults_only:
         from radmine.img2text.model import ImageTextEnsemble
 
         kind = models[ens_name].get("image_features", "last")
@@ -377,6 +382,9 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         print(fmt_row(name, r, n_dev, f"{seconds[name]:.1f}"))
+    if args.defaults_only:
+        print(f"\nwall time: {time.perf_counter() - t_all:.1f}s (defaults-only run)")
+        return 0
 
     # Shin's word-match rate of the regression model's top words against the dev captions
     wm = {}

@@ -85,7 +85,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="a CSV/TSV/JSONL/parquet table of reports, or any SOURCE radmine reads (Open-i .tgz, DICOM folder "
                           "with SR reports or --reports, MedPix folder, saved corpus)")
     lab.add_argument("--out", required=True, help="output CSV/parquet")
-    lab.add_argument("--vocabulary", default="chest_xray")
+    lab.add_argument("--vocabulary", default="auto",
+                     help="built-in name (chest_xray, ct_mr), a JSON/YAML file, or auto (default: chest_xray unless most "
+                          "reports with a modality are not radiographs; the rule of `radmine mine`)")
     lab.add_argument("--text-column", default=None)
     lab.add_argument("--id-column", default=None)
     lab.add_argument("--mentions", default=None, help="also write the mention table here")

@@ -380,3 +380,31 @@ def test_tomotopy_defaults_alpha_and_sweeps(blocks):
     assert tm2.n_iterations_ == 20 and tm2._alpha_start() == 0.5
     with pytest.raises(ValueError, match="float > 0 or None"):
         radmine.TopicModel(3, alpha=-1.0).fit(texts)
+
+
+def test_drop_normal_leaves_out_normal_template_clauses():
+    texts = ["Heart size is normal. Mild cardiomegaly, the lungs are clear. Osseous structures intact."]
+    assert pp.tokenize_segments(texts, drop_normal=True) == [[["mild", "cardiomegaly"]]]
+    kept = pp.tokenize_segments(texts)[0]
+    assert ["heart", "size", "normal"] in kept and len(kept) == 4
+    pre = pp.Preprocessor(drop_normal=True, phrases=False).fit(texts)
+    assert pp.Preprocessor.from_dict(pre.to_dict()).transform(texts) == [["mild", "cardiomegaly"]]
+    old = pre.to_dict()
+    old.pop("drop_normal")  # saved before the option existed: every clause was kept
+    assert pp.Preprocessor.from_dict(old).transform(texts) == pp.Preprocessor(phrases=False).fit(texts).transform(texts)
+    with pytest.raises(ValueError, match="'drop_normal' parameter"):
+        radmine.TopicModel(3, drop_normal="yes").fit(texts)
+    with pytest.raises(ValueError, match="'max_df' parameter"):
+        radmine.TopicModel(3, max_df=0).fit(texts)
+
+
+def test_topic_name_reads_like_radiology():
+    from radmine.topics.model import topic_name, unique_names
+
+    words = ["left", "pleural", "effusion", "small", "chest", "blunting"]
+    weights = [0.3, 0.2, 0.2, 0.1, 0.1, 0.1]
+    # "chest" is everywhere (p(w) high), "blunting" is typical of the topic; sides/sizes never name a topic
+    marginal = {"left": 0.2, "pleural": 0.01, "effusion": 0.01, "small": 0.1, "chest": 0.3, "blunting": 0.001}
+    assert topic_name(words, weights, marginal) == "pleural / effusion / blunting"
+    assert topic_name(["pleural_effusion"], [1.0], {}) == "pleural effusion"
+    assert unique_names(["a / b", "c", "a / b"]) == ["a / b", "c", "a / b (2)"]

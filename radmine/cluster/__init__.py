@@ -59,14 +59,17 @@ class JointClusterer(EstimatorReprMixin):
         Load pretrained weights for a named backbone.
     n_rounds : int, default=5
         Maximum number of clustering rounds (``n_rounds - 1`` fine-tunings).
+        The defaults (adapter mode, 3 epochs per round, lr 1e-3) are the loop
+        that measured best on a CPU on the MedPix key images (docs/clusters.md);
+        ``radmine mine`` uses the same.
     tol : float, default=0.02
         Stop when ``1 - NMI`` between two consecutive rounds is below ``tol``.
     finetune : bool, default=True
         ``False`` gives the one-shot baseline: one round of k-means + refine
         on the backbone's (pretrained) features.
-    finetune_epochs : int, default=1
+    finetune_epochs : int, default=3
         Epochs of fine-tuning per round.
-    finetune_mode : {"backbone", "adapter"}, default="backbone"
+    finetune_mode : {"backbone", "adapter"}, default="adapter"
         ``"backbone"``: fine-tune the whole CNN on the images (the paper's
         loop; needs a GPU for big sets). ``"adapter"``: keep the CNN frozen,
         extract its features once and train a residual MLP adapter (started
@@ -100,8 +103,9 @@ class JointClusterer(EstimatorReprMixin):
     image_size : int or None, default=None
         Side of the square network input; ``None`` uses the backbone's.
     batch_size : int, default=64
-    lr : float, default=1e-4
-        Adam learning rate of the backbone (the new head uses 10x).
+    lr : float, optional
+        Adam learning rate of the adapter or backbone (the new head uses 10x).
+        Default: 1e-3 for ``finetune_mode="adapter"``, 1e-4 for the whole CNN.
     checkpoint_dir : str or Path or None, default=None
         Save each round in ``checkpoint_dir/round_XX/`` and resume a stopped
         run with the same settings at its last finished round.
@@ -161,8 +165,8 @@ class JointClusterer(EstimatorReprMixin):
         n_rounds: int = 5,
         tol: float = 0.02,
         finetune: bool = True,
-        finetune_epochs: int = 1,
-        finetune_mode: str = "backbone",
+        finetune_epochs: int = 3,
+        finetune_mode: str = "adapter",
         holdout: float = 0.1,
         pca_dim: int | None = 128,
         whiten: bool = False,
@@ -175,7 +179,7 @@ class JointClusterer(EstimatorReprMixin):
         warm_start: bool = True,
         image_size: int | None = None,
         batch_size: int = 64,
-        lr: float = 1e-4,
+        lr: float | None = None,
         checkpoint_dir: str | Path | None = None,
         random_state: int | None = None,
         progress: bool = True,
@@ -223,6 +227,8 @@ class JointClusterer(EstimatorReprMixin):
             check_int(self.n_subclusters, "n_subclusters", owner, min_value=1)
         check_option(self.merge, "merge", owner, [True, False, "rim", "centroid"])
         check_option(self.finetune_mode, "finetune_mode", owner, ["backbone", "adapter"])
+        if self.lr is not None and (isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0):
+            raise ValueError(f"The 'lr' parameter of {owner} must be a float > 0 or None. Got {self.lr!r} instead.")
         dev = str(self.device)
         if not (dev in ("auto", "cpu", "mps") or dev.startswith("cuda")):
             raise ValueError(f"The 'device' parameter of {owner} must be 'auto', 'cpu', 'cuda[:i]' or 'mps'. "
@@ -447,7 +453,7 @@ class JointClusterer(EstimatorReprMixin):
             if not finished:
                 dense, _ = _loop.relabel_contiguous(labels)
                 ft = _loop.finetune(model, inputs, dense, epochs=self.finetune_epochs, holdout=self.holdout,
-                                    lr=self.lr, batch_size=self.batch_size, device=device, seed=seed + 1,
+                                    lr=self._lr(), batch_size=self.batch_size, device=device, seed=seed + 1,
                                     progress=self.progress)
             row.update(finetune_loss=ft["loss"], val_loss=ft["val_loss"], val_acc=ft["val_acc"],
                        seconds=time.time() - t0)
@@ -696,6 +702,12 @@ class JointClusterer(EstimatorReprMixin):
         return rows
 
     # ------------------------------------------------------------------ checkpoints
+    def _lr(self) -> float:
+        """The learning rate used: ``lr``, or 1e-3 (adapter) / 1e-4 (whole CNN) when None."""
+        if self.lr is not None:
+            return float(self.lr)
+        return 1e-3 if self.finetune_mode == "adapter" else 1e-4
+
     def _fingerprint(self, ids, features) -> str:
         params = {k: v for k, v in vars(self).items() if not k.startswith("_") and not k.endswith("_")
                   and k not in _NOT_IN_FINGERPRINT}

@@ -37,7 +37,7 @@ import pandas as pd
 
 from radmine._repr import EstimatorReprMixin
 from radmine._validation import check_is_fitted
-from radmine.labels.vocabulary import Finding, Vocabulary, load_vocabulary
+from radmine.labels.vocabulary import Finding, Vocabulary, auto_vocabulary, load_vocabulary
 from radmine.text.negation import NegationDetector, classify_span, trie_regex
 
 logger = logging.getLogger(__name__)
@@ -190,9 +190,12 @@ class WeakLabeler(EstimatorReprMixin):
 
     Parameters
     ----------
-    vocabulary : str, path, dict or Vocabulary, default "chest_xray"
+    vocabulary : str, path, dict or Vocabulary, default "auto"
         See :func:`radmine.load_vocabulary` (built-ins: ``"chest_xray"``,
-        ``"ct_mr"``).
+        ``"ct_mr"``). ``"auto"`` picks one of them in :meth:`fit` from the
+        reports' ``modality`` (:func:`radmine.labels.vocabulary.auto_vocabulary`:
+        ``"chest_xray"`` for radiographs or unknown modality, ``"ct_mr"``
+        otherwise), the same rule as ``radmine label`` and ``radmine mine``.
     sections : sequence of str, default ("findings", "impression", "conclusion")
         Sections whose sentences count. Reports without headings use all text.
     negation : NegationDetector, optional
@@ -226,7 +229,7 @@ class WeakLabeler(EstimatorReprMixin):
 
     def __init__(
         self,
-        vocabulary: Any = "chest_xray",
+        vocabulary: Any = "auto",
         *,
         sections: Sequence[str] = ("findings", "impression", "conclusion"),
         negation: NegationDetector | None = None,
@@ -240,14 +243,18 @@ class WeakLabeler(EstimatorReprMixin):
         self.engine = engine
 
     def fit(self, X: Any = None, y: Any = None) -> WeakLabeler:
-        """Load the vocabulary and compile the patterns (no learning); returns ``self``."""
+        """Load the vocabulary and compile the patterns (no learning); returns ``self``.
+
+        ``X`` (optional: a Corpus or reports table) only serves ``vocabulary="auto"``.
+        """
         if isinstance(self.sections, str) or not all(isinstance(s, str) for s in self.sections):
             raise TypeError(f"The 'sections' parameter of WeakLabeler must be a sequence of str; got {self.sections!r}.")
         if self.negation is not None and not isinstance(self.negation, NegationDetector):
             raise TypeError(
                 f"The 'negation' parameter of WeakLabeler must be a NegationDetector; got {type(self.negation).__name__}."
             )
-        self.vocabulary_ = load_vocabulary(self.vocabulary)
+        auto = isinstance(self.vocabulary, str) and self.vocabulary == "auto"
+        self.vocabulary_ = load_vocabulary(auto_vocabulary(X) if auto else self.vocabulary)
         self.labels_ = self.vocabulary_.names
         self._matcher = _Matcher(self.vocabulary_)
         self._detector = self.negation if self.negation is not None else NegationDetector()
@@ -410,7 +417,7 @@ class WeakLabeler(EstimatorReprMixin):
 
 def label_reports(
     reports: Any,
-    vocabulary: Any = "chest_xray",
+    vocabulary: Any = "auto",
     *,
     sections: Sequence[str] = ("findings", "impression", "conclusion"),
     negation: NegationDetector | None = None,
@@ -420,7 +427,7 @@ def label_reports(
 ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Weak labels for reports (one column per finding; 1 / 0 / -1 / NaN).
 
-    A shortcut for ``WeakLabeler(vocabulary, ...).fit().transform(reports)``.
+    A shortcut for ``WeakLabeler(vocabulary, ...).fit(reports).transform(reports)``.
 
     Parameters
     ----------
@@ -428,7 +435,8 @@ def label_reports(
         Reports table (``report_id``, ``text``) or report texts. A Dask
         DataFrame is labelled lazily by :func:`radmine.dask.label_reports`
         (the result is a Dask DataFrame; ``.compute()`` it).
-    vocabulary : str, path, dict or Vocabulary, default "chest_xray"
+    vocabulary : str, path, dict or Vocabulary, default "auto"
+        See :class:`WeakLabeler`.
     sections, negation, uncertain_blocks_normal
         See :class:`WeakLabeler`.
     sentences : DataFrame, optional
@@ -458,7 +466,7 @@ def label_reports(
         return rdask.label_reports(reports, vocabulary, sections=sections, negation=negation,
                                    uncertain_blocks_normal=uncertain_blocks_normal, return_mentions=return_mentions)
     lab = WeakLabeler(vocabulary, sections=sections, negation=negation, uncertain_blocks_normal=uncertain_blocks_normal)
-    out = lab.fit().transform(reports, sentences=sentences)
+    out = lab.fit(reports).transform(reports, sentences=sentences)
     if return_mentions:
         return out, lab.mentions_
     return out

@@ -135,7 +135,7 @@ def label_source(
     source: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    vocabulary: Any = "chest_xray",
+    vocabulary: Any = "auto",
     mentions: str | os.PathLike | None = None,
     text_column: str | None = None,
     id_column: str | None = None,
@@ -158,7 +158,9 @@ def label_source(
     source : str or Path
     out : str or Path
         ``.parquet`` or CSV; one row per report, index ``report_id``.
-    vocabulary : str, path, dict or Vocabulary, default "chest_xray"
+    vocabulary : str, path, dict or Vocabulary, default "auto"
+        As :class:`~radmine.labels.labeler.WeakLabeler`; ``"auto"`` is decided
+        on the first chunk that has reports (its ``modality`` column).
     mentions : str or Path, optional
         Also write the mention table here.
     text_column, id_column : str, optional
@@ -186,7 +188,7 @@ def label_source(
     from radmine.labels.labeler import WeakLabeler
 
     check_int(chunksize, "chunksize", "label_source", min_value=1)
-    labeler = WeakLabeler(vocabulary=vocabulary).fit()
+    labeler = None
     quarantine: list[dict] = []
     labelled = 0
     out = Path(out)
@@ -198,6 +200,8 @@ def label_source(
                 quarantine += bad
                 if rep is None or not len(rep):
                     continue
+                if labeler is None:  # "auto" needs reports to look at
+                    labeler = WeakLabeler(vocabulary=vocabulary).fit(rep)
                 labels = labeler.transform(rep)
                 lw.write(labels)
                 if mw is not None:

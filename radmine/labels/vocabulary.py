@@ -252,6 +252,42 @@ def _validate(data: Any, source: str) -> Vocabulary:
     )
 
 
+#: Modalities that ``vocabulary="auto"`` reads as projection radiographs (DICOM codes).
+XR_MODALITIES = frozenset({"CR", "DX", "XR"})
+
+
+def auto_vocabulary(reports: Any = None) -> str:
+    """The built-in vocabulary that ``vocabulary="auto"`` picks for ``reports``.
+
+    One rule for :class:`~radmine.labels.labeler.WeakLabeler`,
+    :func:`~radmine.labels.labeler.label_reports`, ``radmine label`` and
+    ``radmine mine``: ``"chest_xray"`` when at least half of the reports with a
+    known ``modality`` are radiographs (:data:`XR_MODALITIES`), ``"ct_mr"`` when
+    most are other modalities, and ``"chest_xray"`` when no modality is known
+    (plain texts, tables without a ``modality`` column).
+
+    Parameters
+    ----------
+    reports : Corpus, DataFrame or anything else, optional
+        A Corpus or a reports table with a ``modality`` column.
+
+    Returns
+    -------
+    str
+        ``"chest_xray"`` or ``"ct_mr"``.
+    """
+    import pandas as pd
+
+    table = getattr(reports, "reports", reports)
+    if not isinstance(table, pd.DataFrame) or "modality" not in table.columns:
+        return "chest_xray"
+    mods = table["modality"].dropna().astype(str).str.strip().str.upper()
+    mods = mods[mods != ""]
+    if not len(mods):
+        return "chest_xray"
+    return "chest_xray" if mods.isin(XR_MODALITIES).mean() >= 0.5 else "ct_mr"
+
+
 def load_vocabulary(vocabulary: str | Path | Mapping[str, Any] | Vocabulary = "chest_xray") -> Vocabulary:
     """Load and validate a vocabulary.
 

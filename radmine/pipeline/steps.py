@@ -150,12 +150,10 @@ def step_text(ctx: RunContext) -> dict[str, Any]:
 
 
 def _vocabulary_for(ctx: RunContext, corpus) -> str:
+    from radmine.labels.vocabulary import auto_vocabulary  # the rule of WeakLabeler and `radmine label`
+
     v = ctx.config["labels"]["vocabulary"]
-    if v != "auto":
-        return v
-    mods = corpus.reports["modality"].fillna("").astype(str).str.upper()
-    xr = mods.isin(["CR", "DX", "XR"]).mean() if len(mods) else 0
-    return "chest_xray" if xr >= 0.5 else "ct_mr"
+    return auto_vocabulary(corpus.reports) if v == "auto" else v
 
 
 def step_labels(ctx: RunContext) -> dict[str, Any]:
@@ -189,6 +187,25 @@ def step_labels(ctx: RunContext) -> dict[str, Any]:
     return info
 
 
+#: ``[topics] mark_negation`` in the config (TOML has no ``False | "drop"`` type) -> TopicModel's value.
+TOPIC_NEGATION = {"drop": "drop", "mark": True, "keep": False}
+
+
+def topic_settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The TopicModel parameters of a ``[topics]`` config section (besides K, filters, unit, passes, backend).
+
+    Raises
+    ------
+    ValueError
+        An unknown ``mark_negation`` value.
+    """
+    neg = cfg["mark_negation"]
+    if neg not in TOPIC_NEGATION:
+        raise ValueError(f"topics.mark_negation must be one of {sorted(TOPIC_NEGATION)}; found {neg!r}.")
+    return dict(mark_negation=TOPIC_NEGATION[neg], drop_normal=cfg["drop_normal"], phrases=cfg["phrases"],
+                eta=float(cfg["eta"]), max_df=float(cfg["max_df"]))
+
+
 def step_topics(ctx: RunContext) -> dict[str, Any]:
     from radmine.topics.hierarchy import HierarchicalTopicModel
     from radmine.topics.model import TopicModel
@@ -208,7 +225,7 @@ def step_topics(ctx: RunContext) -> dict[str, Any]:
     if (min_df, drop_top) != (cfg["min_df"], default_drop):
         info["filters"] = f"min_df={min_df}, drop_top={drop_top} (scaled down for {n_docs} reports)"
     k = int(cfg["n_topics"])
-    filters = dict(min_df=min_df, drop_top=drop_top)
+    filters = dict(min_df=min_df, drop_top=drop_top, **topic_settings(cfg))
     sel = None
     try:
         if k <= 0:
@@ -261,10 +278,10 @@ def step_embed(ctx: RunContext) -> dict[str, Any]:
         return {"images": 0, "skipped": "the corpus has no image files"}
     embedder = ImageEmbedder(
         backbone=cfg["backbone"],
-        image_size=cfg["image_size"],
+        image_size=cfg["image_size"] or None,
         channels=cfg["channels"],
         batch_size=cfg["batch_size"] or "auto",
-        num_workers=cfg["num_workers"],
+        num_workers=cfg["num_workers"] if cfg["num_workers"] >= 0 else "auto",
         cache_dir=str(ctx.out / "embed" / "cache"),
         progress=ctx.progress,
         random_state=ctx.random_state,
@@ -304,7 +321,7 @@ def step_cluster(ctx: RunContext) -> dict[str, Any]:
     clusterer = JointClusterer(
         n_clusters=k,
         backbone=ctx.config["embed"]["backbone"],
-        image_size=ctx.config["embed"]["image_size"],
+        image_size=ctx.config["embed"]["image_size"] or None,
         n_rounds=cfg["n_rounds"],
         finetune=cfg["finetune"],
         finetune_mode=cfg["finetune_mode"],
@@ -365,9 +382,22 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
         return {"skipped": f"no held-out {eval_split!r} report with image-text pairs ({n_patients} patient(s)); "
                            "img2text needs at least 2 patients with linked images"}
     features = pd.DataFrame(X, index=pd.Index(ids["image_id"], name="image_id"))
+    if cfg["image_features"] != "last":
+        # the model's own pinned embedder (e.g. last + middle CNN stage), cached beside the model
+        from radmine.img2text.training import embed_images, make_embedder
+
+        embedder = make_embedder(ctx.config["embed"]["backbone"], cache_dir=ctx.out / "img2text" / "features",
+                                 progress=ctx.progress, features=cfg["image_features"],
+                                 device=ctx.config["run"]["device"], random_state=ctx.random_state)
+        F = embed_images(embedder, corpus, "radmine mine: img2text")
+        features = pd.DataFrame(F, index=pd.Index(corpus.images["image_id"], name="image_id"))
     model = ImageTextModel(
         text_encoder=cfg["text_encoder"],
         objective=cfg["objective"],
+        image_features=cfg["image_features"],
+        n_ensemble=cfg["n_ensemble"],
+        lr_schedule=cfg["lr_schedule"],
+        dev_fraction=float(cfg["dev_fraction"]),
         backbone=ctx.config["embed"]["backbone"],
         epochs=cfg["epochs"],
         batch_size=cfg["batch_size"],

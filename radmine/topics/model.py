@@ -217,11 +217,12 @@ def topic_name(words: list[str], weights: list[float], marginal: dict[str, float
     The ``n`` words of highest relevance (Sievert and Shirley's
     ``0.6 log p(w | t) + 0.4 log(p(w | t) / p(w))``, which lifts words typical of
     the topic over words frequent everywhere) among the topic's top words,
-    skipping :data:`NAME_SKIP`; phrase underscores become spaces.
+    skipping :data:`NAME_SKIP`, most probable first; phrase underscores become spaces.
     """
     cand = [(w, p) for w, p in zip(words, weights) if w not in NAME_SKIP and p > 0] or list(zip(words, weights))
     rel = sorted(cand, key=lambda wp: -(0.6 * np.log(wp[1]) + 0.4 * np.log(wp[1] / max(marginal.get(wp[0], wp[1]), 1e-12))))
-    return " / ".join(w.replace("_", " ") for w, _ in rel[:n])
+    chosen = sorted(rel[:n], key=lambda wp: -wp[1])  # stable: ties keep the relevance order
+    return " / ".join(w.replace("_", " ") for w, _ in chosen)
 
 
 def unique_names(names: list[str]) -> list[str]:
