@@ -192,3 +192,42 @@ def test_medpix_png_gray_and_original_rgb(medpix_dir, tmp_path):
     with Image.open(src) as im:
         im.convert("RGB").save(rgb)
     np.testing.assert_allclose(load_pixels(rgb), gray, atol=1.5 / 255)
+
+
+@pytest.mark.parametrize(
+    "compressed, uncompressed",
+    [("MR_small_jpeg_ls_lossless.dcm", "MR_small.dcm"), ("MR_small_RLE.dcm", "MR_small.dcm"),
+     ("MR_small_jp2klossless.dcm", "MR_small.dcm"), ("emri_small_jpeg_ls_lossless.dcm", "emri_small.dcm"),
+     ("emri_small_RLE.dcm", "emri_small.dcm"), ("693_J2KR.dcm", "693_UNCR.dcm"), ("RG3_J2KR.dcm", "RG3_UNCR.dcm")],
+)
+def test_lossless_compressed_decodes_to_the_uncompressed_pixels(compressed, uncompressed):
+    """JPEG-LS, RLE and JPEG 2000 lossless (single- and multi-frame, MR/CT/CR) give the uncompressed picture."""
+    a, b = load_pixels(_file(compressed)), load_pixels(_file(uncompressed))
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_undecodable_pixels_name_the_transfer_syntax_and_missing_plugin(monkeypatch):
+    # JPEG-lossy.dcm is a deliberately broken 12-bit JPEG Extended file in pydicom-data
+    with pytest.raises(ValueError, match=r"JPEG-lossy\.dcm: cannot decode pixel data \(RuntimeError: .*\); the file may "
+                                         r"be truncated, corrupt, or need a decoder plugin for JPEG Extended"):
+        load_pixels(_file("JPEG-lossy.dcm"))
+
+    class NoPlugin:
+        is_available = False
+        missing_dependencies = ["pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1"]
+
+    monkeypatch.setattr("pydicom.pixels.decoders.base.get_decoder", lambda uid: NoPlugin())
+    with pytest.raises(ValueError, match=r"no decoder available; missing: pylibjpeg - requires .*; install radmine's "
+                                         r"dependencies: pylibjpeg, pylibjpeg-libjpeg"):
+        load_pixels(_file("JPEG-lossy.dcm"))
+
+
+def test_downscale_area_average():
+    from radmine.pixels import downscale
+
+    a = np.arange(16, dtype=np.float32).reshape(4, 4)
+    np.testing.assert_allclose(downscale(a, 2), [[2.5, 4.5], [10.5, 12.5]])
+    assert downscale(a, 8) is not None and downscale(a, 8).shape == (4, 4)
+    with pytest.raises(ValueError, match=r"downscale: expected a 2-D image, got shape \(2, 4, 4\)"):
+        downscale(np.zeros((2, 4, 4)), 2)

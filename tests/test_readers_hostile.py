@@ -104,6 +104,10 @@ def test_tar_links_fifos_oversize_and_empty_reports_are_quarantined(tmp_path):
     # items in (7 members) == reports out + dropped quarantine rows
     assert c.n_reports + _dropped(c) == 7
     assert get_limits()["max_member_bytes"] == 64 * 2**20  # the context manager restored the default
+    # `radmine label` takes the archive too (any SOURCE)
+    out = tmp_path / "labels.csv"
+    assert main(["label", str(path), "--out", str(out)]) == 0
+    assert sorted(pd.read_csv(out, index_col=0).index) == ["CXR1", "CXR2", "CXR6", "CXR7"]  # default 64 MiB limit
 
 
 def test_folder_with_unreadable_files_and_folders(tmp_path, monkeypatch):
