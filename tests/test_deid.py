@@ -273,3 +273,32 @@ def test_deidentify_corpus_quarantines_burned_in_and_rewrites_files(tmp_path):
     assert "DOE" not in img["path"] and str(ds.PatientName) == ""
     assert "Smith" not in clean.reports["text"][0] and "series 1, image 1" in clean.reports["text"][0]
     assert len(clean.tables["phi_spans"]) == 2
+
+
+def test_radmine_deid_command_and_auto_mode(tmp_path, capsys):
+    from radmine.cli import main
+    from radmine.deid.corpus import deid_wanted
+
+    src = tmp_path / "export.csv"
+    pd.DataFrame({"report_id": ["r1", "r2"], "patient_id": ["MRN77001", "MRN77002"],
+                  "text": ["Discussed with Dr. Ingrid Thorvaldsen on 3/4/2021. Baker cyst.",
+                           "Patient: Okafor, Amadou. Paget disease. Series 2, image 7."]}).to_csv(src, index=False)
+    key = tmp_path / "key.txt"
+    key.write_text("site secret\n")
+    out = tmp_path / "clean"
+    assert main(["deid", str(src), "--out", str(out), "--key-file", str(key)]) == 0
+    assert "2 report(s)" in capsys.readouterr().out
+    clean = radmine.read_corpus(out)
+    joined = " ".join(clean.reports["text"])
+    for secret in ("Thorvaldsen", "Ingrid", "Okafor", "Amadou", "3/4/2021", "MRN77001"):
+        assert secret not in joined and secret not in (out / "phi_spans.csv").read_text()
+    assert "Baker cyst" in joined and "Series 2, image 7" in joined
+    assert not deid_wanted("auto", out, clean)  # already de-identified: mine leaves it as it is
+    assert deid_wanted("auto", src, radmine.read_corpus(src)) and not deid_wanted("off", src, clean)
+    assert not deid_wanted("auto", None, clean)  # the embedded corpus
+    with pytest.raises(ValueError, match=r"'deid.enabled' parameter of radmine mine must be one of"):
+        deid_wanted("yes", src, clean)
+    # the same key gives the same pseudonyms in a later run
+    assert main(["deid", str(src), "--out", str(tmp_path / "again"), "--key-file", str(key)]) == 0
+    again = radmine.read_corpus(tmp_path / "again")
+    assert again.reports["patient_id"].tolist() == clean.reports["patient_id"].tolist()
