@@ -88,18 +88,44 @@ class SectionsComponent:
 
     def __call__(self, doc: Doc) -> Doc:
         from radmine.text.sections import split_sections
-        from radmine.text.sentences import _set_boundaries
 
+        sections = split_sections(doc.text)
         spans = []
-        for sec in split_sections(doc.text):
+        for sec in sections:
             span = doc.char_span(sec.start, sec.end, label=sec.name, alignment_mode="expand")
             if span is not None and len(span):
                 spans.append(span)
         doc.spans[SECTIONS_KEY] = spans
         doc._.sections = list(spans)
-        if self.sentences and len(doc):
-            _set_boundaries(doc, True)
+        if self.sentences and len(doc) and not doc.has_annotation("DEP"):  # a parser's sentences win
+            _set_sentence_starts(doc, sections)
         return doc
+
+
+def _set_sentence_starts(doc: Doc, sections) -> None:
+    """Sentence starts as :func:`radmine.split_sentences` finds them (headings start sentences), set in one
+    array write (setting ``token.is_sent_start`` one token at a time is quadratic in spaCy)."""
+    import bisect
+
+    import numpy as np
+    from spacy.attrs import SENT_START
+
+    from radmine.text.sentences import rule_sentence_spans
+
+    text = doc.text
+    starts = set()
+    for sec in sections:
+        starts.update((sec.heading_start, sec.start))
+        starts.update(a for a, _ in rule_sentence_spans(text, sec.start, sec.end))
+    idx = doc.to_array("IDX").tolist()
+    flags = np.full((len(doc), 1), -1, dtype=np.int64)
+    flags[0, 0] = 1
+    for c in starts:
+        k = bisect.bisect_right(idx, c) - 1
+        if k >= 0 and idx[k] != c and k + 1 < len(idx):
+            k += 1  # a boundary inside a token moves to the next token
+        flags[max(k, 0), 0] = 1
+    doc.from_array([SENT_START], flags.astype(np.uint64))  # -1 (not a start) wraps, as spaCy expects
 
 
 class LabelerComponent:
