@@ -142,7 +142,10 @@ def write_report(out: str | Path, *, n_examples: int | None = None) -> Path:
 
     order = {s.name: i for i, s in enumerate(STEPS)}
     done = sorted(manifest.get("steps", {}).items(), key=lambda kv: order.get(kv[0], len(order)))
-    rows = [{"step": k, "seconds": v.get("seconds"), "summary": v.get("summary", "")} for k, v in done]
+    # paths inside the output folder are shown relative to it (the report may leave the machine)
+    here = str(out.resolve()) + "/"
+    rows = [{"step": k, "seconds": v.get("seconds"), "summary": json.loads(json.dumps(v.get("summary", "")).replace(here, ""))}
+            for k, v in done]
     parts.append("<h2>Run</h2>" + _table(pd.DataFrame(rows)))
     skipped = _skipped_steps(manifest)
     if skipped:
