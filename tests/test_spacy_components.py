@@ -101,3 +101,14 @@ def test_pipeline_saves_and_loads_with_spacy(tmp_path, nlp):
     loaded = spacy.load(tmp_path / "pipe")
     assert loaded.pipe_names == ["radmine_sections", "radmine_labeler"]
     assert loaded(TEXT)._.labels == nlp(TEXT)._.labels
+
+
+def test_sentence_starts_match_radmine_sentencizer(nlp):
+    from radmine.text.sentences import rules_nlp
+
+    texts = [TEXT, "FINDINGS: Heart size normal. Lungs clear.\n\nIMPRESSION:\n1. No acute disease.\n2. Stable.", "x"]
+    for text in texts:
+        assert [s.text for s in nlp(text).sents] == [s.text for s in rules_nlp()(text).sents]
+    parsed = spacy.blank("en")
+    parsed.add_pipe("radmine_sections", config={"sentences": False})
+    assert not parsed(TEXT).has_annotation("SENT_START")
