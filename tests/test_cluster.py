@@ -43,7 +43,9 @@ def pattern_images(n_per=16, size=32, seed=0):
 
 
 def small_loop(**kw):
+    """The paper's loop (whole random CNN fine-tuned on pixels, one epoch per round), tiny."""
     params = dict(n_clusters=4, backbone="random_cnn", pretrained=False, image_size=32, n_rounds=3, pca_dim=8,
+                  finetune_mode="backbone", finetune_epochs=1,
                   whiten=False,
                   batch_size=32, lr=1e-3, merge=False, min_cluster_size=2, progress=False, random_state=0,
                   device="cpu", tol=0.0)
@@ -183,7 +185,7 @@ def test_errors():
     with pytest.raises(ValueError, match="images .* or 'features'"):
         radmine.JointClusterer(finetune=False).fit(None)
     with pytest.raises(ValueError, match="fine-tuning the backbone needs the images"):
-        radmine.JointClusterer(n_clusters=3).fit(None, features=X)
+        radmine.JointClusterer(n_clusters=3, finetune_mode="backbone").fit(None, features=X)
     with pytest.raises(ValueError, match="'merge' parameter"):
         radmine.JointClusterer(merge="nope").fit(None, features=X)
     with pytest.raises(ValueError, match="'holdout' parameter"):
