@@ -144,7 +144,7 @@ _DAY = r"(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?"
 _YEAR = r"(?:19|20)\d\d"
 _WEEKDAY = r"(?:(?:Mon|Tues?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?\.?,?\s+)?"
 _UP, _LO = "A-ZÀ-ÖØ-Þ", "a-zß-öø-ÿ"  # Latin letters with accents (José, Müller, Ødegaard)
-_CAP = (rf"(?:Ma?c[{_UP}][{_LO}]+|[{_UP}][{_LO}]+(?:['’][{_UP}]?[{_LO}]+)?(?:-[{_UP}][{_LO}]+)*|[{_UP}]['’][{_UP}][{_LO}]+|"
+_CAP = (rf"(?:Ma?c[{_UP}][{_LO}]+|[{_UP}][{_LO}]+(?:['’][{_UP}]?[{_LO}]+)?(?:-[{_UP}](?:[{_LO}]+|\.))*|[{_UP}]['’][{_UP}][{_LO}]+|"
         rf"[{_UP}]{{2,}}(?:-[{_UP}]{{2,}})?)")
 _INITIAL = r"(?:[A-Z]\.?)"
 _PARTICLES = frozenset({"van", "von", "de", "del", "della", "da", "di", "du", "la", "le", "der", "den", "ter", "ten",
@@ -263,7 +263,12 @@ def _rules() -> list[tuple[str, str, re.Pattern, int, re.Pattern | None]]:
         "age": _rx(r"\b(?:9\d|1[0-2]\d)\b"),
         "phone-context": _rx(r"\d{4}"),
     }
-    return [(label, name, rx, group, triggers.get(name)) for label, name, rx, group in rules]
+    # rules whose match starts at (or ends shortly after) their trigger run only in windows around it:
+    # (characters before the trigger, characters after it)
+    windows = {"name-credential": (90, 12), "name-handoff": (0, 160), "name-label": (0, 120), "name-signoff": (0, 120),
+               "name-title": (0, 90), "id-context": (0, 90), "date-month-name": (40, 40), "date-day-month": (40, 40),
+               "date-month-year": (12, 12), "age": (40, 40), "zip": (0, 30), "city-state-zip": (50, 20)}
+    return [(label, name, rx, group, triggers.get(name), windows.get(name)) for label, name, rx, group in rules]
 
 
 _CITATION = _rx(r"(?i:\b(?:series|se|ser|image|im|img|slice|frame|key\s+image|figure|fig)\b\.?\s*#?\s*:?\s*\d+"
@@ -289,7 +294,7 @@ _STOP_NAME_WORDS = {
     # header and section words that follow a name in exports; a name never runs through them
     "mrn", "dob", "date", "age", "sex", "id", "accession", "acc", "exam", "study", "history", "indication", "findings",
     "impression", "technique", "comparison", "clinical", "procedure", "report", "result", "results", "phone", "tel", "fax",
-    "pager", "email", "address", "location", "room", "ward", "unit", "the", "at", "on", "by", "and", "or", "in",
+    "pager", "email", "address", "location", "room", "unit", "the", "at", "on", "by", "and", "or", "in",
     "to", "for", "with", "was", "is", "who", "via", "regarding", "re", "about", "per", "from", "as", "that", "this",
     "these", "those", "md", "do", "rn", "np", "pa", "phd", "mbbs", "frcr", "signed", "dictated", "reviewed",
     "electronically", "physician", "provider", "radiologist", "referring", "ordering", "attending", "resident",
@@ -322,6 +327,19 @@ def _known(low: str, ready) -> bool:
         if low.startswith(pre) and len(low) - len(pre) >= 4 and _known(low[len(pre):], ready):
             return True
     return False
+
+
+def _windowed(rx: re.Pattern, trigger: re.Pattern, text: str, back: int, fwd: int):
+    """Matches of ``rx`` inside merged windows around the matches of ``trigger`` (each match reported once)."""
+    spans: list[list[int]] = []
+    for t in trigger.finditer(text):
+        lo, hi = max(0, t.start() - back), min(len(text), t.end() + fwd)
+        if spans and lo <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], hi)
+        else:
+            spans.append([lo, hi])
+    for lo, hi in spans:
+        yield from rx.finditer(text, lo, hi)
 
 
 def _spans_overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -486,10 +504,16 @@ class PHIDetector:
     def _rule_spans(self, text: str, protected, ready) -> list[tuple[int, int, str, str]]:
         out = []
         lex = ready["lex"]
-        for label, name, rx, group, trigger in _rules():
-            if trigger is not None and trigger.search(text) is None:
-                continue
-            for m in rx.finditer(text):
+        for label, name, rx, group, trigger, window in _rules():
+            if trigger is None:
+                matches = rx.finditer(text)
+            elif window is None:
+                if trigger.search(text) is None:
+                    continue
+                matches = rx.finditer(text)
+            else:
+                matches = _windowed(rx, trigger, text, *window)
+            for m in matches:
                 g = group if m.group(group) is not None else next((i for i in range(1, (m.re.groups or 0) + 1) if m.group(i)), 0)
                 s, e = m.span(g)
                 if s == e:
