@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
+import io
 import json
 import logging
 import os
@@ -76,41 +77,86 @@ def _open_binary(path: Path):
         raise ValueError(f"{path}: cannot open the file ({err.strerror}).") from None
 
 
-def _lines(path: Path, encoding: str, max_bytes: int | None) -> Iterator[str]:
-    """Decoded lines (with their newline) of a text file, streamed; gzip inflated on the fly.
+def _read_block(fh, path: Path, size: int = 1 << 20) -> bytes:
+    try:
+        return fh.read(size)
+    except (OSError, EOFError, zlib.error) as err:
+        raise ValueError(f"{path}: not a valid gzip file or truncated ({type(err).__name__}: {err}).") from None
 
-    Raises ``ValueError`` naming the byte offset and line on undecodable
-    bytes, on a corrupt gzip stream, and when the (inflated) text passes
-    ``max_bytes``.
-    """
+
+def _too_large(path: Path, max_bytes: int, read: int) -> ValueError:
     from radmine.readers.limits import mib
 
-    decoder = codecs.getincrementaldecoder(encoding)
-    offset, n = 0, 0
+    return ValueError(
+        f"{path}: the table is larger than the limit of {mib(max_bytes)} "
+        f"{'after gzip decompression ' if path.name.lower().endswith('.gz') else ''}(read so far: "
+        f"{mib(read)}); raise it with radmine.readers.limits.set_limits(max_table_bytes=...) "
+        f"or the [read] setting max_table_mb, or stream it (radmine label reads in chunks)."
+    )
+
+
+def _lines(path: Path, encoding: str, max_bytes: int | None) -> Iterator[str]:
+    """Decoded lines (each ending in ``"\\n"`` but the last) of a text file, streamed; gzip inflated on the fly.
+
+    The file is decoded in 1 MiB blocks and split on ``"\\n"`` only (the
+    csv module handles ``"\\r\\n"``; other line-break characters inside a
+    cell stay text). Raises ``ValueError`` naming the byte offset, line and
+    column of the first undecodable byte, on a corrupt gzip stream, and
+    when the (inflated) text passes ``max_bytes``.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, pending, first = 0, "", True
     with _open_binary(path) as fh:
         while True:
-            try:
-                raw = fh.readline(1 << 24)
-            except (OSError, EOFError, zlib.error) as err:
-                raise ValueError(f"{path}: not a valid gzip file or truncated ({type(err).__name__}: {err}).") from None
-            if not raw:
-                return
+            raw = _read_block(fh, path)
             if max_bytes is not None and offset + len(raw) > max_bytes:
-                raise ValueError(
-                    f"{path}: the table is larger than the limit of {mib(max_bytes)} "
-                    f"{'after gzip decompression ' if path.name.lower().endswith('.gz') else ''}(read so far: "
-                    f"{mib(offset + len(raw))}); raise it with radmine.readers.limits.set_limits(max_table_bytes=...) "
-                    f"or the [read] setting max_table_mb, or stream it (radmine label reads in chunks)."
-                )
-            n += 1
+                raise _too_large(path, max_bytes, offset + len(raw))
             try:
-                text = decoder().decode(raw, final=True)
-            except UnicodeDecodeError as err:
-                raise _decode_error(path, encoding, raw, err, n, offset) from None
-            if n == 1 and text.startswith("\ufeff"):
-                text = text[1:]
+                text = decoder.decode(raw, final=not raw)
+            except UnicodeDecodeError:
+                raise _locate_decode_error(path, encoding) from None
+            if first and text:
+                text = text.removeprefix("\ufeff")
+                first = False
             offset += len(raw)
-            yield text
+            pending += text
+            parts = pending.split("\n")
+            pending = parts.pop()
+            for part in parts:
+                yield part + "\n"
+            if not raw:
+                break
+    if pending:
+        yield pending
+
+
+def _read_text(path: Path, encoding: str, max_bytes: int | None) -> str:
+    """The whole (inflated, decoded) text of a file, refused past ``max_bytes``."""
+    blocks, n = [], 0
+    with _open_binary(path) as fh:
+        while block := _read_block(fh, path):
+            n += len(block)
+            if max_bytes is not None and n > max_bytes:
+                raise _too_large(path, max_bytes, n)
+            blocks.append(block)
+    try:
+        text = b"".join(blocks).decode(encoding)
+    except UnicodeDecodeError:
+        raise _locate_decode_error(path, encoding) from None
+    return text.removeprefix("\ufeff")
+
+
+def _locate_decode_error(path: Path, encoding: str) -> ValueError:
+    """Re-read ``path`` line by line to name the first undecodable byte (the slow path, only on error)."""
+    offset = 0
+    with _open_binary(path) as fh:
+        for n, raw in enumerate(fh, start=1):
+            try:
+                raw.decode(encoding)
+            except UnicodeDecodeError as err:
+                return _decode_error(path, encoding, raw, err, n, offset)
+            offset += len(raw)
+    return ValueError(f"{path}: cannot decode as {encoding}; pass the export's encoding (encoding=, --encoding).")
 
 
 def check_table_size(path: str | os.PathLike, max_bytes: int | None = None) -> int:
@@ -119,26 +165,17 @@ def check_table_size(path: str | os.PathLike, max_bytes: int | None = None) -> i
     For readers that hand a file to another library (which would inflate it
     into memory whole). ``max_bytes`` defaults to ``max_table_bytes``.
     """
-    from radmine.readers.limits import mib, resolve
+    from radmine.readers.limits import resolve
 
     path = Path(path)
     limit = resolve("max_table_bytes", max_bytes)
     n = 0
     with _open_binary(path) as fh:
-        while True:
-            try:
-                block = fh.read(1 << 20)
-            except (OSError, EOFError, zlib.error) as err:
-                raise ValueError(f"{path}: not a valid gzip file or truncated ({type(err).__name__}: {err}).") from None
-            if not block:
-                return n
+        while block := _read_block(fh, path):
             n += len(block)
             if n > limit:
-                raise ValueError(
-                    f"{path}: the table is larger than the limit of {mib(limit)} "
-                    f"{'after gzip decompression ' if path.name.lower().endswith('.gz') else ''}; raise it with "
-                    f"radmine.readers.limits.set_limits(max_table_bytes=...) or the [read] setting max_table_mb."
-                )
+                raise _too_large(path, limit, n)
+    return n
 
 
 def _mangle(header: list[str]) -> list[str]:
@@ -170,6 +207,7 @@ def iter_table(
     sep: str | None = None,
     chunksize: int = 50_000,
     max_bytes: int | None = None,
+    whole: bool = False,
 ) -> Iterator[tuple[pd.DataFrame, list[dict]]]:
     """Read a table file in chunks: ``(rows, quarantine)`` pairs, memory bounded by ``chunksize``.
 
@@ -190,6 +228,9 @@ def iter_table(
     max_bytes : int, optional
         Refuse text files larger than this after decompression (``None``:
         no limit; :func:`read_table` passes ``max_table_bytes``).
+    whole : bool, default False
+        Decode the whole file at once (faster; memory grows with the file,
+        up to ``max_bytes``) instead of streaming it in 1 MiB blocks.
 
     Yields
     ------
@@ -229,7 +270,7 @@ def iter_table(
             f"{path}: unknown table kind {suf or '(no suffix)'!r}; expected one of {list(TABLE_SUFFIXES)} "
             f"(optionally .gz)."
         )
-    lines = _lines(path, encoding, max_bytes)
+    lines = io.StringIO(_read_text(path, encoding, max_bytes), newline="") if whole else _lines(path, encoding, max_bytes)
     if suf in (".jsonl", ".ndjson"):
         records = []
         for i, line in enumerate(lines, start=1):
@@ -268,7 +309,33 @@ def iter_table(
     yield from _iter_csv(path, lines, "\t" if sep is None and suf == ".tsv" else (sep or ","), chunksize, suf)
 
 
+def _well_formed(text_io: io.StringIO, sep: str) -> list[str] | None:
+    """The header when every record has the header's field count (one fast C-level pass), else None."""
+    try:
+        reader = csv.reader(text_io, delimiter=sep)
+        header = next(reader)
+        while not header:
+            header = next(reader)
+        width = len(header)
+        ok = all(len(rec) == width for rec in reader if rec)
+    except (StopIteration, csv.Error):
+        ok = False
+    text_io.seek(0)
+    return header if ok else None
+
+
 def _iter_csv(path: Path, lines: Iterator[str], sep: str, chunksize: int, suf: str):
+    if isinstance(lines, io.StringIO):  # the whole text: let pandas' C parser build a well-formed table
+        header = _well_formed(lines, sep)
+        if header is not None:
+            df = pd.read_csv(lines, sep=sep, dtype=str, keep_default_na=False, na_values=[""], index_col=False,
+                             header=0, names=_mangle([h.strip() for h in header]), engine="c")
+            if len(df) <= chunksize:
+                yield df, []
+                return
+            for start in range(0, len(df), chunksize):
+                yield df.iloc[start : start + chunksize].reset_index(drop=True), []
+            return
     reader = csv.reader(lines, delimiter=sep)
     try:
         header = next(reader)
@@ -349,7 +416,7 @@ def _read_all(path, encoding: str, sep: str | None, max_bytes: int | None) -> tu
 
     limit = resolve("max_table_bytes", max_bytes)
     frames, quarantine = [], []
-    for df, bad in iter_table(path, encoding=encoding, sep=sep, chunksize=1_000_000, max_bytes=limit):
+    for df, bad in iter_table(path, encoding=encoding, sep=sep, chunksize=1_000_000, max_bytes=limit, whole=True):
         frames.append(df)
         quarantine += bad
     df = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
