@@ -672,7 +672,7 @@ _PRIORITY = {"EMAIL": 0, "URL": 1, "ID": 4, "PHONE": 2, "DATE": 3, "AGE": 5, "AD
 
 def _resolve(spans) -> list[tuple[int, int, str, str]]:
     """Overlapping candidates -> disjoint spans: longer first, then by label priority."""
-    spans = sorted(set(spans), key=lambda x: (-(x[1] - x[0]), x[3].startswith("ner:"), _PRIORITY.get(x[2], 9), x[0]))
+    spans = sorted(set(spans), key=lambda x: (-(x[1] - x[0]), x[3].startswith("ner:"), _PRIORITY.get(x[2], 9), x[0], x[3]))
     chosen: list[tuple[int, int, str, str]] = []
     for sp in spans:
         if any(_spans_overlap(sp[:2], c[:2]) for c in chosen):
