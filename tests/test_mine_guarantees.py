@@ -39,6 +39,9 @@ CHEAP = {
     "cluster.finetune": False,
     "cluster.n_rounds": 1,
     "img2text.epochs": 2,
+    "img2text.image_features": "last",
+    "img2text.text_encoder": "word2vec",
+    "img2text.n_ensemble": 1,
     "report.n_examples": 2,
 }
 CHILD = Path(__file__).with_name("_mine_child.py")
