@@ -170,8 +170,16 @@ def test_clean_run_records_every_output_and_follows_the_umask(clean):
 
 
 def test_trained_models_are_saved_and_load(clean):
+    from radmine.cluster import JointClusterer
     from radmine.img2text.model import ImageTextModel
     from radmine.topics.model import TopicModel
+
+    clusterer = JointClusterer.load(clean / "cluster" / "model", device="cpu")
+    X = np.load(clean / "embed" / "embeddings.npy")
+    ids = pd.read_parquet(clean / "embed" / "image_ids.parquet")["image_id"].astype(str)
+    assign = pd.read_parquet(clean / "cluster" / "assignments.parquet").set_index("image_id")["cluster"]
+    np.testing.assert_array_equal(clusterer.labels_, assign.loc[ids].to_numpy())
+    np.testing.assert_array_equal(clusterer.predict(features=X), clusterer.labels_)
 
     model = ImageTextModel.load(clean / "img2text" / "model", device="cpu")
     pd.testing.assert_frame_equal(model.history_, pd.read_parquet(clean / "img2text" / "history.parquet"))
@@ -361,3 +369,22 @@ def test_a_folder_with_other_files_is_refused(tmp_path):
         _mine(tmp_path)
     assert main(["mine", "--out", str(tmp_path), "--no-progress"]) == 2
     assert (tmp_path / "text" / "my_notes.txt").is_file() and not (tmp_path / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("kw", [dict(finetune=True, n_rounds=2), dict(finetune=False, hierarchical=True, min_cluster_size=2)])
+def test_joint_clusterer_save_load_round_trip(tmp_path, kw):
+    from radmine.cluster import JointClusterer
+
+    X = np.random.default_rng(0).normal(size=(60, 16)).astype(np.float32)
+    fitted = JointClusterer(n_clusters=4, backbone="random_cnn", pca_dim=8, random_state=0, progress=False, **kw)
+    fitted.fit(None, features=X)
+    loaded = JointClusterer.load(fitted.save(tmp_path / "model"))
+    np.testing.assert_array_equal(loaded.labels_, fitted.labels_)
+    np.testing.assert_array_equal(loaded.predict(features=X[:7] + 0.01), fitted.predict(features=X[:7] + 0.01))
+    pd.testing.assert_frame_equal(loaded.history_, fitted.history_)
+    assert loaded.get_params() == {**fitted.get_params(), "checkpoint_dir": None}
+    with pytest.raises(FileNotFoundError, match="is not a saved JointClusterer: clusterer.json not found"):
+        JointClusterer.load(tmp_path)
+    with pytest.raises(TypeError, match="only a clusterer with a named backbone can be saved"):
+        fitted.backbone = object()
+        fitted.save(tmp_path / "other")

@@ -701,6 +701,119 @@ class JointClusterer(EstimatorReprMixin):
                         converged_=self.converged_)
         return rows
 
+    # ------------------------------------------------------------------ save / load
+    def save(self, path) -> Path:
+        """Save the fitted clusterer to a folder (no pickle).
+
+        Files: ``clusterer.json`` (parameters, image ids, convergence, radmine
+        version), ``history.parquet``, ``state.safetensors`` (reduced
+        features, labels, cluster and sub-cluster centres, the PCA/whitening
+        state) and, when trained, ``adapter.safetensors`` (``finetune_mode=
+        "adapter"``) or ``backbone.safetensors`` (the fine-tuned CNN).
+
+        Parameters
+        ----------
+        path : str or Path
+            The folder (created; files in it are replaced).
+
+        Returns
+        -------
+        Path
+        """
+        from safetensors.numpy import save as save_np
+
+        import radmine
+        from radmine._io import atomic_write_bytes
+
+        check_is_fitted(self, "labels_")
+        if not isinstance(self.backbone, str):
+            raise TypeError("JointClusterer.save: only a clusterer with a named backbone can be saved "
+                            f"(backbone={type(self.backbone).__name__}); pass the backbone by name.")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        arrays = {"features": self.features_, "labels_level1": self.labels_level1_, "clusters": self.clusters_,
+                  "cluster_centers": self.cluster_centers_, **self._reducer.state()}
+        if self._hier:
+            arrays["labels_level2"] = self.labels_level2_
+            arrays.update({f"subcluster_centers.{c}": v for c, v in self.subcluster_centers_.items()})
+        meta = {"radmine_version": radmine.__version__}
+        atomic_write_bytes(path / "state.safetensors",
+                           save_np({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata=meta))
+        trained = self.adapter_ if self.adapter_ is not None else (
+            self.backbone_ if getattr(self, "_lazy_backbone_seed", None) is None and self.backbone_ is not None else None)
+        if trained is not None:
+            from safetensors.torch import save as save_t
+
+            name = "adapter.safetensors" if self.adapter_ is not None else "backbone.safetensors"
+            atomic_write_bytes(path / name, save_t(
+                {k: v.detach().cpu().contiguous().clone() for k, v in trained.state_dict().items()}, metadata=meta))
+        params = {k: getattr(self, k) for k in _init_params(type(self))}
+        params["checkpoint_dir"] = None
+        atomic_write_parquet(self.history_, path / "history.parquet")
+        atomic_write_json(path / "clusterer.json", {
+            "format": "radmine-joint-clusterer",
+            "radmine_version": radmine.__version__,
+            "params": params,
+            "image_ids": [str(i) for i in self.image_ids_],
+            "converged": bool(self.converged_),
+            "trained": None if trained is None else ("adapter" if self.adapter_ is not None else "backbone"),
+            "adapter_dim": None if self.adapter_ is None else int(self.adapter_.dim),
+            "lazy_backbone_seed": getattr(self, "_lazy_backbone_seed", None),
+        })
+        return path
+
+    @classmethod
+    def load(cls, path, *, device: str | None = None) -> JointClusterer:
+        """Load a clusterer written by :meth:`save`; ``predict`` and ``cluster_info`` work on it.
+
+        Parameters
+        ----------
+        path : str or Path
+        device : str, optional
+            Overrides the saved ``device`` parameter (e.g. ``"cpu"``).
+        """
+        from safetensors.numpy import load_file as load_np
+
+        path = Path(path)
+        meta_path = path / "clusterer.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{path} is not a saved JointClusterer: clusterer.json not found.")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("format") != "radmine-joint-clusterer":
+            raise ValueError(f"{meta_path}: expected format 'radmine-joint-clusterer', found {meta.get('format')!r}.")
+        params = dict(meta["params"])
+        if device is not None:
+            params["device"] = device
+        est = cls(**params)
+        arrays = load_np(str(path / "state.safetensors"))
+        reducer = _loop.FeatureReducer.from_state(arrays)
+        model, backbone = None, None
+        if meta.get("trained") == "adapter":
+            from safetensors.torch import load_file
+
+            model = _loop.Adapter(int(meta["adapter_dim"]))
+            model.load_state_dict(load_file(str(path / "adapter.safetensors")))
+        elif meta.get("trained") == "backbone":
+            from safetensors.torch import load_file
+
+            model = est._build_backbone(0)
+            model.load_state_dict(load_file(str(path / "backbone.safetensors")))
+        est.image_ids_ = np.asarray(meta["image_ids"], dtype=object)
+        est.quarantine_ = pd.DataFrame(columns=["source", "item", "reason"])
+        est._corpus = None
+        est._lazy_backbone_seed = meta.get("lazy_backbone_seed")
+        est._set_final(arrays["features"], arrays["labels_level1"], reducer, model,
+                       pd.read_parquet(path / "history.parquet").to_dict("records"), meta.get("converged", False),
+                       backbone, meta.get("trained") == "adapter")
+        est.cluster_centers_ = arrays["cluster_centers"]
+        est.subcluster_centers_ = {}
+        if est._hier:
+            est.labels_level2_ = arrays["labels_level2"]
+            est.labels_ = np.array([f"{a}.{b}" for a, b in zip(est.labels_level1_, est.labels_level2_)], dtype=object)
+            est.subcluster_centers_ = {int(k.rsplit(".", 1)[1]): v for k, v in arrays.items()
+                                       if k.startswith("subcluster_centers.")}
+        return est
+
     # ------------------------------------------------------------------ checkpoints
     def _lr(self) -> float:
         """The learning rate used: ``lr``, or 1e-3 (adapter) / 1e-4 (whole CNN) when None."""
@@ -746,6 +859,13 @@ class JointClusterer(EstimatorReprMixin):
 
 
 # ---------------------------------------------------------------------- helpers
+def _init_params(klass) -> list[str]:
+    import inspect
+
+    return [n for n, p in inspect.signature(klass.__init__).parameters.items()
+            if n != "self" and p.kind is not p.VAR_KEYWORD]
+
+
 def _is_corpus(obj) -> bool:
     from radmine.corpus import Corpus
 

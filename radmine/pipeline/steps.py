@@ -333,6 +333,8 @@ def step_cluster(ctx: RunContext) -> dict[str, Any]:
         device=ctx.config["run"]["device"],
     )
     clusterer.fit(images, features=X)
+    with atomic_folder(ctx.out / "cluster" / "model") as tmp:
+        clusterer.save(tmp)
     assign = pd.DataFrame({"image_id": clusterer.image_ids_, "cluster": clusterer.labels_})
     save_table(ctx, assign, "cluster", "assignments")
     info_df = clusterer.cluster_info(corpus)
