@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import radmine
-from radmine.deid import PHIDetector, find_phi
+from radmine.deid import PHIDetector
 from radmine.deid.reports import Pseudonymizer, shift_date
 
 

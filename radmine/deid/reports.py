@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import logging
@@ -47,28 +48,22 @@ _PHI_COLUMN_RULES = [
                         r"ordering|attending|signer|reader|technologist)($|_)")),
     ("id", re.compile(r"(?i)(^|_)(mrn|accession|acc|account|encounter|visit|order|uid|id|number|no)($|_)")),
 ]
-_FIRST_MALE = _FIRST_FEMALE = _LAST = None
 
 
-def _faker_lists():
-    global _FIRST_MALE, _FIRST_FEMALE, _LAST
-    if _LAST is None:
-        try:
-            from faker.providers.address.en_US import Provider as A
-            from faker.providers.person.en_US import Provider as P
-
-            firsts = sorted(set(P.first_names_male) | set(P.first_names_female))
-            lasts = sorted(P.last_names)
-            cities = sorted({f"{last}{end}" for last in sorted(P.last_names)[:60] for end in ("ville", "ton", "field", "burg")})
-            streets = sorted(set(A.street_suffixes))
-        except ImportError:  # a small built-in list keeps surrogates working without faker
-            firsts = ["Alex", "Casey", "Jordan", "Morgan", "Riley", "Taylor", "Avery", "Quinn", "Rowan", "Emery"]
-            lasts = ["Ashdown", "Brightwell", "Corvale", "Dunmore", "Ellery", "Fenwick", "Garrow", "Hollis"]
-            cities = ["Fairview", "Riverton", "Oakdale", "Millbrook"]
-            streets = ["Street", "Avenue", "Road", "Lane"]
-        _FIRST_MALE, _FIRST_FEMALE, _LAST = firsts, cities, lasts
-        _faker_lists.streets = streets  # type: ignore[attr-defined]
-    return _FIRST_MALE, _LAST, _FIRST_FEMALE, _faker_lists.streets  # type: ignore[attr-defined]
+@functools.lru_cache(maxsize=1)
+def _faker_lists() -> tuple[list[str], list[str], list[str], list[str]]:
+    """Surrogate pools ``(given names, family names, cities, street suffixes)`` from Faker's en_US lists."""
+    try:
+        from faker.providers.address.en_US import Provider as A
+        from faker.providers.person.en_US import Provider as P
+    except ImportError:  # a small built-in list keeps surrogates working without faker
+        lasts = ["Ashdown", "Brightwell", "Corvale", "Dunmore", "Ellery", "Fenwick", "Garrow", "Hollis"]
+        return (["Alex", "Casey", "Jordan", "Morgan", "Riley", "Taylor", "Avery", "Quinn"], lasts,
+                [f"{last}ville" for last in lasts], ["Street", "Avenue", "Road", "Lane"])
+    firsts = sorted(set(P.first_names_male) | set(P.first_names_female))
+    lasts = sorted(P.last_names)
+    cities = sorted({f"{last}{end}" for last in lasts[:60] for end in ("ville", "ton", "field", "burg")})
+    return firsts, lasts, cities, sorted(set(A.street_suffixes))
 
 
 _UID_RX = re.compile(r"\d+(?:\.\d+){3,}")

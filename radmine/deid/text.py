@@ -231,7 +231,7 @@ def _rules() -> list[tuple[str, str, re.Pattern, int, re.Pattern | None]]:
         ("ADDRESS", "zip", _rx(rf"(?<=\b(?:{_STATES})\s)\d{{5}}(?:-\d{{4}})?\b|\b(?i:zip(?:\s+code)?)\s*:?\s*(\d{{5}}(?:-\d{{4}})?)\b"), 0),
         # institutions
         ("HOSPITAL", "hospital", _rx(rf"\b(?:(?:{_HOSPITAL_WORD})\s+){{0,5}}?(?:{_HOSPITAL_WORD})\s+{_HOSPITAL_HEAD}(?:[ \t]+{_HOSPITAL_HEAD})*(?:\s+(?:of|at|in)\s+(?:[A-Z][a-z]+\s*){{1,3}})?"), 0),
-        ("HOSPITAL", "hospital-of", _rx(rf"\b(?:Hospital|University|Clinic|Infirmary|Institute|College)\s+(?:of|for)\s+(?:the\s+)?(?:[A-Z][a-z]+(?:['’]s)?\s*){{1,4}}"), 0),
+        ("HOSPITAL", "hospital-of", _rx(r"\b(?:Hospital|University|Clinic|Infirmary|Institute|College)\s+(?:of|for)\s+(?:the\s+)?(?:[A-Z][a-z]+(?:['’]s)?\s*){1,4}"), 0),
         ("HOSPITAL", "hospital-saint", _rx(r"\b(?:St\.?|Saint|Mt\.?|Mount)\s+[A-Z][a-z]+(?:['’]s)?(?:\s+[A-Z][a-z]+)?"), 0),
         # names
         ("NAME", "name-title", _rx(rf"\b{_TITLES}\s+({_NAME})"), 1),
