@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)], format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose < 2:  # gensim's INFO lines quote corpus words (vocabulary samples): only at -vv
+        logging.getLogger("gensim").setLevel(logging.WARNING)
     import radmine
 
     if args.version:
