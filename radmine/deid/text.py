@@ -140,6 +140,8 @@ def _nlp():
 _MONTHS = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
            r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
 _MONTHS_ANY = rf"(?i:{_MONTHS})"
+_MONTHS_LOWER = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+                 r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
 _DAY = r"(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th)?"
 _YEAR = r"(?:19|20)\d\d"
 _WEEKDAY = r"(?:(?:Mon|Tues?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?\.?,?\s+)?"
@@ -246,19 +248,19 @@ def _rules() -> list[tuple[str, str, re.Pattern, int, re.Pattern | None]]:
     # a cheap search that must succeed before an expensive rule runs at all
     triggers = {
         "name-credential": _rx(rf"(?<![\w-]){_CREDENTIALS}(?![\w-])"),
-        "name-handoff": _rx(rf"(?i:\b{_HANDOFF})"),
-        "name-label": _rx(rf"(?i:\b{_NAME_LABELS})\s*(?:[:\-=]|\bis\b)"),
+        "name-handoff": _rx(rf"\b{_HANDOFF}"),  # triggers of lower-case patterns are searched in text.lower()
+        "name-label": _rx(rf"\b{_NAME_LABELS}\s*(?:[:\-=]|\bis\b)"),
         "name-signoff": _rx(r"(?i:\bby\b)"),
         "name-title": _rx(rf"\b{_TITLES}"),
         "hospital": _rx(rf"\b{_HOSPITAL_HEAD}"),
         "hospital-of": _rx(r"\b(?:Hospital|University|Clinic|Infirmary|Institute|College)\s+(?:of|for)\b"),
-        "zip": _rx(rf"\b(?:{_STATES})\s\d|(?i:\bzip)"),
+        "zip": _rx(rf"\b(?:{_STATES})\s\d|\b(?:zip|ZIP|Zip)"),
         "city-state-zip": _rx(rf",\s*(?:{_STATES})\b"),
         "street": _rx(r"\d\s+\S+\s+\S"),
-        "id-context": _rx(r"(?i:\b(?:MRN|MR|Med|Acc|Account|Acct|Patient|Pt|PID|ID|I\.D|Order|Encounter|Visit|CSN|FIN|HAR|SSN|Social|"
-                          r"Study|Exam|Requisition|Insurance|Member|Policy|License|NPI|DEA)\b)"),
-        "date-month-name": _rx(rf"{_MONTHS_ANY}\.?\s+\d"),
-        "date-day-month": _rx(rf"\d(?:st|nd|rd|th)?(?:\s+of)?[\s-]+{_MONTHS_ANY}"),
+        "id-context": _rx(r"\b(?:mrn|mr|med|acc|account|acct|patient|pt|pid|id|i\.d|order|encounter|visit|csn|fin|har|ssn|social|"
+                          r"study|exam|requisition|insurance|member|policy|license|npi|dea)\b"),
+        "date-month-name": _rx(rf"\b{_MONTHS_LOWER}\.?\s+\d"),
+        "date-day-month": _rx(rf"\d(?:st|nd|rd|th)?(?:\s+of)?[\s-]+{_MONTHS_LOWER}"),
         "date-month-year": _rx(rf"{_MONTHS}\.?,?\s+(?:19|20)|/(?:19|20)\d\d"),
         "age": _rx(r"\b(?:9\d|1[0-2]\d)\b"),
         "phone-context": _rx(r"\d{4}"),
@@ -268,7 +270,8 @@ def _rules() -> list[tuple[str, str, re.Pattern, int, re.Pattern | None]]:
     windows = {"name-credential": (90, 12), "name-handoff": (0, 160), "name-label": (0, 120), "name-signoff": (0, 120),
                "name-title": (0, 90), "id-context": (0, 90), "date-month-name": (40, 40), "date-day-month": (40, 40),
                "date-month-year": (12, 12), "age": (40, 40), "zip": (0, 30), "city-state-zip": (50, 20)}
-    return [(label, name, rx, group, triggers.get(name), windows.get(name)) for label, name, rx, group in rules]
+    lower = {"name-handoff", "name-label", "id-context", "date-month-name", "date-day-month"}
+    return [(label, name, rx, group, triggers.get(name), windows.get(name), name in lower) for label, name, rx, group in rules]
 
 
 _CITATION = _rx(r"(?i:\b(?:series|se|ser|image|im|img|slice|frame|key\s+image|figure|fig)\b\.?\s*#?\s*:?\s*\d+"
@@ -329,10 +332,11 @@ def _known(low: str, ready) -> bool:
     return False
 
 
-def _windowed(rx: re.Pattern, trigger: re.Pattern, text: str, back: int, fwd: int):
-    """Matches of ``rx`` inside merged windows around the matches of ``trigger`` (each match reported once)."""
+def _windowed(rx: re.Pattern, trigger: re.Pattern, text: str, back: int, fwd: int, *, where: str | None = None):
+    """Matches of ``rx`` inside merged windows around the matches of ``trigger`` in ``where`` (default ``text``;
+    ``text.lower()`` for lower-case triggers, same offsets)."""
     spans: list[list[int]] = []
-    for t in trigger.finditer(text):
+    for t in trigger.finditer(text if where is None else where):
         lo, hi = max(0, t.start() - back), min(len(text), t.end() + fwd)
         if spans and lo <= spans[-1][1]:
             spans[-1][1] = max(spans[-1][1], hi)
@@ -504,15 +508,19 @@ class PHIDetector:
     def _rule_spans(self, text: str, protected, ready) -> list[tuple[int, int, str, str]]:
         out = []
         lex = ready["lex"]
-        for label, name, rx, group, trigger, window in _rules():
+        low = text.lower()
+        if len(low) != len(text):  # a rare character whose lower case is longer: search the text as it is
+            low = None
+        for label, name, rx, group, trigger, window, lowered in _rules():
+            where = (low if low is not None else text) if lowered else text
             if trigger is None:
                 matches = rx.finditer(text)
             elif window is None:
-                if trigger.search(text) is None:
+                if trigger.search(where) is None:
                     continue
                 matches = rx.finditer(text)
             else:
-                matches = _windowed(rx, trigger, text, *window)
+                matches = _windowed(rx, trigger, text, *window, where=where)
             for m in matches:
                 g = group if m.group(group) is not None else next((i for i in range(1, (m.re.groups or 0) + 1) if m.group(i)), 0)
                 s, e = m.span(g)
