@@ -59,6 +59,7 @@ FAST_MINE = {
     "cluster.n_rounds": 2,
     "cluster.finetune_epochs": 1,
     "img2text.epochs": 3,
+    "img2text.n_ensemble": 1,  # the default MiniLM + last+mid path, one member instead of three
     "topics.n_topics": 5,
     "topics.n_subtopics": 2,
     "topics.passes": 3,
