@@ -72,8 +72,9 @@ if (MEDPIX / "Case_topic.json").is_file():
 else:
     corpus = radmine.load_embedded()
 # a 120-image sample keeps the notebook quick on a CPU
-sample = corpus.images.sample(120, random_state=0)["report_id"].unique()
-corpus = corpus.subset(sample)
+sample = corpus.images.sample(120, random_state=0)
+corpus = corpus.subset(sample["report_id"].unique())
+corpus.images = corpus.images[corpus.images["image_id"].isin(sample["image_id"])]
 corpus"""),
         new_code_cell("embedder = radmine.ImageEmbedder(backbone='efficientnet_lite0', image_size=128, progress=False)\n"
                       "X = embedder.transform(corpus)\nX.shape"),
