@@ -229,9 +229,10 @@ def scrubadub_system():
 
 
 # -- scoring ------------------------------------------------------------------------
-def score(samples, predictions) -> dict:
+def score(samples, predictions, known_names=frozenset()) -> dict:
     phi_tot = phi_hit = other_tot = other_hit = traps_tot = traps_kept = 0
     per_label: dict[str, list[int]] = {}
+    names = {"in_dictionary": [0, 0], "not_in_dictionary": [0, 0]}
     for (text, gold, traps), pred in zip(samples, predictions):
         covered = bytearray(len(text))
         for s, e in pred:
@@ -246,6 +247,10 @@ def score(samples, predictions) -> dict:
                 per_label.setdefault(label, [0, 0])
                 per_label[label][0] += 1
                 per_label[label][1] += hit
+                if label == "NAME":
+                    key = "in_dictionary" if t.group(0).capitalize() in known_names else "not_in_dictionary"
+                    names[key][0] += 1
+                    names[key][1] += hit
         for t in TOKEN.finditer(text):
             if not any(phi_mask[t.start():t.end()]):
                 other_tot += 1
@@ -258,6 +263,8 @@ def score(samples, predictions) -> dict:
         "over_scrub": other_hit / max(other_tot, 1),
         "eponyms_kept": traps_kept / max(traps_tot, 1),
         "recall_by_label": {k: round(v[1] / v[0], 4) for k, v in sorted(per_label.items())},
+        "name_recall_by_dictionary": {k: round(v[1] / max(v[0], 1), 4) for k, v in names.items()},
+        "name_tokens_by_dictionary": {k: v[0] for k, v in names.items()},
         "phi_tokens": phi_tot, "other_tokens": other_tot, "eponym_traps": traps_tot,
     }
 
@@ -297,11 +304,12 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         pred = system(texts)
         seconds = time.perf_counter() - t0
-        res = score(samples, pred)
+        res = score(samples, pred, lex["first"] | lex["last"])
         res["reports_per_s"] = len(texts) / seconds
         results[name] = res
         print(f"{name:15s} recall {res['phi_token_recall']:.4f}  over-scrub {res['over_scrub']:.4f}  "
-              f"eponyms kept {res['eponyms_kept']:.4f}  {res['reports_per_s']:.0f} reports/s  {res['recall_by_label']}")
+              f"eponyms kept {res['eponyms_kept']:.4f}  {res['reports_per_s']:.0f} reports/s  {res['recall_by_label']}  "
+              f"name recall by dictionary {res['name_recall_by_dictionary']} ({res['name_tokens_by_dictionary']} tokens)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"n": len(samples), "seed": args.seed, "results": results}, indent=1))
