@@ -45,6 +45,7 @@ def _labels(spans):
     ("Age: 101. Dyspnea.", "AGE", "101"),
     ("Transferred from Mercy General Hospital for CT.", "HOSPITAL", "Mercy General Hospital"),
     ("Outside films from St. Elsewhere Medical Center reviewed.", "HOSPITAL", "St. Elsewhere Medical Center"),
+    ("Location: van der Kint Clinic", "HOSPITAL", "van der Kint Clinic"),
 ])
 def test_each_phi_kind_is_found(detector, text, label, phi):
     found = _labels(detector.find(text))

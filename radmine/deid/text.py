@@ -174,7 +174,7 @@ _HOSPITAL_HEAD = (r"(?:Hospitals?|Medical\s+Cent(?:er|re)|Med(?:ical)?\s+Ctr\.?|
                   r"Radiology(?:\s+(?:Associates|Group|Partners|Department))?|Cancer\s+Cent(?:er|re)|"
                   r"(?:Urgent|Primary)\s+Care|Medical\s+Group|Physicians|Associates|Sanatorium|Hospice|"
                   r"Nursing\s+Home|Rehabilitation(?:\s+Cent(?:er|re))?|Surgery\s+Cent(?:er|re)|Children['’]s|Memorial|University|College|Foundation)")
-_HOSPITAL_WORD = r"(?:[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+(?:['’]s)?|St\.?|Saint|Mt\.?|Mount|[A-Z]{2,}|of|the|and|&|for)"
+_HOSPITAL_WORD = r"(?:[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+(?:['’]s)?|St\.?|Saint|Mt\.?|Mount|[A-Z]{2,}|of|the|and|&|for|van|von|der|den|de|la|le|du)"
 _STATES = ("AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|"
            "OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR|AS|GU|MP|VI|FM|MH|PW|AA|AE|AP")
 
@@ -212,7 +212,7 @@ def _rules() -> list[tuple[str, str, re.Pattern, int, re.Pattern | None]]:
         # dates (a year alone is not PHI under Safe Harbor and stays)
         ("DATE", "date-numeric", _rx(rf"\b{_WEEKDAY}(?:0?[1-9]|1[0-2])([/.-])(?:0?[1-9]|[12]\d|3[01])\1(?:{_YEAR}|\d\d)\b"), 0),
         ("DATE", "date-numeric-dmy", _rx(rf"\b(?:0?[1-9]|[12]\d|3[01])([/.-])(?:0?[1-9]|1[0-2])\1(?:{_YEAR}|\d\d)\b"), 0),
-        ("DATE", "date-iso", _rx(rf"\b{_YEAR}([/.-])(?:0?[1-9]|1[0-2])\1(?:0?[1-9]|[12]\d|3[01])(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?\b"), 0),
+        ("DATE", "date-iso", _rx(rf"\b{_YEAR}([/.-])(?:0?[1-9]|1[0-2])\1(?:0?[1-9]|[12]\d|3[01])(?:T\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?\b"), 0),
         ("DATE", "date-compact", _rx(r"\b(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?:\d{4,6})?\b"), 0),
         ("DATE", "date-month-name", _rx(rf"\b{_WEEKDAY}{_MONTHS_ANY}\.?\s+{_DAY}(?:,?\s+{_YEAR})?\b"), 0),
         ("DATE", "date-day-month", _rx(rf"\b{_WEEKDAY}{_DAY}(?:\s+of)?[\s-]+{_MONTHS_ANY}\.?(?:,?[\s-]+(?:{_YEAR}|'?\d\d))?\b"), 0),
@@ -589,7 +589,8 @@ class PHIDetector:
         if m:
             s += m.end()
         seg = text[s:e].rstrip(" ,.")
-        if not seg or not seg[0].isupper():
+        particles = re.match(r"(?:(?:van|von|der|den|de|la|le|du)\s+)+(?=[A-ZÀ-ÖØ-Þ])", seg)  # "van der Kint Clinic"
+        if not seg or not (seg[0].isupper() or particles):
             return None, None
         return s, s + len(seg)
 
