@@ -210,10 +210,13 @@ def test_changed_truncated_or_foreign_files_make_their_step_run_again(clean, tmp
 def test_every_section_changed_on_an_existing_folder_starts_clean_and_back(clean, tmp_path):
     out = _copy(clean, tmp_path)
     changed = {
-        "run.random_state": 1, "read.max_reports": 20, "text.context": 0, "labels.sections": ["impression"],
+        "run.random_state": 1, "read.max_reports": 20, "deid.method": "mask", "text.context": 0, "labels.sections": ["impression"],
         "topics.n_topics": 0, "topics.candidates": [2, 3], "topics.n_subtopics": 2, "embed.image_size": 48,
         "cluster.n_clusters": 3, "img2text.epochs": 3, "img2text.batch_size": 16, "report.n_examples": 1,
     }
+    from radmine.pipeline.config import default_config
+
+    assert {k.split(".")[0] for k in changed} == set(default_config())  # every section
     status = _status(_mine(out, changed))
     assert set(status.values()) == {"ran"}
     assert (out / "topics" / "selection.parquet").is_file() and (out / "topics" / "topic_info_level2.parquet").is_file()
