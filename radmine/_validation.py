@@ -9,9 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
-class NotFittedError(ValueError, AttributeError):
-    """Raised when a method that needs a fitted estimator is called before ``fit``."""
+
+class NotFittedError(_SklearnNotFittedError):
+    """Raised when a method that needs a fitted estimator is called before ``fit``.
+
+    A :class:`sklearn.exceptions.NotFittedError` (so also a ``ValueError`` and an
+    ``AttributeError``): scikit-learn's tools and ``except`` clauses recognise it.
+    """
 
 
 def check_is_fitted(estimator: Any, attributes: str | Iterable[str] | None = None) -> None:

@@ -883,7 +883,8 @@ def fit_topics_streaming(
     from gensim.models import LdaModel
 
     from radmine._validation import check_int
-    from radmine.topics.model import TopicModel, _seed
+    from radmine.base import seed_int
+    from radmine.topics.model import TopicModel
     from radmine.topics.preprocess import Preprocessor
 
     t0 = time.perf_counter()
@@ -935,7 +936,7 @@ def fit_topics_streaming(
     logger.info("fit_topics_streaming: %d documents, %d terms, %d partitions", num_docs, len(vocab), len(parts))
 
     # 3. online LDA on the client
-    seed = _seed(random_state)
+    seed = seed_int(random_state)
     lda = LdaModel(
         id2word=vocab.dictionary_, num_topics=n_topics, alpha=np.full(n_topics, float(alpha)), eta=float(eta),
         iterations=50 if iterations is None else iterations, random_state=seed, eval_every=None,

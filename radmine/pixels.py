@@ -288,7 +288,8 @@ def _minmax(a: np.ndarray) -> np.ndarray:
     return ((a - lo) / (hi - lo)).astype(np.float32)
 
 
-def _n_frames(ds) -> int:
+def count_frames(ds) -> int:
+    """Frames in a pydicom dataset (``NumberOfFrames``; 1 when absent or unreadable)."""
     try:
         return max(int(ds.get("NumberOfFrames", 1) or 1), 1)
     except (TypeError, ValueError):
@@ -302,7 +303,7 @@ def _dicom_pixels(ds, name: str, win, frame: int | None, voi_lut: bool, limit: i
         sop = ds.get("SOPClassUID")
         kind = getattr(sop, "name", None) or sop or "unknown"
         raise ValueError(f"{name}: no pixel data (SOP class {kind}); not an image or the file is truncated.")
-    n_frames = _n_frames(ds)
+    n_frames = count_frames(ds)
     if frame is not None and not (-n_frames <= frame < n_frames):
         raise ValueError(f"{name}: frame {frame} out of range; the image has {n_frames} frame(s).")
     if limit is not None:

@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from radmine._io import atomic_write_json, atomic_write_parquet, fingerprint
-from radmine._repr import EstimatorReprMixin
 from radmine._validation import check_int, check_is_fitted, check_option, check_random_state
+from radmine.base import BaseEstimator
 from radmine.cluster import loop as _loop
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ __all__ = ["JointClusterer"]
 _NOT_IN_FINGERPRINT = {"progress", "checkpoint_dir", "device", "batch_size"}
 
 
-class JointClusterer(EstimatorReprMixin):
+class JointClusterer(BaseEstimator):
     """Joint image clustering and CNN fine-tuning (Wang et al., WACV 2017; DeepCluster-style loop).
 
     Parameters

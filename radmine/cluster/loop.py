@@ -23,11 +23,14 @@ import math
 
 import numpy as np
 
+from radmine._validation import check_is_fitted
+from radmine.base import BaseEstimator
+
 logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- features
-class FeatureReducer:
+class FeatureReducer(BaseEstimator):
     """PCA to ``n_components`` (optionally whitened), then L2 normalisation.
 
     Parameters
@@ -66,6 +69,7 @@ class FeatureReducer:
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Project, whiten and L2-normalise; returns float32 ``(n, n_components)``."""
+        check_is_fitted(self, "components_")
         Z = (np.asarray(X, dtype=np.float64) - self.mean_) @ self.components_.T
         Z *= self.scale_
         norm = np.linalg.norm(Z, axis=1, keepdims=True)

@@ -165,7 +165,7 @@ def _check_pooling(pooling: str, allowed=POOLINGS) -> str:
 
 
 def _check_features(features: str, name: str) -> str:
-    allowed = FEATURES if not _is_hf_name(name) else ("last",)
+    allowed = FEATURES if not is_hf_name(name) else ("last",)
     if features not in allowed:
         shown = "{" + ", ".join(repr(a) for a in allowed) + "}"
         raise ValueError(
@@ -493,7 +493,8 @@ def _cls(key: str):
     return _CLASSES[key]
 
 
-def _is_hf_name(name: str) -> bool:
+def is_hf_name(name: str) -> bool:
+    """Whether backbone ``name`` is a Hugging Face model (the ``hf:`` prefix or a local model folder)."""
     return name.startswith(HF_PREFIX) or Path(name).is_dir()
 
 
@@ -571,7 +572,7 @@ def _build_backbone(name, pretrained, random_state, image_size, pooling, feature
         _check_features(features, name)
         return _cls("random")(pretrained=False, image_size=image_size, pooling=pooling, random_state=random_state,
                               features=features)
-    if _is_hf_name(name):
+    if is_hf_name(name):
         _check_pooling(pooling, HF_POOLINGS)
         _check_features(features, name)
         source = name[len(HF_PREFIX):] if name.startswith(HF_PREFIX) else name

@@ -22,10 +22,10 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from radmine._repr import EstimatorReprMixin
+from radmine.base import BaseEstimator
 from radmine.hub import ImageEmbedderHubMixin
 from radmine._validation import check_int, check_is_fitted, check_option
-from radmine.images.backbones import FEATURES, HF_POOLINGS, POOLINGS, _is_hf_name, build_backbone
+from radmine.images.backbones import FEATURES, HF_POOLINGS, POOLINGS, build_backbone, is_hf_name
 from radmine.images.preprocess import (
     CHANNEL_MODES,
     CROP_MODES,
@@ -106,13 +106,13 @@ def _decode_dicom(path: str, channels: str) -> tuple[np.ndarray, bool]:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    from radmine.pixels import _n_frames, load_pixels
+    from radmine.pixels import count_frames, load_pixels
 
     try:
         ds = pydicom.dcmread(path)
     except InvalidDicomError:
         return _middle_frame(load_pixels(path)), False  # not DICOM: an image file without a usual suffix
-    n_frames = _n_frames(ds)
+    n_frames = count_frames(ds)
     frame = n_frames // 2 if n_frames > 1 else None
     if channels == "ct_windows" and str(ds.get("Modality", "")).upper() == "CT":
         return _middle_frame(load_pixels(ds, window="raw", frame=frame)), True
@@ -307,7 +307,7 @@ def _resolve_device(device: str):
 # ---------------------------------------------------------------------------
 # the estimator
 # ---------------------------------------------------------------------------
-class ImageEmbedder(ImageEmbedderHubMixin, EstimatorReprMixin):
+class ImageEmbedder(ImageEmbedderHubMixin, BaseEstimator):
     """Embed images with a pretrained CNN (or any registered backbone).
 
     Parameters
@@ -440,20 +440,9 @@ class ImageEmbedder(ImageEmbedderHubMixin, EstimatorReprMixin):
         self.progress = progress
         self.random_state = random_state
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor parameters (scikit-learn style)."""
-        import inspect
-
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {n: getattr(self, n) for n in names}
-
     def set_params(self, **params: Any) -> ImageEmbedder:
         """Set constructor parameters; the backbone is rebuilt on the next ``fit``/``transform``."""
-        valid = self.get_params()
-        for k, v in params.items():
-            if k not in valid:
-                raise ValueError(f"Invalid parameter {k!r} for ImageEmbedder; valid parameters: {sorted(valid)}.")
-            setattr(self, k, v)
+        super().set_params(**params)
         for attr in ("backbone_", "dim_", "input_spec_", "settings_", "device_", "batch_size_", "features_"):
             self.__dict__.pop(attr, None)
         return self
@@ -475,7 +464,7 @@ class ImageEmbedder(ImageEmbedderHubMixin, EstimatorReprMixin):
         allowed = HF_POOLINGS if str(self.backbone).startswith("hf:") else POOLINGS
         check_option(self.pooling, "pooling", owner, allowed)
         check_option(self.features, "features", owner, ("auto",) + FEATURES)
-        if self.features == "last+mid" and _is_hf_name(str(self.backbone)):
+        if self.features == "last+mid" and is_hf_name(str(self.backbone)):
             raise ValueError(
                 "The 'features' parameter of ImageEmbedder must be 'auto' or 'last' for a transformers backbone "
                 f"({self.backbone!r}); 'last+mid' needs a built-in CNN. Got 'last+mid' instead."
@@ -514,7 +503,7 @@ class ImageEmbedder(ImageEmbedderHubMixin, EstimatorReprMixin):
     def _resolved_features(self) -> str:
         if self.features != "auto":
             return self.features
-        return "last" if _is_hf_name(str(self.backbone)) else "last+mid"
+        return "last" if is_hf_name(str(self.backbone)) else "last+mid"
 
     def _settings(self) -> dict[str, Any]:
         import radmine

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from radmine._io import atomic_write_json
-from radmine._repr import EstimatorReprMixin
 from radmine._validation import NotFittedError, check_int, check_option
+from radmine.base import BaseEstimator
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def _faiss():
     return faiss
 
 
-class ImageIndex(EstimatorReprMixin):
+class ImageIndex(BaseEstimator):
     """Nearest-neighbour search over image embeddings.
 
     Parameters

@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 
 from radmine._io import atomic_write_bytes, atomic_write_json, fingerprint
-from radmine._repr import EstimatorReprMixin
 from radmine._validation import check_int, check_is_fitted, check_option
+from radmine.base import BaseEstimator, derived_seed
 from radmine.corpus import Corpus
 from radmine.img2text import training as tr
 from radmine.img2text.metrics import bleu_scores
@@ -393,7 +393,7 @@ def _beam(module, feats, max_length: int, beam_size: int, length_penalty: float 
 # ---------------------------------------------------------------------------
 # the estimator
 # ---------------------------------------------------------------------------
-class AnnotationGenerator(EstimatorReprMixin):
+class AnnotationGenerator(BaseEstimator):
     """Generate Open-i-style annotation sequences from images (CNN + GRU, Shin et al. CVPR 2016).
 
     Parameters
@@ -516,21 +516,6 @@ class AnnotationGenerator(EstimatorReprMixin):
         self.device = device
         self.cache_dir = cache_dir
         self.progress = progress
-
-    # -- parameters --------------------------------------------------------
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor parameters (scikit-learn style)."""
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {n: getattr(self, n) for n in names}
-
-    def set_params(self, **params: Any) -> AnnotationGenerator:
-        """Set constructor parameters (takes effect at the next ``fit``)."""
-        valid = self.get_params()
-        for k, v in params.items():
-            if k not in valid:
-                raise ValueError(f"Invalid parameter {k!r} for AnnotationGenerator; valid parameters: {sorted(valid)}.")
-            setattr(self, k, v)
-        return self
 
     def _validate(self) -> None:
         owner = "AnnotationGenerator"
@@ -660,7 +645,7 @@ class AnnotationGenerator(EstimatorReprMixin):
             logger.warning("%s: %d image(s) without features (unreadable) left out.", owner, int((~ok).sum()))
             seq, feats = seq[ok].reset_index(drop=True), feats[ok]
 
-        rng = np.random.default_rng(tr.seed_of(self.random_state, 11))
+        rng = np.random.default_rng(derived_seed(self.random_state, 11))
         held = tr.split_by_group(seq["group"], self.dev_fraction, rng)
         seq["role"] = np.where(held, "dev", "train")
         counts = Counter(t for toks in seq.loc[~held, "tokens"] for t in toks)
@@ -679,7 +664,7 @@ class AnnotationGenerator(EstimatorReprMixin):
         self.feature_dim_ = int(feats.shape[1])
         train_rows, dev_rows = np.flatnonzero(~held), np.flatnonzero(held)
 
-        with tr.local_torch_seed(tr.seed_of(self.random_state, 12)):
+        with tr.local_torch_seed(derived_seed(self.random_state, 12)):
             module = _make_decoder(self.feature_dim_, len(vocab), self.embed_size, self.hidden_size, self.dropout)
         module.img_mean.copy_(torch.from_numpy(feats[train_rows].mean(0)))
         module.img_std.copy_(torch.from_numpy(feats[train_rows].std(0) + 1e-6))
@@ -733,7 +718,7 @@ class AnnotationGenerator(EstimatorReprMixin):
         return self
 
     def _config(self) -> dict:
-        cfg = {k: v for k, v in self.get_params().items() if k not in ("checkpoint_dir", "cache_dir", "progress")}
+        cfg = {k: v for k, v in self.get_params(deep=False).items() if k not in ("checkpoint_dir", "cache_dir", "progress")}
         cfg["device"] = str(cfg["device"])
         return cfg
 
@@ -885,7 +870,7 @@ class AnnotationGenerator(EstimatorReprMixin):
         d.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
         atomic_write_bytes(d / MODEL_FILE, save(state))
-        params = self.get_params()
+        params = self.get_params(deep=False)
         params = {k: (str(v) if isinstance(v, Path) else v) for k, v in params.items()}
         atomic_write_json(d / CONFIG_FILE, {
             "format": _FORMAT,

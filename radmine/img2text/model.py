@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 
 from radmine._io import fingerprint
-from radmine._repr import EstimatorReprMixin
 from radmine._validation import check_int, check_is_fitted, check_option
+from radmine.base import BaseEstimator, derived_seed
 from radmine.corpus import Corpus
 from radmine.hub import ImageTextModelHubMixin
 from radmine.img2text import training as tr
@@ -172,7 +172,7 @@ def _make_towers(img_dim, txt_dim, *, objective, embed_dim, hidden_dim, dropout,
     return Towers()
 
 
-class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, EstimatorReprMixin):
+class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimator):
     """Dual encoder that maps key images and their sentences/captions to one space.
 
     The defaults are the best single-model recipe measured on the MedPix
@@ -475,7 +475,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, EstimatorRe
             bad = {i for i, good in zip(img_ids, ok) if not good}
             pairs = pairs[~pairs["image_id"].isin(bad)].reset_index(drop=True)
         img_row = {i: r for r, i in enumerate(img_ids)}
-        rng = np.random.default_rng(tr.seed_of(self.random_state, 1))
+        rng = np.random.default_rng(derived_seed(self.random_state, 1))
         held = tr.split_by_group(pairs["group"], self.dev_fraction, rng)
         pairs = pairs.assign(role=np.where(held, "dev", "train"))
         extra = self._extra_pairs(train, pairs[~held])
@@ -524,7 +524,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, EstimatorRe
         members, histories, trainers = [], [], []
         for m in range(int(self.n_ensemble)):
             # member 0 keeps the seeds of a single model; the others derive theirs from random_state
-            with tr.local_torch_seed(tr.seed_of(self.random_state, 2 if m == 0 else 1000 + m)):
+            with tr.local_torch_seed(derived_seed(self.random_state, 2 if m == 0 else 1000 + m)):
                 module = _make_towers(
                     img_dim, txt_dim, objective=self.objective, embed_dim=self.embed_dim, hidden_dim=self.hidden_dim,
                     dropout=self.dropout, input_dropout=self.input_dropout, temperature=self.temperature,
@@ -571,7 +571,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, EstimatorRe
                 module, lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs,
                 patience=self.patience if use_dev else None, checkpoint_dir=ckpt,
                 fingerprint=fp, config=config, monitor="dev_R_mean",
-                random_state=self.random_state if m == 0 else tr.seed_of(self.random_state, 2000 + m),
+                random_state=self.random_state if m == 0 else derived_seed(self.random_state, 2000 + m),
                 device=self.device_, progress=self.progress,
                 desc="ImageTextModel" if self.n_ensemble == 1 else f"ImageTextModel member {m + 1}/{self.n_ensemble}",
                 n_threads=self._head_threads(), lr_schedule=self.lr_schedule,
@@ -1058,7 +1058,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, EstimatorRe
 _NOT_FINGERPRINTED = {"epochs", "patience"}
 
 
-class ImageTextEnsemble(EstimatorReprMixin):
+class ImageTextEnsemble(BaseEstimator):
     """Several fitted :class:`ImageTextModel` (e.g. MiniLM and word2vec text towers) used as one dual encoder.
 
     Embeddings are the concatenation of the members' L2-normalised

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from radmine._io import atomic_write_bytes, atomic_write_json
-from radmine._repr import EstimatorReprMixin
 from radmine._validation import check_int, check_is_fitted
+from radmine.base import BaseEstimator
 from radmine.img2text.metrics import tokenize
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def _stable_hash(s: str) -> int:
     return zlib.crc32(s.encode("utf-8"))
 
 
-class Word2VecTextEncoder(EstimatorReprMixin):
+class Word2VecTextEncoder(BaseEstimator):
     """Mean-pooled gensim word2vec trained on the corpus (Shin et al. 2015).
 
     Parameters
@@ -282,7 +282,7 @@ def resolve_transformers_model(model: str) -> str:
     return str(model)
 
 
-class TransformersTextEncoder(EstimatorReprMixin):
+class TransformersTextEncoder(BaseEstimator):
     """A transformers encoder with attention-masked mean pooling.
 
     Parameters

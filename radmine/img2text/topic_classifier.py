@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from radmine._io import fingerprint
-from radmine._repr import EstimatorReprMixin
 from radmine._validation import check_int, check_is_fitted, check_option
+from radmine.base import BaseEstimator, derived_seed
 from radmine.corpus import Corpus
 from radmine.img2text import training as tr
 
@@ -45,7 +45,7 @@ def _call_labels(topic_model, corpus: Corpus, level: str) -> pd.DataFrame:
     return labels
 
 
-class TopicImageClassifier(tr.BackboneInputsMixin, EstimatorReprMixin):
+class TopicImageClassifier(tr.BackboneInputsMixin, BaseEstimator):
     """Predict an image's topic label from its pixels.
 
     Parameters
@@ -240,7 +240,7 @@ class TopicImageClassifier(tr.BackboneInputsMixin, EstimatorReprMixin):
             source = source.subset(keep)
 
         # split by case: test, dev, train
-        rng = np.random.default_rng(tr.seed_of(self.random_state, 11))
+        rng = np.random.default_rng(derived_seed(self.random_state, 11))
         test = tr.split_by_group(lab["group"], self.test_size, rng)
         dev = np.zeros(len(lab), dtype=bool)
         rest = np.flatnonzero(~test)
@@ -255,7 +255,7 @@ class TopicImageClassifier(tr.BackboneInputsMixin, EstimatorReprMixin):
 
         import torch.nn as nn
 
-        with tr.local_torch_seed(tr.seed_of(self.random_state, 12)):
+        with tr.local_torch_seed(derived_seed(self.random_state, 12)):
             head = (nn.Linear(in_dim, len(self.classes_)) if self.hidden_dim == 0 else
                     nn.Sequential(nn.Linear(in_dim, self.hidden_dim), nn.GELU(), nn.Dropout(self.dropout),
                                   nn.Linear(self.hidden_dim, len(self.classes_))))

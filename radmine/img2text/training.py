@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from radmine._io import atomic_write_bytes, atomic_write_json
+from radmine.base import derived_seed
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +52,6 @@ def resolve_device(device: str | None):
         return torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"The 'device' parameter must be 'auto', 'cpu', 'cuda' or 'cuda:N'. Got {device!r}.") from None
-
-
-def seed_of(random_state, offset: int = 0) -> int:
-    """A non-negative int seed from ``random_state`` (None -> 0) plus ``offset``."""
-    base = 0 if random_state is None else int(random_state)
-    return (base * 1_000_003 + offset) % (2**31 - 1)
 
 
 @contextlib.contextmanager
@@ -380,10 +375,10 @@ class Trainer:
             while epoch < self.epochs and not self.stopped_early:
                 epoch += 1
                 t0 = time.perf_counter()
-                rng = np.random.default_rng(seed_of(self.random_state, 7919 * epoch))
+                rng = np.random.default_rng(derived_seed(self.random_state, 7919 * epoch))
                 self.module.train()
                 losses, sizes = [], []
-                with local_torch_seed(seed_of(self.random_state, 104729 * epoch), self.device):
+                with local_torch_seed(derived_seed(self.random_state, 104729 * epoch), self.device):
                     batches = make_batches(rng)
                     for i, batch in enumerate(batches):
                         if self.lr_schedule == "cosine":

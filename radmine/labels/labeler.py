@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from radmine._repr import EstimatorReprMixin
 from radmine._validation import check_is_fitted
+from radmine.base import BaseEstimator
 from radmine.labels.vocabulary import Finding, Vocabulary, auto_vocabulary, load_vocabulary
 from radmine.text.negation import NegationDetector, classify_span, trie_regex
 
@@ -185,7 +185,7 @@ def _ids_for(index: pd.Index) -> np.ndarray:
     return np.arange(len(index))
 
 
-class WeakLabeler(EstimatorReprMixin):
+class WeakLabeler(BaseEstimator):
     """Rule-based weak labeller: vocabulary terms, negation/uncertainty scopes, sections.
 
     Parameters

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-from radmine._repr import EstimatorReprMixin
+from radmine.base import BaseEstimator
 
 __all__ = ["NegationDetector", "find_negations", "classify_span", "trie_regex", "KINDS", "DEFAULT_TRIGGERS"]
 
@@ -231,7 +231,7 @@ def _kind_regex(phrases: list[str]) -> str:
     return "|".join(alts)
 
 
-class NegationDetector(EstimatorReprMixin):
+class NegationDetector(BaseEstimator):
     """NegEx-style negation and uncertainty detector.
 
     Parameters

@@ -27,12 +27,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from radmine._repr import EstimatorReprMixin
 from radmine._validation import check_int, check_is_fitted, check_option
+from radmine.base import BaseEstimator
 from radmine.topics.model import (
     TopicModel,
     _labels_frame,
-    _params_of,
     _read_meta,
     image_documents,
     topic_table_html,
@@ -45,7 +44,7 @@ FORMAT = "radmine-hierarchical-topic-model"
 _JSON = "hierarchical_topic_model.json"
 
 
-class HierarchicalTopicModel(EstimatorReprMixin):
+class HierarchicalTopicModel(BaseEstimator):
     """Level-1 topics, then level-2 LDA inside each level-1 topic.
 
     Parameters
@@ -90,9 +89,6 @@ class HierarchicalTopicModel(EstimatorReprMixin):
         self.sub_drop_top = sub_drop_top
         for name, p in shared.items():
             setattr(self, name, topic_params.get(name, p.default))
-
-    def get_params(self) -> dict[str, Any]:
-        return _params_of(self)
 
     def _model_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in _shared_params()}
@@ -348,7 +344,7 @@ class HierarchicalTopicModel(EstimatorReprMixin):
             d = self._doc_info.copy()
             d["dominant_subtopic"] = d["dominant_subtopic"].astype(object)
             atomic_write_parquet(d, path / "documents.parquet")
-        params = self.get_params()
+        params = self.get_params(deep=False)
         params["sections"] = None if self.sections is None else list(self.sections)
         params["random_state"] = self.random_state if isinstance(self.random_state, (int, type(None))) else None
         atomic_write_json(path / _JSON, {

@@ -26,7 +26,6 @@ Dask shards).
 from __future__ import annotations
 
 import html
-import inspect
 import json
 import logging
 import time
@@ -36,8 +35,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from radmine._repr import EstimatorReprMixin, summary_html
+from radmine._repr import summary_html
 from radmine._validation import check_int, check_is_fitted, check_option
+from radmine.base import BaseEstimator, seed_int
 from radmine.hub import TopicModelHubMixin
 from radmine.topics.io import documents
 from radmine.topics.preprocess import Preprocessor, Vocabulary
@@ -179,22 +179,6 @@ def _empty_documents() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in DOCUMENT_COLUMNS})
 
 
-def _seed(random_state: Any) -> int | None:
-    if random_state is None:
-        return None
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        return int(random_state)
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(2**31 - 1))
-    raise TypeError(f"random_state must be None, an int or a numpy Generator; got {type(random_state).__name__}.")
-
-
-def _params_of(est: Any) -> dict[str, Any]:
-    """Constructor parameters of an estimator (its ``__init__`` signature) and their values."""
-    names = [p for p in inspect.signature(type(est).__init__).parameters if p != "self"]
-    return {n: getattr(est, n) for n in names}
-
-
 #: Shin et al.'s Stanford TMT settings (the defaults before radmine measured better ones):
 #: ``TopicModel(20, **SHIN_PARAMS)``.
 SHIN_PARAMS: dict[str, Any] = {
@@ -235,7 +219,7 @@ def unique_names(names: list[str]) -> list[str]:
     return out
 
 
-class TopicModel(TopicModelHubMixin, EstimatorReprMixin):
+class TopicModel(TopicModelHubMixin, BaseEstimator):
     """LDA topics over reports or sentences, with Shin et al.'s settings as defaults.
 
     Parameters
@@ -368,9 +352,6 @@ class TopicModel(TopicModelHubMixin, EstimatorReprMixin):
         self.n_jobs = n_jobs
 
     # -- params -------------------------------------------------------
-    def get_params(self) -> dict[str, Any]:
-        return _params_of(self)
-
     def _check_params(self) -> None:
         owner = type(self).__name__
         check_int(self.n_topics, "n_topics", owner, min_value=1)
@@ -396,7 +377,7 @@ class TopicModel(TopicModelHubMixin, EstimatorReprMixin):
             raise ValueError(f"The 'max_df' parameter of {owner} must be a float in (0, 1]. Got {self.max_df!r} instead.")
         if self.sections is not None and (isinstance(self.sections, str) or not all(isinstance(s, str) for s in self.sections)):
             raise TypeError(f"The 'sections' parameter of {owner} must be a tuple of section names or None. Got {self.sections!r}.")
-        _seed(self.random_state)
+        seed_int(self.random_state)
 
     def _documents(self, X: Any) -> pd.DataFrame:
         return documents(X, unit=self.unit, sections=self.sections, engine=self.engine, progress=self.progress)
@@ -444,7 +425,7 @@ class TopicModel(TopicModelHubMixin, EstimatorReprMixin):
                 f"({len(docs)} documents, {len(vocab)} terms); lower min_doc_terms/min_df or pass more text."
             )
         train_tokens = [t for t, m in zip(kept, train) if m]
-        seed = _seed(self.random_state)
+        seed = seed_int(self.random_state)
         if self.backend == "gensim":
             lam, alpha = self._fit_gensim(train_tokens, vocab, seed)
         else:
@@ -991,7 +972,7 @@ class TopicModel(TopicModelHubMixin, EstimatorReprMixin):
         check_is_fitted(self, "components_")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        params = self.get_params()
+        params = self.get_params(deep=False)
         params["sections"] = None if self.sections is None else list(self.sections)
         params["random_state"] = self.random_state if isinstance(self.random_state, (int, type(None))) else None
         atomic_write_bytes(path / _ARRAYS, st_save({"components": np.ascontiguousarray(self.components_, dtype=np.float32),

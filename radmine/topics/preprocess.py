@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from radmine._validation import check_int, check_option
+from radmine._validation import check_int, check_is_fitted, check_option
+from radmine.base import BaseEstimator
 
 logger = logging.getLogger(__name__)
 
@@ -399,7 +400,7 @@ def preprocess(texts: Any, phrasegrams: Any = None, **options: Any) -> list[list
 
 
 # ---------------------------------------------------------------- fitted objects
-class Preprocessor:
+class Preprocessor(BaseEstimator):
     """Tokenizer settings plus the learned phrase list, applied identically to new texts.
 
     Parameters
@@ -432,7 +433,7 @@ class Preprocessor:
         self.deid = deid
         self.mark_negation = mark_negation
         self.lemmatize = lemmatize
-        self.extra_stop_words = tuple(extra_stop_words)
+        self.extra_stop_words = extra_stop_words
         self.phrases = phrases
         self.phrase_min_count = phrase_min_count
         self.phrase_threshold = phrase_threshold
@@ -445,7 +446,7 @@ class Preprocessor:
             "deid": self.deid,
             "mark_negation": self.mark_negation if self.mark_negation == "drop" else bool(self.mark_negation),
             "lemmatize": bool(self.lemmatize),
-            "extra_stop_words": self.extra_stop_words,
+            "extra_stop_words": tuple(self.extra_stop_words),
             "drop_normal": bool(self.drop_normal),
         }
 
@@ -489,7 +490,7 @@ class Preprocessor:
         return f"Preprocessor(mark_negation={self.mark_negation}, phrases={self.phrases}, n_phrases={n})"
 
 
-class Vocabulary:
+class Vocabulary(BaseEstimator):
     """Term <-> id map with Shin's frequency filters (a gensim ``Dictionary``).
 
     Parameters
@@ -543,6 +544,7 @@ class Vocabulary:
 
     def filter_docs(self, docs: Sequence[Sequence[str]]) -> list[list[str]]:
         """Keep only in-vocabulary tokens (order kept)."""
+        check_is_fitted(self, "dictionary_")
         t2i = self.dictionary_.token2id
         return [[t for t in doc if t in t2i] for doc in docs]
 
