@@ -1,13 +1,30 @@
 """Benchmark radmine's TopicModel against tomotopy, scikit-learn and plain gensim LDA.
 
+Part 0 (defaults, ``--defaults``): what a user gets. On the IU reports (findings + impression),
+the whole set and random subsets of ``--subset`` reports (default 400; a new subset per
+seed), each model reads the report *texts* and brings its own preprocessing:
+
+- ``defaults``: ``TopicModel(K)`` (radmine's defaults);
+- ``Shin settings``: ``TopicModel(K, **SHIN_PARAMS)`` (gensim, bigram phrases, every clause);
+- ``defaults, normal clauses kept``: ``TopicModel(K, drop_normal=False)``;
+- ``gensim LdaModel(passes=10)`` and ``tomotopy LDA, 1000 sweeps``: plain peers on the
+  reference tokens below, no other filter.
+
+Every model's top-10 words are split into single words (``pleural_effusion`` -> ``pleural``,
+``effusion``; ``NEG_`` prefixes removed) and scored with gensim's ``c_npmi`` on the same
+reference tokens: lower-cased words of >= 3 letters of the findings + impression text minus
+a short stop list (:data:`SHORT_STOP`). ``fit_s`` is the sampler alone (peers: ``train`` /
+``LdaModel``; radmine: ``fit_seconds_``), ``total_s`` radmine's whole ``fit`` from text
+(tokenizing, negation scopes, vocabulary).
+
 Part 1 (real reports): on the shared IU reports (findings + impression) and
 MedPix case findings, every library fits the *same* token lists (radmine's
 preprocessing + Shin's vocabulary filters, learned on a random 80%) at the
 same K:
 
-- ``radmine[gensim]``: ``TopicModel`` defaults (gensim LdaModel, alpha=eta=0.01,
-  10 passes, 50 E-step iterations);
-- ``radmine[tomotopy]``: ``TopicModel(backend="tomotopy")`` defaults (Gibbs,
+- ``radmine[gensim]``: ``TopicModel(backend="gensim", eta=0.01)`` (gensim LdaModel,
+  alpha=eta=0.01, 10 passes, 50 E-step iterations);
+- ``radmine[tomotopy]``: ``TopicModel(backend="tomotopy", eta=0.01)`` (Gibbs,
   alpha starts at 0.1 and is re-estimated, eta=0.01, ``15e6 / n_tokens``
   sweeps clipped to 500..1000);
 - ``gensim``: ``LdaModel(num_topics=K)`` defaults (1 pass);
@@ -34,8 +51,12 @@ radmine[tomotopy] at every size, the 1-pass gensim peer at every size,
 tomotopy's 1,000-sweep peer up to ``--peer-max`` and radmine[gensim] up to
 ``--gensim-max``.
 
+Part 2 fits ``TopicModel(backend="tomotopy", **SHIN_PREPROCESSING)`` (Shin's preprocessing,
+``drop_top=0``) so that its timings stay comparable across versions.
+
 Run::
 
+    python benchmarks/bench_topics.py --defaults # Part 0 only: K = 20, 3 seeds, full set + 400-report subsets
     python benchmarks/bench_topics.py            # K = 10, 20, 40, 3 seeds; sizes up to 200,000
     python benchmarks/bench_topics.py --quick    # K = 10, 20, 1 seed; sizes up to 20,000
 """
@@ -107,6 +128,92 @@ def generated_reports(n: int, seed: int = 0) -> list[str]:
     return out
 
 
+# ------------------------------------------------------------------ part 0: defaults
+#: The reference tokenizer's stop list: function words only, so every content word of a report counts.
+SHORT_STOP = frozenset("""
+the and are there with for this that was were has have been not from which these those into onto than then
+they them its their also may can could would should will but nor xxxx
+""".split())
+#: Shin's preprocessing and term smoothing, for the rows that must stay comparable across versions.
+SHIN_PREPROCESSING = {"eta": 0.01, "phrases": True, "mark_negation": False, "drop_normal": False, "drop_top": 0,
+                      "max_df": 1.0}
+
+
+def reference_tokens(texts: list[str]) -> list[list[str]]:
+    """Lower-cased words of >= 3 letters, minus :data:`SHORT_STOP`: the tokens every model is scored on."""
+    import re
+
+    return [[w for w in re.findall(r"[a-z]+", t.lower()) if len(w) >= 3 and w not in SHORT_STOP] for t in texts]
+
+
+def single_words(top: list[str]) -> list[str]:
+    """Top words split into single words, in order, without repeats (``NEG_`` prefixes removed)."""
+    out: list[str] = []
+    for w in top:
+        for part in (w[4:] if w.startswith("NEG_") else w).split("_"):
+            if part and part not in out:
+                out.append(part)
+    return out
+
+
+def defaults_rows(texts: list[str], k: int, seed: int) -> list[dict]:
+    """One row per model: c_npmi of its split top-10 words on the reference tokens, fit seconds."""
+    from gensim.corpora import Dictionary
+    from gensim.models import LdaModel
+
+    import tomotopy as tp
+
+    from radmine.topics.model import SHIN_PARAMS, TopicModel, topic_coherence
+
+    ref = reference_tokens(texts)
+    d = Dictionary(ref)
+    rows = []
+
+    def add(name, tops, fit_s, total_s=np.nan):
+        rows.append({"model": name, "c_npmi": topic_coherence([single_words(t) for t in tops], ref, d, "c_npmi"),
+                     "fit_s": fit_s, "total_s": total_s})
+
+    for name, params in (("defaults", {}), ("Shin settings", SHIN_PARAMS), ("defaults, normal clauses kept", {"drop_normal": False})):
+        t0 = time.perf_counter()
+        tm = TopicModel(k, random_state=seed, **params).fit(texts)
+        add(name, [tm.get_topic(t)["word"].tolist() for t in range(tm.n_topics_)], tm.fit_seconds_, time.perf_counter() - t0)
+    bows = [d.doc2bow(t) for t in ref]
+    t0 = time.perf_counter()
+    lda = LdaModel(bows, id2word=d, num_topics=k, passes=10, random_state=seed)
+    add("gensim LdaModel(passes=10)", [[w for w, _ in lda.show_topic(j, 10)] for j in range(k)], time.perf_counter() - t0)
+    mdl = tp.LDAModel(k=k, seed=seed)
+    for t in ref:
+        if t:
+            mdl.add_doc(t)
+    t0 = time.perf_counter()
+    mdl.train(1000, workers=1)
+    add("tomotopy LDA, 1000 sweeps", [[w for w, _ in mdl.get_topic_words(j, top_n=10)] for j in range(k)],
+        time.perf_counter() - t0)
+    return rows
+
+
+def defaults_table(texts: list[str], k: int, seeds, subset: int) -> pd.DataFrame:
+    """Part 0: the whole set (model seeds) and random subsets of ``subset`` reports (a new subset per seed)."""
+    out = []
+    for size in ("all", subset):
+        for s in seeds:
+            if size == "all":
+                sub = texts
+            else:
+                rng = np.random.default_rng(100 + s)
+                sub = [texts[i] for i in rng.choice(len(texts), size, replace=False)]
+            out += [dict(r, reports=len(sub), seed=s) for r in defaults_rows(sub, k, s)]
+        df = pd.DataFrame([r for r in out if r["reports"] == (len(texts) if size == "all" else size)])
+        agg = df.groupby("model", sort=False).agg(c_npmi=("c_npmi", "mean"), c_npmi_sd=("c_npmi", "std"),
+                                                 fit_s=("fit_s", "mean"), total_s=("total_s", "mean")).reset_index()
+        print(f"\n{df['reports'].iloc[0]} reports, K = {k}, seeds {list(seeds)} (c_npmi of the split top-10 words on the "
+              "reference tokens)")
+        print(agg.to_string(index=False, float_format=lambda x: f"{x:.3f}"), flush=True)
+        per_seed = df.pivot_table(index="model", columns="seed", values="c_npmi", sort=False)
+        print(per_seed.to_string(float_format=lambda x: f"{x:+.3f}"), flush=True)
+    return pd.DataFrame(out)
+
+
 # ------------------------------------------------------------------ models
 def prepare(texts: list[str], seed: int = 0):
     from radmine.topics.preprocess import Preprocessor, Vocabulary
@@ -136,7 +243,7 @@ def fit_all(k: int, pre, vocab, train, names, seed: int = 0):
     for name in names:
         if name.startswith("radmine"):
             backend = name[len("radmine[") : -1]
-            tm = TopicModel(k, random_state=seed, backend=backend)
+            tm = TopicModel(k, random_state=seed, backend=backend, eta=0.01)
             t0 = time.perf_counter()
             tm._fit_tokens(train, docs, pre, vocabulary=vocab)
             secs = time.perf_counter() - t0
@@ -218,7 +325,7 @@ def scale_one(n: int, k: int, models: list[str]) -> dict:
     texts = generated_reports(n, seed=n)
     row = {"reports": n}
     # drop_top=0: the grammar's vocabulary is small, Shin's top-10 drop would empty most reports
-    tm = TopicModel(k, random_state=0, backend="tomotopy", drop_top=0)
+    tm = TopicModel(k, random_state=0, backend="tomotopy", **SHIN_PREPROCESSING)
     tm._new_preprocessor().fit_transform(["Warm-up: load spaCy and gensim before timing."])
     t0 = time.perf_counter()
     docs = tm._documents(texts)
@@ -235,7 +342,8 @@ def scale_one(n: int, k: int, models: list[str]) -> dict:
         if name == "radmine[tomotopy]":
             row[name] = tm.fit_seconds_
         elif name == "radmine[gensim]":
-            tg = TopicModel(k, random_state=0, drop_top=0)._fit_tokens(tokens, meta, pre, vocabulary=vocab)
+            tg = TopicModel(k, random_state=0, backend="gensim", **SHIN_PREPROCESSING)._fit_tokens(
+                tokens, meta, pre, vocabulary=vocab)
             row[name] = tg.fit_seconds_
         elif name == "gensim":
             from gensim.models import LdaModel
@@ -315,6 +423,8 @@ def main(argv=None):
     ap.add_argument("--scale-k", type=int, default=20, help="K of the scaling part")
     ap.add_argument("--gensim-max", type=int, default=20000, help="largest generated corpus for radmine[gensim]")
     ap.add_argument("--peer-max", type=int, default=None, help="largest generated corpus for the gensim/tomotopy peers")
+    ap.add_argument("--defaults", action="store_true", help="only Part 0: radmine's defaults beside the plain peers")
+    ap.add_argument("--subset", type=int, default=400, help="Part 0: reports per random subset")
     ap.add_argument("--skip-real", action="store_true")
     ap.add_argument("--skip-scaling", action="store_true")
     ap.add_argument("--scale-one", type=int, default=None, help=argparse.SUPPRESS)
@@ -329,6 +439,14 @@ def main(argv=None):
     peer_max = args.peer_max or (20000 if args.quick else 50000)
     names = ["radmine[gensim]", "radmine[tomotopy]", "gensim", "tomotopy", "sklearn"]
     pd.set_option("display.width", 200)
+    if args.defaults:
+        texts = real_corpora().get("IU reports")
+        if texts is None:
+            print("Open-i reports not found (../shared/corpora/openi-iu or $RADMINE_CORPORA); nothing to do.")
+            return
+        print("== Part 0: defaults vs plain peers, IU reports (findings + impression) ==", flush=True)
+        defaults_table(texts, (args.k or [20])[0], range(args.seeds or 3), args.subset)
+        return
     if not args.skip_real:
         for cname, texts in real_corpora().items():
             print(f"\n== {cname} ==", flush=True)
