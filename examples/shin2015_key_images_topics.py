@@ -180,7 +180,10 @@ def main(argv=None) -> dict:
     for objective in ("regression", "contrastive"):
         # Keywords come from the 1,000 most frequent words/phrases of the training sentences (rare words and
         # typos have noisy word vectors that would crowd the nearest-word lists).
+        # Shin's setting: word2vec text, one model on the embedder's last-layer features, early stopping
+        # (radmine's defaults are the MiniLM 3-member recipe of docs/img2text.md)
         model = radmine.ImageTextModel(text_encoder="word2vec", objective=objective, backbone=args.backbone,
+                                       n_ensemble=1, image_features="last", lr_schedule="constant", dev_fraction=0.1,
                                        epochs=8 if args.quick else 30, max_phrases=1000, random_state=args.seed,
                                        progress=False)
         model.fit(corpus, image_features=features)             # train cases; early stopping on a slice of them
