@@ -93,14 +93,21 @@ def check_random_state(random_state: Any):
     )
 
 
+def is_dask_collection(x: Any) -> bool:
+    """Whether ``x`` is a Dask collection (DataFrame, Series, Bag, Delayed, ...)."""
+    try:
+        from dask import is_dask_collection as dask_is_collection
+    except ImportError:  # pragma: no cover - dask is a dependency
+        return False
+    return bool(dask_is_collection(x))
+
+
 def reject_dask(x: Any, where: str, use: str) -> None:
     """Raise ``TypeError`` when ``x`` is a Dask collection, naming the :mod:`radmine.dask` function to use.
 
     Iterating a Dask DataFrame yields its column names, so an in-memory
     function given one silently returns nonsense instead of failing.
     """
-    from radmine.dask import is_dask_collection
-
     if is_dask_collection(x):
         raise TypeError(
             f"{where} works on in-memory tables; got a Dask {type(x).__name__}. Use {use} for Dask "

@@ -46,6 +46,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from radmine._validation import is_dask_collection  # noqa: F401 - re-exported
+
 # the partition functions live with their pipelines; re-exported here
 from radmine.text.negation import NEGATION_COLUMNS, negation_table  # noqa: F401
 from radmine.text.references import REFERENCE_COLUMNS, reference_table  # noqa: F401
@@ -158,15 +160,6 @@ def get_client(
         logger.info("Started a local Dask cluster: %d workers x %d threads", n_workers, threads_per_worker)
         return client
     return Client(address_or_local)
-
-
-def is_dask_collection(x: Any) -> bool:
-    """Whether ``x`` is a Dask collection (DataFrame, Series, Bag, Delayed, ...)."""
-    try:
-        from dask import is_dask_collection as _is
-    except ImportError:  # pragma: no cover - dask is a dependency
-        return False
-    return bool(_is(x))
 
 
 def compute(*collections: Any, client: Any = None) -> Any:
@@ -407,41 +400,21 @@ def _sentences_part(part: pd.DataFrame, engine: Any) -> pd.DataFrame:
 
 def _links_part(part: pd.DataFrame, images: pd.DataFrame, context: int, fallback: str, engine: Any, name: str,
                 sentences: pd.DataFrame | None = None) -> pd.DataFrame:
-    """link_key_images on the reports of one partition with the images they can cite."""
-    from radmine.corpus import Corpus
-    from radmine.linking import LINK_TABLE_COLUMNS, _frame, link_key_images
+    from radmine.linking import link_partition
 
-    if not len(part):
-        return _frame([], part["report_id"].dtype)[LINK_TABLE_COLUMNS]
-    rids = set(part["report_id"])
-    study_of = _study_map(part)
-    wanted = set(study_of.values())
-    imgs = images[images["_study"].isin(wanted)]
-    own = imgs["report_id"].isin(rids)
-    imgs = imgs.copy()
-    # images of another partition's report in the same study: citable, but no fallback rows and no orphan check
-    imgs.loc[~own, "report_id"] = None
-    imgs["study_id"] = imgs["_study"]
-    imgs = imgs.drop(columns="_study")
-    corpus = Corpus(part, imgs, sentences=sentences, name=name)
-    return link_key_images(corpus, context=context, fallback=fallback, engine=engine)
+    return link_partition(part, images, context, fallback, engine, name, sentences)
 
 
 def _study_map(reports: pd.DataFrame) -> dict:
-    from radmine.linking import _study_of_report
+    from radmine.linking import study_of_report
 
-    return _study_of_report(reports)
+    return study_of_report(reports)
 
 
 def _prepare_images(images: pd.DataFrame, reports_study: dict) -> pd.DataFrame:
-    """Images with a ``_study`` column: their study id, or their report's study (as the linker resolves it)."""
-    from radmine.linking import _present
+    from radmine.linking import images_by_study
 
-    imgs = images.copy()
-    st = imgs["study_id"] if "study_id" in imgs.columns else pd.Series([None] * len(imgs), index=imgs.index)
-    imgs["_study"] = [s if _present(s) else reports_study.get(r, r) for s, r in zip(st, imgs["report_id"])]
-    imgs["_study"] = imgs["_study"].astype(object)
-    return imgs
+    return images_by_study(images, reports_study)
 
 
 def _labels_part(part: pd.DataFrame, labeler: Any) -> pd.DataFrame:

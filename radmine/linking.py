@@ -35,11 +35,12 @@ import pandas as pd
 from radmine._validation import check_columns, check_int, check_option
 from radmine.corpus import LINK_COLUMNS
 from radmine.text.references import references_by_sentence
-from radmine.text.sentences import sentence_table
+from radmine.text.sentences import sentence_table, sentences_by_report
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["link_key_images", "LINK_TABLE_COLUMNS", "REPORT_LEVEL_SOURCES"]
+__all__ = ["link_key_images", "link_partition", "images_by_study", "study_of_report", "is_present",
+           "LINK_TABLE_COLUMNS", "REPORT_LEVEL_SOURCES"]
 
 #: Columns of the returned table: the contract columns, then ``section`` and ``mention``.
 LINK_TABLE_COLUMNS = LINK_COLUMNS + ["section", "mention"]
@@ -120,9 +121,9 @@ def link_key_images(
     check_columns(sentences, ["report_id", "sentence_id", "start", "end", "text"], "corpus.sentences")
 
     texts = dict(zip(reports["report_id"], reports["text"]))
-    study_of_report = _study_of_report(reports)
-    resolver = _Resolver(images, study_of_report)
-    by_report = _sentences_by_report(sentences)
+    report_study = study_of_report(reports)
+    resolver = _Resolver(images, report_study)
+    by_report = sentences_by_report(sentences)
     sources = _report_sources(corpus)
 
     rows: list[tuple] = []
@@ -172,33 +173,25 @@ def link_key_images(
 
 
 # --------------------------------------------------------------------------- helpers
-def _study_of_report(reports: pd.DataFrame) -> dict:
+def study_of_report(reports: pd.DataFrame) -> dict:
+    """``report_id -> study``: the report's ``study_id`` when present, else the report id itself."""
     if "study_id" in reports.columns:
-        return {r: (s if _present(s) else r) for r, s in zip(reports["report_id"], reports["study_id"])}
+        return {r: (s if is_present(s) else r) for r, s in zip(reports["report_id"], reports["study_id"])}
     return {r: r for r in reports["report_id"]}
 
 
-def _present(v) -> bool:
+def is_present(v) -> bool:
+    """Whether a cell holds a value (not None, NaN, NA or NaT)."""
     return v is not None and not (isinstance(v, float) and np.isnan(v)) and v is not pd.NA and v is not pd.NaT
 
 
 def _as_int(v):
-    if not _present(v):
+    if not is_present(v):
         return None
     try:
         return int(v)
     except (TypeError, ValueError):
         return None
-
-
-def _sentences_by_report(sentences: pd.DataFrame) -> dict:
-    """report_id -> [(sentence_id, start, end, text, section), ...] in sentence order."""
-    df = sentences.sort_values(["report_id", "sentence_id"], kind="stable") if len(sentences) else sentences
-    sections = df["section"] if "section" in df.columns else pd.Series([None] * len(df), index=df.index)
-    out: dict = defaultdict(list)
-    for rid, sid, s, e, t, sec in zip(df["report_id"], df["sentence_id"], df["start"], df["end"], df["text"], sections):
-        out[rid].append((int(sid), int(s), int(e), t, sec))
-    return out
 
 
 def _neighbours(sents: list, pos: int, k: int) -> tuple[str | None, str | None]:
@@ -236,7 +229,7 @@ class _Resolver:
         series = images["series_number"] if "series_number" in images.columns else pd.Series([None] * len(images), index=images.index)
         inst = images["instance_number"] if "instance_number" in images.columns else pd.Series([None] * len(images), index=images.index)
         for image_id, rid, study, se, ins in zip(images["image_id"], images["report_id"], studies, series, inst):
-            st = study if _present(study) else study_of_report.get(rid, rid)
+            st = study if is_present(study) else study_of_report.get(rid, rid)
             se, ins = _as_int(se), _as_int(ins)
             self.n_images[st].append((image_id, se, ins))
             if ins is not None:
@@ -296,7 +289,7 @@ def _fallback_rows(images, by_report, texts, cited_reports, sources, fallback) -
     inst = images["instance_number"] if "instance_number" in images.columns else pd.Series([None] * len(images), index=images.index)
     report_text_cache: dict = {}
     for image_id, rid, cap, se, ins in zip(images["image_id"], images["report_id"], captions, series, inst):
-        if not _present(rid) or rid in cited_reports:
+        if not is_present(rid) or rid in cited_reports:
             continue
         has_caption = isinstance(cap, str) and cap.strip() != ""
         if fallback == "caption":
@@ -351,3 +344,68 @@ def _frame(rows: list[tuple], rid_dtype) -> pd.DataFrame:
         columns=LINK_TABLE_COLUMNS,
     )
     return out
+
+
+def images_by_study(images: pd.DataFrame, reports_study: dict) -> pd.DataFrame:
+    """Images with a ``_study`` column: their ``study_id``, or their report's study as the linker resolves it.
+
+    Parameters
+    ----------
+    images : DataFrame
+        A corpus's images table (``image_id, report_id``, ``study_id`` when present).
+    reports_study : dict
+        :func:`study_of_report` of all reports.
+
+    Returns
+    -------
+    DataFrame
+        A copy of ``images`` with the extra column, the input of :func:`link_partition`.
+    """
+    imgs = images.copy()
+    st = imgs["study_id"] if "study_id" in imgs.columns else pd.Series([None] * len(imgs), index=imgs.index)
+    imgs["_study"] = [s if is_present(s) else reports_study.get(r, r) for s, r in zip(st, imgs["report_id"])]
+    imgs["_study"] = imgs["_study"].astype(object)
+    return imgs
+
+
+def link_partition(reports: pd.DataFrame, images: pd.DataFrame, context: int, fallback: str, engine: Any, name: str,
+                   sentences: pd.DataFrame | None = None) -> pd.DataFrame:
+    """:func:`link_key_images` on one block of reports, with every image their studies hold.
+
+    The function that :func:`radmine.distributed.text.links` maps over the
+    partitions of a Dask DataFrame of reports: references resolve across the
+    reports of one study exactly as on the whole table.
+
+    Parameters
+    ----------
+    reports : DataFrame
+        One partition of the reports table.
+    images : DataFrame
+        :func:`images_by_study` of the whole images table.
+    context, fallback, engine
+        See :func:`link_key_images`.
+    name : str
+        The corpus name (the source when reports have no ``source`` column).
+    sentences : DataFrame, optional
+        The sentences of these reports.
+
+    Returns
+    -------
+    DataFrame
+        The links of these reports (:data:`LINK_TABLE_COLUMNS`).
+    """
+    from radmine.corpus import Corpus
+
+    if not len(reports):
+        return _frame([], reports["report_id"].dtype)[LINK_TABLE_COLUMNS]
+    rids = set(reports["report_id"])
+    wanted = set(study_of_report(reports).values())
+    imgs = images[images["_study"].isin(wanted)]
+    own = imgs["report_id"].isin(rids)
+    imgs = imgs.copy()
+    # images of another partition's report in the same study: citable, but no fallback rows and no orphan check
+    imgs.loc[~own, "report_id"] = None
+    imgs["study_id"] = imgs["_study"]
+    imgs = imgs.drop(columns="_study")
+    corpus = Corpus(reports, imgs, sentences=sentences, name=name)
+    return link_key_images(corpus, context=context, fallback=fallback, engine=engine)

@@ -148,7 +148,7 @@ _WEEKDAY = r"(?:(?:Mon|Tues?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?\
 _UP, _LO = "A-ZÀ-ÖØ-Þ", "a-zß-öø-ÿ"  # Latin letters with accents (José, Müller, Ødegaard)
 _CAP = (rf"(?:Ma?c[{_UP}][{_LO}]+|[{_UP}][{_LO}]+(?:['’][{_UP}]?[{_LO}]+)?(?:-[{_UP}](?:[{_LO}]+|\.))*|[{_UP}]['’][{_UP}][{_LO}]+|"
         rf"[{_UP}]{{2,}}(?:-[{_UP}]{{2,}})?)")
-_INITIAL = r"(?:[A-Z]\.?)"
+_INITIAL = r"(?:[A-ZÀ-ÖØ-Þ]\.?)"
 _PARTICLES = frozenset({"van", "von", "de", "del", "della", "da", "di", "du", "la", "le", "der", "den", "ter", "ten",
                         "bin", "al", "el", "dos", "das", "do", "y"})
 _PARTICLE = r"(?:van|von|de|del|della|da|di|du|la|le|der|den|ter|ten|bin|al|el|dos|das|St\.?)"
@@ -174,7 +174,7 @@ _HOSPITAL_HEAD = (r"(?:Hospitals?|Medical\s+Cent(?:er|re)|Med(?:ical)?\s+Ctr\.?|
                   r"Radiology(?:\s+(?:Associates|Group|Partners|Department))?|Cancer\s+Cent(?:er|re)|"
                   r"(?:Urgent|Primary)\s+Care|Medical\s+Group|Physicians|Associates|Sanatorium|Hospice|"
                   r"Nursing\s+Home|Rehabilitation(?:\s+Cent(?:er|re))?|Surgery\s+Cent(?:er|re)|Children['’]s|Memorial|University|College|Foundation)")
-_HOSPITAL_WORD = r"(?:[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+(?:['’]s)?|St\.?|Saint|Mt\.?|Mount|[A-Z]{2,}|of|the|and|&|for|van|von|der|den|de|la|le|du)"
+_HOSPITAL_WORD = r"(?:Ma?c[A-Z][a-z]+(?:['’]s)?|[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+(?:['’]s)?|St\.?|Saint|Mt\.?|Mount|[A-Z]{2,}|of|the|and|&|for|van|von|der|den|de|la|le|du)"
 _STATES = ("AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|"
            "OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR|AS|GU|MP|VI|FM|MH|PW|AA|AE|AP")
 
@@ -567,7 +567,7 @@ class PHIDetector:
         for w in words:
             raw = w.group(0)
             token = raw.strip(".")
-            if re.fullmatch(r"[A-Z]\.?(?:-[A-Z]\.?)?", raw):  # an initial ("J." or "I")
+            if re.fullmatch(r"[A-ZÀ-ÖØ-Þ]\.?(?:-[A-ZÀ-ÖØ-Þ]\.?)?", raw):  # an initial ("J." or "I")
                 keep_end = s + w.end()
                 continue
             if token.lower() in _PARTICLES:  # "de", "van den": kept only when a capitalised word follows

@@ -878,6 +878,37 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         ids, feats = self._split_features(sub, ids, image_features, "ImageTextModel.score")
         return _retrieval_scores(self.encode_image_features(feats), ids, pairs, self.encode_texts, self.ks)
 
+    def retrieval_inputs(self, corpus: Corpus, split: str | None = "dev", *,
+                         image_features: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The inputs of Recall@K on a corpus split, paired as :meth:`score` pairs them.
+
+        Parameters
+        ----------
+        corpus : Corpus
+        split : str or None, default "dev"
+            Reports with ``split == split`` (None or no column: all).
+        image_features : DataFrame, optional
+            Precomputed backbone features indexed by ``image_id``.
+
+        Returns
+        -------
+        image_emb : ndarray (n_images, dim)
+        text_emb : ndarray (n_texts, dim)
+        text_to_image : ndarray of int (n_texts,)
+            Row of ``image_emb`` that each text describes.
+        """
+        owner = "ImageTextModel.retrieval_inputs"
+        check_is_fitted(self, "module_")
+        sub = restrict_split(corpus, split, owner)
+        pairs = image_text_pairs(sub, self.text_source)
+        ids = _candidate_ids(pairs, None, None, owner)
+        ids, feats = self._split_features(sub, ids, image_features, owner)
+        img = self.encode_image_features(feats)
+        pairs = pairs[pairs["image_id"].isin(set(ids))]
+        pos = {i: r for r, i in enumerate(ids)}
+        txt = self.encode_texts(pairs["text"].tolist())
+        return img, txt, pairs["image_id"].map(pos).to_numpy()
+
     # -- plots ------------------------------------------------------------
     def plot_recall(self, corpus: Corpus, split: str | None = "dev", *, max_k: int | None = None, **kwargs):
         """Recall@K against K on a corpus split; see :func:`radmine.plotting.img2text.recall_curve`."""

@@ -258,7 +258,7 @@ class WeakLabeler(BaseEstimator):
         self.labels_ = self.vocabulary_.names
         self._matcher = _Matcher(self.vocabulary_)
         self._detector = self.negation if self.negation is not None else NegationDetector()
-        self._detector._ensure()
+        self._detector.compile()
         return self
 
     def fit_transform(self, X: Any, y: Any = None) -> pd.DataFrame:
@@ -470,3 +470,39 @@ def label_reports(
     if return_mentions:
         return out, lab.mentions_
     return out
+
+
+def label_partition(reports: pd.DataFrame, labeler: WeakLabeler) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Labels and mentions of one block of reports with a fitted labeller (left unchanged).
+
+    The function that :func:`radmine.distributed.text.label_reports` maps over
+    the partitions of a Dask DataFrame; an empty block gives empty tables with
+    the right columns and dtypes.
+
+    Parameters
+    ----------
+    reports : DataFrame
+        ``report_id, text``.
+    labeler : WeakLabeler
+        Fitted; a shallow copy labels the block, so ``labeler.mentions_`` is untouched.
+
+    Returns
+    -------
+    labels : DataFrame
+        As :meth:`WeakLabeler.transform`.
+    mentions : DataFrame
+        As :attr:`WeakLabeler.mentions_`.
+    """
+    import copy
+
+    lab = copy.copy(labeler)  # worker-local: mentions_ of this block only
+    if not len(reports):
+        # WeakLabeler.transform does not take an empty table: label one blank row and keep none
+        dummy = reports.reindex([0])
+        dummy["report_id"] = pd.Series(["_"], dtype=object).astype(reports["report_id"].dtype, errors="ignore") \
+            if reports["report_id"].dtype == object or pd.api.types.is_string_dtype(reports["report_id"]) else 0
+        dummy["text"] = ""
+        out = lab.transform(dummy[["report_id", "text"]]).iloc[:0]
+        return out, lab.mentions_.iloc[:0]
+    out = lab.transform(reports)
+    return out, lab.mentions_

@@ -12,6 +12,7 @@ import html
 import io
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -112,7 +113,7 @@ def _missing(step: str, skipped: dict[str, str] | None = None) -> str:
     return f"<p class='note'>The {step} step has not run for this corpus.</p>"
 
 
-def write_report(out: str | Path, *, n_examples: int | None = None) -> Path:
+def write_report(out: str | Path, *, n_examples: int | None = None, step_order: Sequence[str] | None = None) -> Path:
     """Write ``out/report.html`` from the tables the steps left in ``out``.
 
     Parameters
@@ -121,6 +122,9 @@ def write_report(out: str | Path, *, n_examples: int | None = None) -> Path:
         The ``radmine mine`` output folder.
     n_examples : int, optional
         Images per gallery (default: the run's ``report.n_examples``).
+    step_order : sequence of str, optional
+        Order of the steps in the run table (default: the run's ``run.steps``
+        from ``out/config.json``); steps not listed come last.
 
     Returns
     -------
@@ -138,9 +142,9 @@ def write_report(out: str | Path, *, n_examples: int | None = None) -> Path:
              f"<style>{CSS}</style></head><body>", f"<h1>radmine report — {html.escape(corpus.name)}</h1>"]
 
     # run summary
-    from radmine.pipeline.steps import STEPS
-
-    order = {s.name: i for i, s in enumerate(STEPS)}
+    if step_order is None:
+        step_order = cfg.get("run", {}).get("steps", [])
+    order = {name: i for i, name in enumerate(step_order)}
     done = sorted(manifest.get("steps", {}).items(), key=lambda kv: order.get(kv[0], len(order)))
     # paths inside the output folder are shown relative to it (the report may leave the machine)
     here = str(out.resolve()) + "/"

@@ -442,7 +442,7 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
 def step_report(ctx: RunContext) -> dict[str, Any]:
     from radmine.pipeline.report import write_report
 
-    path = write_report(ctx.out)
+    path = write_report(ctx.out, step_order=[s.name for s in STEPS])
     return {"report": str(path)}
 
 

@@ -101,20 +101,8 @@ def recall_curve(curves, *, title: str | None = None, log_k: bool = True):
 def model_recall_table(model, corpus, split: str | None = "dev", *, max_k: int | None = None,
                        image_features: pd.DataFrame | None = None) -> pd.DataFrame:
     """:func:`recall_table` of a fitted :class:`~radmine.ImageTextModel` on a corpus split (as ``model.score`` pairs them)."""
-    from radmine._validation import check_is_fitted
-    from radmine.img2text.model import _candidate_ids, image_text_pairs
-    from radmine.img2text.training import restrict_split
-
-    check_is_fitted(model, "module_")
-    sub = restrict_split(corpus, split, "plot_recall")
-    pairs = image_text_pairs(sub, model.text_source)
-    ids = _candidate_ids(pairs, None, None, "plot_recall")
-    ids, feats = model._split_features(sub, ids, image_features, "plot_recall")
-    img = model.encode_image_features(feats)
-    pairs = pairs[pairs["image_id"].isin(set(ids))]
-    pos = {i: r for r, i in enumerate(ids)}
-    txt = model.encode_texts(pairs["text"].tolist())
-    return recall_table(img, txt, pairs["image_id"].map(pos).to_numpy(), max_k=max_k)
+    img, txt, text_to_image = model.retrieval_inputs(corpus, split, image_features=image_features)
+    return recall_table(img, txt, text_to_image, max_k=max_k)
 
 
 def training_history(model):

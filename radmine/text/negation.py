@@ -331,6 +331,11 @@ class NegationDetector(BaseEstimator):
         self._word = re.compile(r"\w+")
         self._triggers = triggers
 
+    def compile(self) -> NegationDetector:
+        """Build the cue patterns now (otherwise they are built on first use); returns self."""
+        self._ensure()
+        return self
+
     def _ensure(self) -> None:
         if getattr(self, "_pattern", None) is None:
             self._compile()

@@ -435,14 +435,13 @@ def reference_table(reports: pd.DataFrame, *, engine: Any = "rules", sentences: 
     import numpy as np
     import pandas as pd
 
-    from radmine.linking import _sentences_by_report
-    from radmine.text.sentences import sentence_table
+    from radmine.text.sentences import sentence_table, sentences_by_report
 
     if sentences is None:
         sentences = sentence_table(reports, engine=engine)
     texts = dict(zip(reports["report_id"], reports["text"]))
     rows = []
-    for rid, sents in _sentences_by_report(sentences).items():
+    for rid, sents in sentences_by_report(sentences).items():
         text = texts.get(rid)
         if not isinstance(text, str):
             continue

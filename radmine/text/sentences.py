@@ -56,6 +56,7 @@ __all__ = [
     "Sentence",
     "split_sentences",
     "sentence_table",
+    "sentences_by_report",
     "rule_sentence_spans",
     "rules_nlp",
     "register_component",
@@ -480,3 +481,28 @@ def sentence_table(
         },
         columns=SENTENCE_COLUMNS,
     )
+
+
+def sentences_by_report(sentences: pd.DataFrame) -> dict:
+    """Group a sentences table by report, in sentence order.
+
+    Parameters
+    ----------
+    sentences : DataFrame
+        A :func:`sentence_table` (``report_id, sentence_id, start, end, text``;
+        ``section`` when present).
+
+    Returns
+    -------
+    dict
+        ``report_id -> [(sentence_id, start, end, text, section), ...]``; ``section``
+        is None when the table has no ``section`` column.
+    """
+    from collections import defaultdict
+
+    df = sentences.sort_values(["report_id", "sentence_id"], kind="stable") if len(sentences) else sentences
+    sections = df["section"] if "section" in df.columns else pd.Series([None] * len(df), index=df.index)
+    out: dict = defaultdict(list)
+    for rid, sid, s, e, t, sec in zip(df["report_id"], df["sentence_id"], df["start"], df["end"], df["text"], sections):
+        out[rid].append((int(sid), int(s), int(e), t, sec))
+    return out
