@@ -245,7 +245,7 @@ def fit_all(k: int, pre, vocab, train, names, seed: int = 0):
             backend = name[len("radmine[") : -1]
             tm = TopicModel(k, random_state=seed, backend=backend, eta=0.01)
             t0 = time.perf_counter()
-            tm._fit_tokens(train, docs, pre, vocabulary=vocab)
+            tm.fit_tokens(train, docs, pre, vocabulary=vocab)
             secs = time.perf_counter() - t0
             lda = tm.to_gensim() if backend == "gensim" else None
             native = (lambda hb, lda=lda: 2 ** (-lda.log_perplexity(hb))) if lda is not None else None
@@ -326,23 +326,23 @@ def scale_one(n: int, k: int, models: list[str]) -> dict:
     row = {"reports": n}
     # drop_top=0: the grammar's vocabulary is small, Shin's top-10 drop would empty most reports
     tm = TopicModel(k, random_state=0, backend="tomotopy", **SHIN_PREPROCESSING)
-    tm._new_preprocessor().fit_transform(["Warm-up: load spaCy and gensim before timing."])
+    tm.make_preprocessor().fit_transform(["Warm-up: load spaCy and gensim before timing."])
     t0 = time.perf_counter()
-    docs = tm._documents(texts)
-    pre = tm._new_preprocessor()
+    docs = tm.make_documents(texts)
+    pre = tm.make_preprocessor()
     tokens = pre.fit_transform(docs["text"])
     row["preprocess_s"] = time.perf_counter() - t0
     meta = docs.drop(columns="text")
     del texts, docs
-    tm._fit_tokens(tokens, meta, pre)
+    tm.fit_tokens(tokens, meta, pre)
     row["tokens"] = int(tm.documents_["n_terms"].sum())
     vocab = tm.vocabulary_
-    train = tm._train_tokens
+    train = tm.train_tokens_
     for name in models:
         if name == "radmine[tomotopy]":
             row[name] = tm.fit_seconds_
         elif name == "radmine[gensim]":
-            tg = TopicModel(k, random_state=0, backend="gensim", **SHIN_PREPROCESSING)._fit_tokens(
+            tg = TopicModel(k, random_state=0, backend="gensim", **SHIN_PREPROCESSING).fit_tokens(
                 tokens, meta, pre, vocabulary=vocab)
             row[name] = tg.fit_seconds_
         elif name == "gensim":

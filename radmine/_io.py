@@ -34,8 +34,8 @@ def _fsync_dir(folder: Path) -> None:
         return
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError:  # some file systems refuse fsync on a folder: the rename is done, only less durable
+        return
     finally:
         os.close(fd)
 

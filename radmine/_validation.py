@@ -103,7 +103,7 @@ def is_dask_collection(x: Any) -> bool:
 
 
 def reject_dask(x: Any, where: str, use: str) -> None:
-    """Raise ``TypeError`` when ``x`` is a Dask collection, naming the :mod:`radmine.dask` function to use.
+    """Raise ``TypeError`` when ``x`` is a Dask collection, naming the :mod:`radmine.distributed` function to use.
 
     Iterating a Dask DataFrame yields its column names, so an in-memory
     function given one silently returns nonsense instead of failing.

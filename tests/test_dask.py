@@ -235,7 +235,7 @@ def test_streaming_topic_fit_from_shards(client, embedded, tmp_path):
 
 def test_streaming_topic_fit_sentence_unit(client, embedded, tmp_path):
     from radmine.text.sentences import sentence_table
-    from radmine.topics.io import _clean
+    from radmine.topics.io import clean_text
 
     reports = embedded.reports
     for i, start in enumerate(range(0, len(reports), 50)):
@@ -252,7 +252,7 @@ def test_streaming_topic_fit_sentence_unit(client, embedded, tmp_path):
     assert (docs["sentence_id"] >= 0).all()
     row = docs.iloc[0]
     text = sents[(sents["report_id"] == row["report_id"]) & (sents["sentence_id"] == row["sentence_id"])]["text"].iloc[0]
-    assert model.transform([_clean(text)]).argmax() == row["dominant_topic"] or row["dominant_topic"] == -1
+    assert model.transform([clean_text(text)]).argmax() == row["dominant_topic"] or row["dominant_topic"] == -1
     assert model.get_topic_info()["size"].sum() == (docs["dominant_topic"] >= 0).sum()
     with pytest.raises(ValueError, match="unit"):
         rd.fit_topics_streaming(str(tmp_path / "s*.parquet"), 4, unit="paragraph")

@@ -637,10 +637,20 @@ class JointClusterer(BaseEstimator):
             raise ValueError("cluster_info(level=2) needs hierarchical=True or n_subclusters.")
         labels = self.labels_level1_ if level == 1 else self.labels_
         table = naming.describe_clusters(corpus, self.image_ids_, labels, n_words=n_words, stop_words=stop_words)
-        table["nearest_image_ids"] = [self._nearest(c, n_nearest, level) for c in table["cluster"]]
+        table["nearest_image_ids"] = [self.nearest(c, n_nearest, level) for c in table["cluster"]]
         return table
 
-    def _nearest(self, cluster, n, level=1):
+    def nearest(self, cluster, n: int = 5, level: int = 1) -> list:
+        """Image ids of ``cluster`` closest to its centre in feature space, nearest first.
+
+        Parameters
+        ----------
+        cluster : int or str
+            A level-1 cluster id (``level=1``) or a sub-cluster id ``"c.s"`` (``level=2``).
+        n : int, default 5
+        level : {1, 2}, default 1
+        """
+        check_is_fitted(self, "labels_")
         if level == 1:
             m = np.flatnonzero(self.labels_level1_ == int(cluster))
             centre = self.cluster_centers_[int(np.searchsorted(self.clusters_, int(cluster)))]

@@ -276,9 +276,9 @@ def replace_spans(text: str, spans: Sequence[PHISpan], method: str, *, patient: 
         The new text and, per span, ``(start, end, orig_start, orig_end, label, source)``
         with ``start, end`` in the new text.
     """
-    from radmine.deid.text import _lexicon
+    from radmine.deid.text import word_lists
 
-    first_names = _lexicon()["first"]
+    first_names = word_lists()["first"]
     pz = pseudonymizer or Pseudonymizer()
     parts, rows, pos, shift = [], [], 0, 0
     for sp in sorted(spans, key=lambda s: s.start):

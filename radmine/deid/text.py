@@ -66,7 +66,7 @@ def _read_list(name: str) -> list[str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _lexicon() -> dict[str, frozenset]:
+def word_lists() -> dict[str, frozenset]:
     """The shipped word lists, loaded once."""
     eponyms = _read_list("eponyms.txt")
     medical = _read_list("medical_terms.txt")
@@ -187,7 +187,7 @@ def _rx(pattern: str, flags: int = 0) -> re.Pattern:
 def _rules() -> list[tuple[str, str, re.Pattern, int, re.Pattern | None]]:
     """``(label, rule name, pattern, group, trigger)``: the group of each match that is the PHI; the rule runs
     only where ``trigger`` (when given) is found."""
-    lex = _lexicon()
+    lex = word_lists()
     suffixes = "|".join(sorted((re.escape(s) for s in lex["suffixes"]), key=len, reverse=True))
     street = (rf"\b\d{{1,6}}[A-Za-z]?\s+(?:[NSEW]\.?\s+|North\s+|South\s+|East\s+|West\s+)?(?:(?:\d+(?:st|nd|rd|th)|[A-Z][A-Za-z'’]+\.?)\s+){{1,3}}"
               rf"(?:{suffixes})\b\.?(?:,?\s*(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Rm\.?|Room|Floor|Fl\.?|#)\s*#?\s*[\w-]+)?")
@@ -424,7 +424,7 @@ class PHIDetector:
             check_option(lab, "labels", "PHIDetector", LABELS)
         if self.keep is not None and (isinstance(self.keep, str) or not all(isinstance(k, str) for k in self.keep)):
             raise TypeError(f"The 'keep' parameter of PHIDetector must be a list of strings. Got {self.keep!r} instead.")
-        lex = _lexicon()
+        lex = word_lists()
         phrases = set(lex["eponyms"]) | set(self.keep or ())
         safe = set(lex["safe_words"]) | set(lex["medical"])
         for k in self.keep or ():

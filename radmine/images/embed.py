@@ -598,6 +598,25 @@ class ImageEmbedder(ImageEmbedderHubMixin, BaseEstimator):
             return 0
         return max(0, min(4, cpus - 1))
 
+    def record_transform(self, quarantine: pd.DataFrame, n_computed: int, n_cached: int) -> ImageEmbedder:
+        """Record a transform that ran elsewhere (chunk by chunk on Dask workers) as :meth:`transform` records its own.
+
+        Parameters
+        ----------
+        quarantine : DataFrame
+            ``image_id, path, reason`` of the images that could not be read (becomes ``quarantine_``).
+        n_computed, n_cached : int
+            Images embedded / read from the cache (``n_computed_``, ``n_cached_``).
+
+        Returns
+        -------
+        self
+        """
+        self.quarantine_ = pd.DataFrame(quarantine, columns=QUARANTINE_COLUMNS).reset_index(drop=True)
+        self.n_computed_ = int(n_computed)
+        self.n_cached_ = int(n_cached)
+        return self
+
     def fit_transform(self, images: Any, y: Any = None, **kwargs) -> np.ndarray:
         """``fit()`` then ``transform(images)``."""
         return self.fit().transform(images, **kwargs)

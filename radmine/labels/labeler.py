@@ -433,7 +433,7 @@ def label_reports(
     ----------
     reports : Corpus, DataFrame, Series, list of str or dask DataFrame
         Reports table (``report_id``, ``text``) or report texts. A Dask
-        DataFrame is labelled lazily by :func:`radmine.dask.label_reports`
+        DataFrame is labelled lazily by :func:`radmine.distributed.label_reports`
         (the result is a Dask DataFrame; ``.compute()`` it).
     vocabulary : str, path, dict or Vocabulary, default "auto"
         See :class:`WeakLabeler`.
@@ -456,10 +456,10 @@ def label_reports(
     >>> int(y.loc[0, "pneumonia"])
     -1
     """
-    from radmine.dask import is_dask_collection
+    from radmine._validation import is_dask_collection
 
     if is_dask_collection(reports):  # lazy, partition by partition
-        from radmine import dask as rdask
+        from radmine.distributed import text as rdask
 
         if sentences is not None:
             raise TypeError("label_reports: sentences= is not supported with a Dask collection; leave it out.")

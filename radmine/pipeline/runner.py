@@ -115,9 +115,14 @@ class RunContext:
         return int(self.config["run"]["random_state"])
 
     def cached(self, key: str, make: Callable[[], Any]) -> Any:
+        """The value cached under ``key`` for this run, made by ``make()`` on first use."""
         if key not in self._cache:
             self._cache[key] = make()
         return self._cache[key]
+
+    def forget(self, key: str) -> None:
+        """Drop the value cached under ``key`` (a step rewrote what it was read from)."""
+        self._cache.pop(key, None)
 
     def add_quarantine(self, step: str, df: pd.DataFrame | None) -> None:
         """Record skipped items (``source, item, reason`` columns) of a step."""

@@ -92,7 +92,7 @@ def step_read(ctx: RunContext) -> dict[str, Any]:
         corpus.root = None
     ctx.add_quarantine("read", corpus.quarantine)
     corpus.save(ctx.out / "corpus")
-    ctx._cache.pop("corpus", None)
+    ctx.forget("corpus")
     return {"reports": corpus.n_reports, "images": corpus.n_images, "patients": int(corpus.reports["patient_id"].nunique()),
             **deid}
 
@@ -117,7 +117,7 @@ def step_text(ctx: RunContext) -> dict[str, Any]:
     cfg = ctx.config["text"]
     corpus = _corpus(ctx)
     if ctx.client is not None:  # same tables, computed partition by partition on the Dask cluster
-        from radmine import dask as rdask
+        from radmine import distributed as rdask
 
         ddf = rdask.from_pandas(corpus.reports)
         s_dd = rdask.sentences(ddf, engine=cfg["engine"])
@@ -163,7 +163,7 @@ def step_labels(ctx: RunContext) -> dict[str, Any]:
     vocab = _vocabulary_for(ctx, corpus)
     labeler = WeakLabeler(vocabulary=vocab, sections=tuple(ctx.config["labels"]["sections"]))
     if ctx.client is not None:  # partition by partition on the Dask cluster (same rows and values)
-        from radmine import dask as rdask
+        from radmine import distributed as rdask
 
         l_dd, m_dd = rdask.label_reports(rdask.from_pandas(corpus.reports), labeler=labeler.fit(corpus.reports), return_mentions=True)
         labels, mentions = rdask.compute(l_dd, m_dd, client=ctx.client)
@@ -288,7 +288,7 @@ def step_embed(ctx: RunContext) -> dict[str, Any]:
         device=ctx.config["run"]["device"],
     )
     if ctx.client is not None:  # chunks on the Dask workers, each committing its own cache shards
-        from radmine import dask as rdask
+        from radmine import distributed as rdask
 
         X = rdask.embed_images(embedder, images, client=ctx.client)
     else:
@@ -533,7 +533,7 @@ def mine(
         )
         selected = steps or cfg["run"]["steps"]
         if scheduler:
-            from radmine.dask import get_client
+            from radmine.distributed import get_client
 
             ctx.client = get_client(scheduler)
         try:

@@ -66,7 +66,7 @@ def montage(clusterer, corpus=None, cluster=None, n: int = 16, *, ncols: int | N
     members = clusterer.members(cluster)  # KeyError for unknown ids
     level = 2 if isinstance(cluster, str) and "." in cluster else 1
     if order == "nearest":
-        ids = clusterer._nearest(cluster, n, level)
+        ids = clusterer.nearest(cluster, n, level)
     else:
         rng = np.random.default_rng(random_state)
         ids = list(rng.choice(members, size=min(n, len(members)), replace=False))
@@ -128,15 +128,21 @@ def montages(clusterer, corpus=None, clusters=None, n: int = 8, *, max_clusters:
     axes = fig.subplots(max(len(info), 1), n, squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
+    unreadable = []
     for r, row in enumerate(info.itertuples()):
         paths = _image_paths(corpus, row.nearest_image_ids)
         for c, p in enumerate(paths[:n]):
             try:
                 axes[r, c].imshow(_load_thumb(p, thumb_size), cmap="gray", vmin=0, vmax=1)
-            except (OSError, ValueError, TypeError):
-                pass
+            except (OSError, ValueError, TypeError) as err:  # the tile stays blank
+                unreadable.append(f"{p}: {err}")
         axes[r, 0].text(-0.1, 0.5, f"#{row.cluster} ({row.size})\n{row.name}", transform=axes[r, 0].transAxes,
                         ha="right", va="center", fontsize=7)
+    if unreadable:
+        import warnings
+
+        warnings.warn(f"montages: {len(unreadable)} image(s) could not be read and are left blank "
+                      f"(first: {unreadable[0]}).", stacklevel=2)
     return fig
 
 
@@ -243,7 +249,7 @@ def over_time(clusterer, corpus=None, *, freq: str = "YS", top: int = 8):
     radmine.plotting.Figure
     """
     from radmine._validation import check_is_fitted
-    from radmine.plotting.topics import _over_time_figure, report_dates, share_over_time
+    from radmine.plotting.topics import over_time_figure, report_dates, share_over_time
 
     check_is_fitted(clusterer, "labels_")
     corpus = corpus if corpus is not None else getattr(clusterer, "_corpus", None)
@@ -254,4 +260,4 @@ def over_time(clusterer, corpus=None, *, freq: str = "YS", top: int = 8):
     assign = pd.Series(np.asarray(clusterer.labels_level1_), index=rid)
     assign = assign[assign.index.notna()]
     table = share_over_time(assign, report_dates(corpus), freq=freq, top=top)
-    return _over_time_figure(table, "clusters over time")
+    return over_time_figure(table, "clusters over time")

@@ -28,9 +28,9 @@ def topic_barchart(model: Any, topics=None, n_words: int = 8, *, max_topics: int
     go = _go()
     from plotly.subplots import make_subplots
 
-    from radmine.plotting.topics import _topic_info
+    from radmine.plotting.topics import topic_info_of
 
-    info = _topic_info(model, None)
+    info = topic_info_of(model, None)
     topics = list(info["topic"])[:max_topics] if topics is None else list(topics)
     names = dict(zip(info["topic"], info["name"]))
     ncols = min(3, len(topics))

@@ -73,7 +73,8 @@ def selection_curve(df: pd.DataFrame, measures: Sequence[str] | None = None, *, 
     return fig
 
 
-def _topic_info(model: Any, level: int | None) -> pd.DataFrame:
+def topic_info_of(model: Any, level: int | None) -> pd.DataFrame:
+    """``get_topic_info()`` of a TopicModel, or of a HierarchicalTopicModel at ``level`` (default 1)."""
     if hasattr(model, "level1_"):
         return model.get_topic_info(level=level or 1)
     if level not in (None, 1):
@@ -108,7 +109,7 @@ def barchart(model: Any, topics: Sequence[Any] | None = None, n_words: int = 8, 
     from radmine._validation import check_int
 
     n_words = check_int(n_words, "n_words", "barchart", min_value=1)
-    info = _topic_info(model, level)
+    info = topic_info_of(model, level)
     if topics is None:
         topics = info["topic"].tolist()[:max_topics]
     topics = list(topics)
@@ -196,7 +197,8 @@ def share_over_time(assignments: pd.Series, dates: pd.Series, *, freq: str = "YS
     return table
 
 
-def _over_time_figure(table: pd.DataFrame, title: str, names: dict | None = None):
+def over_time_figure(table: pd.DataFrame, title: str, names: dict | None = None):
+    """Stacked shares over time (rows: periods, columns: topics or clusters) as a Figure."""
     fig = new_figure(figsize=(8, 3.4))
     ax = fig.subplots()
     x = table.index
@@ -230,5 +232,5 @@ def over_time(model: Any, dates: Any, *, freq: str = "YS", top: int = 8):
     info = info[info["dominant_topic"] >= 0] if info["dominant_topic"].dtype.kind in "iu" else info
     assign = pd.Series(info["dominant_topic"].to_numpy(), index=info["report_id"].to_numpy())
     table = share_over_time(assign, report_dates(dates), freq=freq, top=top)
-    names = dict(zip(*_topic_info(model, None)[["topic", "name"]].T.to_numpy()))
-    return _over_time_figure(table, "topics over time", names)
+    names = dict(zip(*topic_info_of(model, None)[["topic", "name"]].T.to_numpy()))
+    return over_time_figure(table, "topics over time", names)

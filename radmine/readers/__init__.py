@@ -99,8 +99,8 @@ def detect_kind(source: str | os.PathLike) -> str:
         try:
             if tarfile.is_tarfile(path):
                 return "openi"
-        except OSError:
-            pass
+        except OSError as err:
+            raise ValueError(f"read_corpus: cannot tell what {path} is ({err}); expected {ACCEPTED}.") from None
     raise ValueError(f"read_corpus: cannot tell what {path} is; expected {ACCEPTED}.")
 
 

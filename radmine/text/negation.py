@@ -527,7 +527,7 @@ NEGATION_COLUMNS = ["report_id", "kind", "trigger", "trigger_start", "trigger_en
 def negation_table(reports: pd.DataFrame, *, detector: Any = None) -> pd.DataFrame:
     """Negation / uncertainty scopes of each report, as a table.
 
-    A function of one DataFrame partition (``radmine.dask.negations`` maps it
+    A function of one DataFrame partition (``radmine.distributed.negations`` maps it
     over a Dask DataFrame).
 
     Returns

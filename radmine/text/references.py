@@ -413,7 +413,7 @@ REFERENCE_COLUMNS = ["report_id", "sentence_id", "section", "series", "image", "
 def reference_table(reports: pd.DataFrame, *, engine: Any = "rules", sentences: pd.DataFrame | None = None) -> pd.DataFrame:
     """Written image references of each report sentence, as a table.
 
-    A function of one DataFrame partition (``radmine.dask.references`` maps it
+    A function of one DataFrame partition (``radmine.distributed.references`` maps it
     over a Dask DataFrame).
 
     Parameters

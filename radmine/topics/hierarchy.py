@@ -31,9 +31,9 @@ from radmine._validation import check_int, check_is_fitted, check_option
 from radmine.base import BaseEstimator
 from radmine.topics.model import (
     TopicModel,
-    _labels_frame,
-    _read_meta,
     image_documents,
+    image_topic_table,
+    read_model_meta,
     topic_table_html,
     unique_names,
 )
@@ -103,11 +103,11 @@ class HierarchicalTopicModel(BaseEstimator):
         min_group = max(10, 3 * n_sub) if self.min_group_docs is None else check_int(self.min_group_docs, "min_group_docs", owner, min_value=1)
         params = self._model_params()
         level1 = TopicModel(self.n_topics, **params)
-        level1._check_params()
-        docs = level1._documents(X)
-        pre = level1._new_preprocessor()
+        level1.check_params()
+        docs = level1.make_documents(X)
+        pre = level1.make_preprocessor()
         tokens = pre.fit_transform(docs["text"])
-        level1._fit_tokens(tokens, docs.drop(columns="text"), pre)
+        level1.fit_tokens(tokens, docs.drop(columns="text"), pre)
         info1 = level1.get_document_info()
         dom = info1["dominant_topic"].to_numpy()
         train = info1["in_training"].to_numpy()
@@ -130,7 +130,7 @@ class HierarchicalTopicModel(BaseEstimator):
                 p2 = dict(params, drop_top=self.sub_drop_top, random_state=seed, progress=False)
                 sub = TopicModel(n_sub, **p2)
                 try:
-                    sub._fit_tokens([tokens[i] for i in members], docs.drop(columns="text").iloc[members], pre)
+                    sub.fit_tokens([tokens[i] for i in members], docs.drop(columns="text").iloc[members], pre)
                     if sub.n_features_ < max(2, n_sub):
                         raise ValueError(f"only {sub.n_features_} terms")
                 except ValueError as err:
@@ -182,7 +182,7 @@ class HierarchicalTopicModel(BaseEstimator):
         sub = self.level2_.get(t)
         if sub is None:
             return np.ones((len(tokens), 1))
-        return sub._transform_tokens(tokens)
+        return sub.transform_tokens(tokens)
 
     def transform(self, X: Any, level: int = 1) -> np.ndarray:
         """Topic mix per document.
@@ -197,16 +197,16 @@ class HierarchicalTopicModel(BaseEstimator):
         """
         check_is_fitted(self, "level1_")
         check_option(level, "level", "transform", [1, 2])
-        docs = self.level1_._documents(X)
+        docs = self.level1_.make_documents(X)
         tokens = self.level1_.preprocessor_.transform(docs["text"])
-        theta1 = self.level1_._transform_tokens(tokens)
+        theta1 = self.level1_.transform_tokens(tokens)
         if level == 1:
             return theta1
         parts = [theta1[:, [t]] * self._subtheta(t, tokens) for t in range(self.level1_.n_topics_)]
         return np.hstack(parts)
 
     def _assign(self, tokens) -> pd.DataFrame:
-        theta1 = self.level1_._transform_tokens(tokens)
+        theta1 = self.level1_.transform_tokens(tokens)
         dom = theta1.argmax(axis=1)
         prob = theta1.max(axis=1)
         sub_id = np.empty(len(tokens), dtype=object)
@@ -258,7 +258,7 @@ class HierarchicalTopicModel(BaseEstimator):
                 df = self.get_topic(f"{t}.{s}", n_words)
                 words, weights = df["word"].tolist(), df["weight"].tolist()
                 tid = f"{t}.{s}"
-                name = sub._name(s) if sub is not None else self.level1_._name(t)
+                name = sub.topic_label(s) if sub is not None else self.level1_.topic_label(t)
                 rows.append([tid, t, int(sizes.get(tid, 0)), name, words, weights])
         for row, name in zip(rows, unique_names([r[3] for r in rows])):
             row[3] = name
@@ -303,8 +303,8 @@ class HierarchicalTopicModel(BaseEstimator):
         if not len(image_texts):
             return pd.DataFrame(columns=["image_id", "report_id", "topic", "probability", "source"])
         tokens = m.preprocessor_.transform(image_texts["text"])
-        theta = m._transform_tokens(tokens)
-        out = _labels_frame(image_texts, theta, tokens, m.vocabulary_)
+        theta = m.transform_tokens(tokens)
+        out = image_topic_table(image_texts, theta, tokens, m.vocabulary_)
         a = self._assign(tokens)
         empty = out["topic"].to_numpy() == -1
         out["topic"] = np.where(empty, "-1", a["dominant_subtopic"]).astype(object)
@@ -357,7 +357,7 @@ class HierarchicalTopicModel(BaseEstimator):
     def load(cls, path: str | Path) -> HierarchicalTopicModel:
         """Load a model written by :meth:`save`."""
         path = Path(path)
-        meta = _read_meta(path, FORMAT)
+        meta = read_model_meta(path, FORMAT)
         params = dict(meta["params"])
         if params.get("sections") is not None:
             params["sections"] = tuple(params["sections"])

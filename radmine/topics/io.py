@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 DOC_COLUMNS = ["doc_id", "report_id", "sentence_id", "text"]
 
 
-def _clean(s: Any) -> str:
+def clean_text(s: Any) -> str:
+    """A cell as text: ``""`` for None/NaN/NA."""
     if s is None or (isinstance(s, float) and np.isnan(s)) or s is pd.NA:
         return ""
     return str(s)
@@ -40,14 +41,15 @@ def report_texts(reports: pd.DataFrame, sections: Sequence[str] | None) -> pd.Se
     if not cols:
         if sections:
             logger.info("Reports have none of the section columns %s; using the full text.", list(sections))
-        return reports["text"].map(_clean)
-    parts = reports[cols].map(_clean)
+        return reports["text"].map(clean_text)
+    parts = reports[cols].map(clean_text)
     return parts.apply(lambda row: "\n\n".join(p for p in row if p.strip()), axis=1).astype(object)
 
 
-def _window(prev: Any, sent: Any, nxt: Any, context: int) -> str:
+def sentence_window(prev: Any, sent: Any, nxt: Any, context: int) -> str:
+    """A sentence with its neighbours (``context >= 1``) or alone, joined by spaces."""
     items = [prev, sent, nxt] if context >= 1 else [sent]
-    return " ".join(_clean(x) for x in items if _clean(x).strip())
+    return " ".join(clean_text(x) for x in items if clean_text(x).strip())
 
 
 def link_documents(links: pd.DataFrame, context: int = 1) -> pd.DataFrame:
@@ -65,12 +67,12 @@ def link_documents(links: pd.DataFrame, context: int = 1) -> pd.DataFrame:
     rows = []
     seen = set()
     for r in links.itertuples(index=False):
-        sent = _clean(getattr(r, "sentence", ""))
+        sent = clean_text(getattr(r, "sentence", ""))
         if not sent.strip():
             continue
         sid = getattr(r, "sentence_id", -1)
         sid = -1 if sid is None or (isinstance(sid, float) and np.isnan(sid)) else int(sid)
-        text = _window(getattr(r, "prev_sentence", ""), sent, getattr(r, "next_sentence", ""), context)
+        text = sentence_window(getattr(r, "prev_sentence", ""), sent, getattr(r, "next_sentence", ""), context)
         key = (r.report_id, sid) if sid >= 0 else (r.report_id, "caption", text)
         if key in seen:
             continue
@@ -99,7 +101,7 @@ def sentence_documents(corpus: Any, sections: Sequence[str] | None, engine: str 
             "doc_id": sents["report_id"].astype(str) + ":" + sid.astype(str),
             "report_id": sents["report_id"].to_numpy(),
             "sentence_id": sid.to_numpy(),
-            "text": sents["text"].map(_clean).to_numpy(),
+            "text": sents["text"].map(clean_text).to_numpy(),
         }
     ).reset_index(drop=True)
 
@@ -170,5 +172,5 @@ def documents(
     for i, t in enumerate(texts):
         if not (t is None or isinstance(t, str) or (isinstance(t, float) and np.isnan(t))):
             raise TypeError(f"texts[{i}] must be a string; got {type(t).__name__}.")
-        out.append(_clean(t))
+        out.append(clean_text(t))
     return pd.DataFrame({"doc_id": ids, "report_id": ids, "sentence_id": -1, "text": out})

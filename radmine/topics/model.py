@@ -352,7 +352,10 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
         self.n_jobs = n_jobs
 
     # -- params -------------------------------------------------------
-    def _check_params(self) -> None:
+    # -- the topic core: documents -> tokens -> topics, shared by HierarchicalTopicModel,
+    #    select_n_topics and radmine.topics.streaming ---------------------------
+    def check_params(self) -> None:
+        """Raise ``ValueError``/``TypeError`` naming the first invalid parameter (``fit`` calls it)."""
         owner = type(self).__name__
         check_int(self.n_topics, "n_topics", owner, min_value=1)
         check_option(self.unit, "unit", owner, ["report", "sentence"])
@@ -379,10 +382,12 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
             raise TypeError(f"The 'sections' parameter of {owner} must be a tuple of section names or None. Got {self.sections!r}.")
         seed_int(self.random_state)
 
-    def _documents(self, X: Any) -> pd.DataFrame:
+    def make_documents(self, X: Any) -> pd.DataFrame:
+        """The documents of ``X`` for this model's ``unit``/``sections``: ``doc_id, report_id, sentence_id, text``."""
         return documents(X, unit=self.unit, sections=self.sections, engine=self.engine, progress=self.progress)
 
-    def _new_preprocessor(self) -> Preprocessor:
+    def make_preprocessor(self) -> Preprocessor:
+        """An unfitted :class:`~radmine.topics.preprocess.Preprocessor` with this model's token options."""
         return Preprocessor(min_chars=self.min_chars, mark_negation=self.mark_negation, phrases=self.phrases,
                             drop_normal=self.drop_normal)
 
@@ -398,20 +403,36 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
         -------
         self
         """
-        self._check_params()
-        docs = self._documents(X)
-        pre = self._new_preprocessor()
+        self.check_params()
+        docs = self.make_documents(X)
+        pre = self.make_preprocessor()
         tokens = pre.fit_transform(docs["text"])
-        return self._fit_tokens(tokens, docs.drop(columns="text"), pre)
+        return self.fit_tokens(tokens, docs.drop(columns="text"), pre)
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
         """Fit, then return the topic mix of the fit documents, (n_docs, n_topics)."""
         self.fit(X)
         return self._theta_of_fit_docs()
 
-    def _fit_tokens(self, tokens: list[list[str]], docs: pd.DataFrame, pre: Preprocessor, *, vocabulary: Vocabulary | None = None) -> TopicModel:
-        """Fit on already tokenized documents (shared by the hierarchical model)."""
-        self._check_params()
+    def fit_tokens(self, tokens: list[list[str]], docs: pd.DataFrame, pre: Preprocessor, *, vocabulary: Vocabulary | None = None) -> TopicModel:
+        """Fit on already tokenized documents.
+
+        Parameters
+        ----------
+        tokens : list of list of str (n_docs,)
+            ``pre.transform`` of the documents' texts.
+        docs : DataFrame (n_docs,)
+            ``doc_id, report_id, sentence_id`` of the documents (:meth:`make_documents` without ``text``).
+        pre : Preprocessor
+            The fitted preprocessor that made ``tokens`` (kept as ``preprocessor_``).
+        vocabulary : Vocabulary, optional
+            A fitted vocabulary to use instead of one fitted on ``tokens``.
+
+        Returns
+        -------
+        self
+        """
+        self.check_params()
         if len(tokens) != len(docs):
             raise ValueError(f"{len(tokens)} token lists for {len(docs)} documents.")
         t0 = time.perf_counter()
@@ -486,7 +507,7 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
         """A fitted TopicModel from a topic-term matrix trained elsewhere.
 
         For LDA fitted outside :meth:`fit` (e.g. streamed over Dask shards by
-        :func:`radmine.dask.fit_topics_streaming`): the result transforms,
+        :func:`radmine.topics.streaming.fit_topics_streaming`): the result transforms,
         inspects, scores and saves exactly like a model from :meth:`fit`.
 
         Parameters
@@ -545,7 +566,7 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
         if a.ndim not in (0, 1) or (a.ndim == 1 and a.shape != (k,)) or not np.all(a > 0):
             raise ValueError(f"from_arrays: alpha must be a float > 0 or an array of {k} values > 0; got shape {a.shape}.")
         obj = cls(**params)
-        obj._check_params()
+        obj.check_params()
         order = obj._set_state(lam, a, vocabulary, preprocessor, None, sort_topics=sort_topics)
         obj.fit_seconds_ = float(fit_seconds)
         if document_info is not None:
@@ -557,6 +578,11 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
                 info["dominant_topic"] = np.where(dom >= 0, new_id[np.clip(dom, 0, k - 1)], -1)
             obj.set_document_info(info)
         return obj
+
+    @property
+    def train_tokens_(self) -> list[list[str]] | None:
+        """In-vocabulary token lists of the training documents (None after ``load``/``without_documents``)."""
+        return getattr(self, "_train_tokens", None)
 
     def without_documents(self) -> TopicModel:
         """A shallow copy that keeps what ``transform`` needs and drops the fit documents.
@@ -683,7 +709,8 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
         return lam, np.asarray(mdl.alpha, dtype=np.float64)
 
     # -- transform ----------------------------------------------------
-    def _bow(self, tokens: list[list[str]]):
+    def bag_of_words(self, tokens: list[list[str]]):
+        """Sparse term counts (n_docs, n_terms) of token lists in the fitted vocabulary."""
         vocab = self.vocabulary_
         return _bow_matrix([vocab.doc2bow(t) for t in tokens], len(vocab))
 
@@ -699,8 +726,9 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
         theta[empty] = 1.0 / self.n_topics_
         return theta
 
-    def _transform_tokens(self, tokens: list[list[str]]) -> np.ndarray:
-        return self._theta(self._bow(tokens))
+    def transform_tokens(self, tokens: list[list[str]]) -> np.ndarray:
+        """Topic mix (n_docs, n_topics) of already tokenized documents (rows sum to 1)."""
+        return self._theta(self.bag_of_words(tokens))
 
     def _theta_of_fit_docs(self) -> np.ndarray:
         X = getattr(self, "_fit_X", None)
@@ -724,8 +752,8 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
             uniform mix.
         """
         check_is_fitted(self, "components_")
-        docs = self._documents(X)
-        return self._transform_tokens(self.preprocessor_.transform(docs["text"]))
+        docs = self.make_documents(X)
+        return self.transform_tokens(self.preprocessor_.transform(docs["text"]))
 
     @property
     def n_topics_(self) -> int:
@@ -743,7 +771,8 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
         return list(range(self.n_topics_))
 
     # -- inspection ---------------------------------------------------
-    def _top(self, t: int, n_words: int) -> tuple[list[str], list[float]]:
+    def top_words(self, t: int, n_words: int) -> tuple[list[str], list[float]]:
+        """The ``n_words`` most probable words of topic ``t`` and their p(word | topic)."""
         phi = self.topic_word_[t]
         idx = np.argsort(-phi, kind="stable")[:n_words]
         words = self.vocabulary_.words
@@ -760,7 +789,7 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
         check_is_fitted(self, "components_")
         if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= int(t) < self.n_topics_:
             raise KeyError(f"Unknown topic {t!r}: topics are the ints 0..{self.n_topics_ - 1}.")
-        words, weights = self._top(int(t), check_int(n_words, "n_words", "get_topic", min_value=1))
+        words, weights = self.top_words(int(t), check_int(n_words, "n_words", "get_topic", min_value=1))
         return pd.DataFrame({"word": words, "weight": weights})
 
     def get_topic_info(self, n_words: int = 10) -> pd.DataFrame:
@@ -780,8 +809,8 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
         sizes = info.loc[info["dominant_topic"] >= 0, "dominant_topic"].value_counts()
         rows = []
         for t in range(self.n_topics_):
-            words, weights = self._top(t, n_words)
-            rows.append([t, int(sizes.get(t, 0)), self._name(t), words, weights])
+            words, weights = self.top_words(t, n_words)
+            rows.append([t, int(sizes.get(t, 0)), self.topic_label(t), words, weights])
         for row, name in zip(rows, unique_names([r[2] for r in rows])):
             row[2] = name
         return pd.DataFrame(rows, columns=["topic", "size", "name", "top_words", "weights"])
@@ -792,10 +821,11 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
         counts = np.clip(lam - float(self.eta), 0, None).sum(axis=0) + 1e-12
         return dict(zip(self.vocabulary_.words, counts / counts.sum()))
 
-    def _name(self, t: int) -> str:
+    def topic_label(self, t: int) -> str:
+        """The short name of topic ``t`` (:func:`topic_name` of its top words); repeats not numbered."""
         if getattr(self, "_marginal_cache", None) is None:
             self._marginal_cache = self._marginal()
-        words, weights = self._top(t, 30)
+        words, weights = self.top_words(t, 30)
         return topic_name(words, weights, self._marginal_cache)
 
     def get_document_info(self) -> pd.DataFrame:
@@ -849,8 +879,8 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
             return pd.DataFrame({c: pd.Series(dtype=t) for c, t in
                                  [("image_id", object), ("report_id", object), ("topic", int), ("probability", float), ("source", object)]})
         tokens = self.preprocessor_.transform(image_texts["text"])
-        theta = self._transform_tokens(tokens)
-        return _labels_frame(image_texts, theta, tokens, self.vocabulary_)
+        theta = self.transform_tokens(tokens)
+        return image_topic_table(image_texts, theta, tokens, self.vocabulary_)
 
     # -- scores ---------------------------------------------------------
     def perplexity(self, X: Any, *, method: str = "completion", random_state: int = 0) -> float:
@@ -867,8 +897,8 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
         """
         check_is_fitted(self, "components_")
         check_option(method, "method", "perplexity", ["completion", "bound"])
-        tokens = self.preprocessor_.transform(self._documents(X)["text"])
-        X_ = self._bow(tokens)
+        tokens = self.preprocessor_.transform(self.make_documents(X)["text"])
+        X_ = self.bag_of_words(tokens)
         if method == "completion":
             return completion_perplexity(self.topic_word_, X_, self.alpha_, random_state=random_state)
         lda = self.to_gensim()
@@ -894,8 +924,8 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
             if tokens is None:
                 raise ValueError("coherence: a loaded model does not keep its training texts; pass texts=.")
         else:
-            tokens = self.vocabulary_.filter_docs(self.preprocessor_.transform(self._documents(texts)["text"]))
-        topics = [self._top(t, top_n)[0] for t in range(self.n_topics_)]
+            tokens = self.vocabulary_.filter_docs(self.preprocessor_.transform(self.make_documents(texts)["text"]))
+        topics = [self.top_words(t, top_n)[0] for t in range(self.n_topics_)]
         return topic_coherence(topics, tokens, self.vocabulary_.dictionary_, measure)
 
     # -- exports --------------------------------------------------------
@@ -931,7 +961,7 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
             if X is None:
                 raise ValueError("to_pyldavis: a loaded model does not keep its fit documents; pass texts=.")
         else:
-            X = self._bow(self.preprocessor_.transform(self._documents(texts)["text"]))
+            X = self.bag_of_words(self.preprocessor_.transform(self.make_documents(texts)["text"]))
         lens = np.asarray(X.sum(axis=1)).ravel()
         keep = lens > 0
         theta = self._theta(X[keep])
@@ -1004,7 +1034,7 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
         from radmine import __version__
 
         path = Path(path)
-        meta = _read_meta(path, FORMAT)
+        meta = read_model_meta(path, FORMAT)
         if meta.get("radmine_version") != __version__:
             logger.warning("Topic model at %s was saved with radmine %s; this is %s.", path, meta.get("radmine_version"), __version__)
         params = dict(meta["params"])
@@ -1069,7 +1099,7 @@ def topic_coherence(topics: list[list[str]], tokens: list[list[str]], dictionary
 def image_documents(corpus: Any, *, unit: str, sections: Any, context: int = 1) -> pd.DataFrame:
     """The text each image is labelled from: ``image_id, report_id, source, text``."""
     from radmine.corpus import Corpus
-    from radmine.topics.io import _clean, _window, report_texts
+    from radmine.topics.io import clean_text, sentence_window, report_texts
 
     if not isinstance(corpus, Corpus):
         raise TypeError(f"topic_labels_for_images needs a radmine.Corpus; got {type(corpus).__name__}.")
@@ -1092,7 +1122,7 @@ def image_documents(corpus: Any, *, unit: str, sections: Any, context: int = 1) 
             sentences = corpus.sentences if context > 1 and len(corpus.sentences) else None
             by_img: dict[Any, list[tuple[str, str]]] = {}
             for r in links.itertuples(index=False):
-                s = _clean(getattr(r, "sentence", ""))
+                s = clean_text(getattr(r, "sentence", ""))
                 if not s.strip():
                     continue
                 sid = getattr(r, "sentence_id", -1)
@@ -1104,9 +1134,9 @@ def image_documents(corpus: Any, *, unit: str, sections: Any, context: int = 1) 
                     src = "sentence"
                     if sentences is not None:
                         w = sentences[(sentences["report_id"] == r.report_id) & sentences["sentence_id"].between(sid - context, sid + context)]
-                        text = " ".join(w.sort_values("sentence_id")["text"].map(_clean)) or s
+                        text = " ".join(w.sort_values("sentence_id")["text"].map(clean_text)) or s
                     else:
-                        text = _window(getattr(r, "prev_sentence", ""), s, getattr(r, "next_sentence", ""), context)
+                        text = sentence_window(getattr(r, "prev_sentence", ""), s, getattr(r, "next_sentence", ""), context)
                 by_img.setdefault(r.image_id, []).append((src, text))
             for img, items in by_img.items():
                 src = "sentence" if any(s == "sentence" for s, _ in items) else "caption"
@@ -1117,17 +1147,18 @@ def image_documents(corpus: Any, *, unit: str, sections: Any, context: int = 1) 
         rid = getattr(r, "report_id", None)
         if r.image_id in sent_text:
             src, text = sent_text[r.image_id]
-        elif rid is not None and not pd.isna(rid) and _clean(rep_text.get(rid, "")).strip():
+        elif rid is not None and not pd.isna(rid) and clean_text(rep_text.get(rid, "")).strip():
             src, text = "report", rep_text[rid]
-        elif has_caption and _clean(getattr(r, "caption", "")).strip():
-            src, text = "caption", _clean(r.caption)
+        elif has_caption and clean_text(getattr(r, "caption", "")).strip():
+            src, text = "caption", clean_text(r.caption)
         else:
-            src, text = "report", _clean(rep_text.get(rid, "")) if rid is not None and not pd.isna(rid) else ""
+            src, text = "report", clean_text(rep_text.get(rid, "")) if rid is not None and not pd.isna(rid) else ""
         rows.append((r.image_id, rid, src, text))
     return pd.DataFrame(rows, columns=["image_id", "report_id", "source", "text"])
 
 
-def _labels_frame(image_texts: pd.DataFrame, theta: np.ndarray, tokens, vocab) -> pd.DataFrame:
+def image_topic_table(image_texts: pd.DataFrame, theta: np.ndarray, tokens, vocab) -> pd.DataFrame:
+    """``image_id, report_id, topic, probability`` of images from their texts' topic mix (topic -1 for empty texts)."""
     n_terms = np.array([len(t) for t in vocab.filter_docs(tokens)])
     empty = n_terms == 0
     return pd.DataFrame(
@@ -1160,7 +1191,8 @@ def topic_table_html(info: pd.DataFrame, *, title: str, summary: dict[str, Any] 
             f"</tr></thead><tbody>{''.join(body)}</tbody></table>{more}</div>")
 
 
-def _read_meta(path: Path, fmt: str) -> dict[str, Any]:
+def read_model_meta(path: Path, fmt: str) -> dict[str, Any]:
+    """The JSON metadata of a saved topic model folder, checked to be of format ``fmt``."""
     f = path / (_JSON if fmt == FORMAT else "hierarchical_topic_model.json")
     if not f.is_file():
         raise FileNotFoundError(f"{path} is not a saved radmine topic model: {f.name} not found.")

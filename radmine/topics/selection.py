@@ -92,12 +92,12 @@ def select_n_topics(
     model_params.pop("n_topics", None)
     model_params["random_state"] = random_state
     base = TopicModel(ks[0], **model_params)
-    base._check_params()
-    docs = base._documents(X)
+    base.check_params()
+    docs = base.make_documents(X)
     test = _holdout_mask(X, docs, holdout, random_state)
     if test.all() or not test.any():
         raise ValueError(f"select_n_topics: holdout={holdout} leaves no training or no held-out documents ({len(docs)} in all).")
-    pre = base._new_preprocessor()
+    pre = base.make_preprocessor()
     train_docs = docs[~test].reset_index(drop=True)
     tokens = pre.fit_transform(train_docs["text"])
     test_tokens = pre.transform(docs.loc[test, "text"])
@@ -110,15 +110,15 @@ def select_n_topics(
     for k in it:
         tm = TopicModel(k, **model_params)
         t0 = time.perf_counter()
-        tm._fit_tokens(tokens, train_docs.drop(columns="text"), pre)
+        tm.fit_tokens(tokens, train_docs.drop(columns="text"), pre)
         secs = time.perf_counter() - t0
         row: dict[str, Any] = {"n_topics": k, "perplexity": np.nan, "c_v": np.nan, "c_npmi": np.nan}
         if "perplexity" in measures:
-            row["perplexity"] = completion_perplexity(tm.topic_word_, tm._bow(test_tokens), tm.alpha_, random_state=random_state or 0)
-        tops = [tm._top(t, 10)[0] for t in range(tm.n_topics_)]
+            row["perplexity"] = completion_perplexity(tm.topic_word_, tm.bag_of_words(test_tokens), tm.alpha_, random_state=random_state or 0)
+        tops = [tm.top_words(t, 10)[0] for t in range(tm.n_topics_)]
         for m in ("c_v", "c_npmi", "u_mass"):
             if m in measures:
-                row[m] = topic_coherence(tops, tm._train_tokens, tm.vocabulary_.dictionary_, m)
+                row[m] = topic_coherence(tops, tm.train_tokens_, tm.vocabulary_.dictionary_, m)
         row["fit_seconds"] = secs
         rows.append(row)
         logger.info("select_n_topics: K=%d fitted in %.1fs", k, secs)
