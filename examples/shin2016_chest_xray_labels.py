@@ -16,11 +16,12 @@ text alone recovers the annotations:
    against the MeSH annotation mapped to the same findings (``mesh_reference``,
    ``evaluate_labels``).
 
-The image side (CNN + RNN annotation generator) is not reproduced: the IU release
-in the shared corpora has the reports, the image ids and their DICOM header fields,
-but no image files, and radmine has no CNN+RNN sequence generator (its
-image-to-text models, ``radmine.ImageTextModel`` and ``radmine.TopicImageClassifier``,
-need pixels; see examples/shin2015_key_images_topics.py).
+The image side (the CNN + RNN annotation generator) is not run here: the IU
+release in the shared corpora has the reports, the image ids and their DICOM
+header fields, but no image files. radmine's CNN + RNN annotator is
+``radmine.AnnotationGenerator`` (docs/img2text.md, "CNN + GRU annotation generator"); it
+needs pixels, as do ``radmine.ImageTextModel`` and ``radmine.TopicImageClassifier``
+(see examples/shin2015_key_images_topics.py).
 
     python examples/shin2016_chest_xray_labels.py            # Open-i if present, else the embedded corpus
     python examples/shin2016_chest_xray_labels.py --quick    # 600 reports
@@ -152,10 +153,10 @@ def main(argv=None) -> dict:
     print(scores[["support", "precision", "recall", "f1"]].round(3).to_string())
     scores.to_csv(out / "weak_labels_vs_annotation.csv")
 
-    # -- 3. The CNN + RNN annotation generator: not reproduced (no image files, no generator; see the docstring).
-    why = "radmine has no CNN+RNN sequence generator"
+    # -- 3. The CNN + RNN annotation generator (radmine.AnnotationGenerator): not run here (see the docstring).
+    why = "this script reads labels only; radmine.AnnotationGenerator trains the CNN+GRU annotator (docs/img2text.md)"
     if not n_files:
-        why = f"this corpus has no image files (0 of {corpus.n_images} images) and {why}"
+        why = f"this corpus has no image files (0 of {corpus.n_images} images); {why}"
     print(f"\nCNN+RNN annotation of images: not run: {why}.")
     print(f"done in {time.perf_counter() - t_start:.0f}s; tables in {out}/")
     return {"micro_f1": float(scores.loc["micro avg", "f1"]), "normal_share": float(normal.mean()),
