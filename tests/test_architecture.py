@@ -5,8 +5,9 @@
    the top-level ``radmine/_*.py`` (``_io``, ``_paths``, ``_repr``,
    ``_validation``) from anywhere, and a package's own ``_*.py`` (such as
    ``radmine/plotting/_figure.py``) from inside that package.
-2. No module reads or calls a private attribute (``obj._name``) that another
-   radmine module defines: objects talk through their public names.
+2. No module reads or calls a private attribute (``obj._name``, or
+   ``getattr(obj, "_name")``) that another radmine module defines: objects
+   talk through their public names.
 3. The import graph of radmine's modules has no cycle. Every import counts,
    at module level or deferred inside a function, with one declared exception:
    a deferred import of the Dask adapters (``radmine.distributed``) is the
@@ -188,6 +189,19 @@ def test_no_private_members_used_across_modules():
             if owners.get(node.attr):
                 bad.append(f"{MODULES[name].relative_to(ROOT.parent)}:{node.lineno} uses "
                            f"{ast.unparse(node)} (defined in {sorted(owners[node.attr])})")
+        # the same through getattr/hasattr/setattr with a literal name
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in ("getattr", "hasattr", "setattr") and len(node.args) >= 2
+                    and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)
+                    and _is_private(node.args[1].value)):
+                target, attr = node.args[0], node.args[1].value
+                if isinstance(target, ast.Name) and target.id in ("self", "cls"):
+                    continue
+                if attr in members.get(name, ()) or not owners.get(attr):
+                    continue
+                bad.append(f"{MODULES[name].relative_to(ROOT.parent)}:{node.lineno} uses "
+                           f"{ast.unparse(node)} (defined in {sorted(owners[attr])})")
     assert bad == []
 
 

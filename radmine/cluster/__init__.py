@@ -661,6 +661,11 @@ class JointClusterer(BaseEstimator):
         d = ((self.features_[m] - centre) ** 2).sum(1)
         return [self.image_ids_[i] for i in m[np.argsort(d, kind="stable")[:n]]]
 
+    @property
+    def fit_corpus_(self):
+        """The Corpus given to :meth:`fit` (None when fitted on images or features alone, or loaded)."""
+        return getattr(self, "_corpus", None)
+
     def members(self, cluster) -> np.ndarray:
         """Image ids of ``cluster`` (an id of ``labels_`` or of ``labels_level1_``); ``KeyError`` if unknown."""
         check_is_fitted(self, "labels_")

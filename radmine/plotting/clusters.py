@@ -60,7 +60,7 @@ def montage(clusterer, corpus=None, cluster=None, n: int = 16, *, ncols: int | N
 
     check_is_fitted(clusterer, "labels_")
     check_option(order, "order", "montage", ["nearest", "random"])
-    corpus = corpus if corpus is not None else getattr(clusterer, "_corpus", None)
+    corpus = corpus if corpus is not None else getattr(clusterer, "fit_corpus_", None)
     if corpus is None:
         raise ValueError("montage needs a Corpus with the image paths: pass corpus=..., or fit on a Corpus.")
     members = clusterer.members(cluster)  # KeyError for unknown ids
@@ -112,7 +112,7 @@ def montages(clusterer, corpus=None, clusters=None, n: int = 8, *, max_clusters:
     from radmine._validation import check_is_fitted
 
     check_is_fitted(clusterer, "labels_")
-    corpus = corpus if corpus is not None else getattr(clusterer, "_corpus", None)
+    corpus = corpus if corpus is not None else getattr(clusterer, "fit_corpus_", None)
     if corpus is None:
         raise ValueError("montages needs a Corpus with the image paths: pass corpus=..., or fit on a Corpus.")
     info = clusterer.cluster_info(corpus, n_words=5, n_nearest=n)
@@ -212,7 +212,7 @@ def sizes(clusterer, corpus=None, *, max_clusters: int = 30):
     from radmine._validation import check_is_fitted
 
     check_is_fitted(clusterer, "labels_")
-    corpus = corpus if corpus is not None else getattr(clusterer, "_corpus", None)
+    corpus = corpus if corpus is not None else getattr(clusterer, "fit_corpus_", None)
     if corpus is not None:
         info = clusterer.cluster_info(corpus, n_words=3, n_nearest=1).head(max_clusters)
         labels = [f"#{c} {n}" for c, n in zip(info["cluster"], info["name"])]
@@ -252,7 +252,7 @@ def over_time(clusterer, corpus=None, *, freq: str = "YS", top: int = 8):
     from radmine.plotting.topics import over_time_figure, report_dates, share_over_time
 
     check_is_fitted(clusterer, "labels_")
-    corpus = corpus if corpus is not None else getattr(clusterer, "_corpus", None)
+    corpus = corpus if corpus is not None else getattr(clusterer, "fit_corpus_", None)
     if corpus is None:
         raise ValueError("over_time needs a Corpus with report dates: pass corpus=..., or fit on a Corpus.")
     report_of = dict(zip(corpus.images["image_id"].astype(str), corpus.images["report_id"]))
