@@ -280,9 +280,9 @@ def main(argv=None) -> int:
     inj = Injector(args.seed)
     samples = [inj.inject(b) for b in base_texts(args.n, args.seed)]
     texts = [s[0] for s in samples]
-    from radmine.deid.text import _lexicon
+    from radmine.deid.text import word_lists
 
-    lex = _lexicon()
+    lex = word_lists()
     names = {n for t, g, _ in samples for s, e, lab in g if lab == "NAME" for n in TOKEN.findall(t[s:e])}
     in_dict = sum(1 for n in names if n.capitalize() in lex["first"] or n.capitalize() in lex["last"])
     traps_listed = sum(1 for t in EPONYM_TRAPS if any(t.lower().replace("'s", "").startswith(p.lower().split()[0])

