@@ -62,7 +62,7 @@ ENSEMBLE_NAME = "last+mid features, ensemble of 3"
 #: (``--select --select-views``: each view a MiniLM model with the selected settings and ENSEMBLE;
 #: train sub-splits only). ``None`` = the backbone's 224 pixels.
 VIEWS: tuple = (("plain", 320), ("content", 320))
-#: Earlier view sets, kept in the dev table beside VIEWS (session 3: the two 224-pixel views).
+#: Earlier view sets, kept in the dev table beside VIEWS (the two 224-pixel views).
 EARLIER_VIEWS: tuple = ((("plain", None), ("content", None)),)
 #: Weight of the contrastive word2vec model beside the MiniLM ensemble in an ImageTextEnsemble
 #: (``--select --select-cross``; None: no such row).
