@@ -317,6 +317,26 @@ def _make_effnet_class():
             """The last conv map ``(n, 1280, h, w)``."""
             return self.net.extract_features(x)
 
+        def stages(self):
+            """``(stem, blocks, head)``: the last conv map is ``head(blocks(stem(x)))`` (head not pooled).
+
+            ``blocks`` are the 16 MBConv blocks, in order; fine-tuning trains a tail of them
+            (:func:`radmine.img2text.training.set_trainable_blocks`).
+            """
+            net = self.net
+
+            def stem(x):
+                return net._swish(net._bn0(net._conv_stem(x)))
+
+            def head(x):
+                return net._swish(net._bn1(net._conv_head(x)))
+
+            return stem, list(net._blocks), head
+
+        def head_parameters(self) -> list:
+            """The parameters of the 1x1 conv head and its BatchNorm (trained with any tail of blocks)."""
+            return list(self.net._conv_head.parameters()) + list(self.net._bn1.parameters())
+
         def feature_maps(self, x):
             """``(mid, last)``: the stride-16 stage output ``(n, 112, h, w)`` and the last conv map."""
             net = self.net

@@ -623,15 +623,13 @@ def backbone_stages(backbone) -> tuple[Callable, list, Callable]:
     from radmine.images.backbones import pool_feature_map
 
     pooling = getattr(backbone, "pooling", "avg")
-    net = getattr(backbone, "net", None)
-    if net is not None and hasattr(net, "_blocks") and hasattr(net, "_conv_head"):
-        def stem(x):
-            return net._swish(net._bn0(net._conv_stem(x)))
+    if hasattr(backbone, "stages"):
+        stem, blocks, head_map = backbone.stages()
 
         def head(x):
-            return pool_feature_map(net._swish(net._bn1(net._conv_head(x))), pooling)
+            return pool_feature_map(head_map(x), pooling)
 
-        return stem, list(net._blocks), head
+        return stem, blocks, head
     feats = getattr(backbone, "features", None)
     if isinstance(feats, nn.Sequential):
         layers = list(feats)
@@ -652,10 +650,7 @@ def set_trainable_blocks(backbone, n_blocks: int) -> None:
     for p in backbone.parameters():
         p.requires_grad_(False)
     tail = blocks[len(blocks) - n_blocks :]
-    head_params = []
-    net = getattr(backbone, "net", None)
-    if net is not None and hasattr(net, "_conv_head"):
-        head_params = list(net._conv_head.parameters()) + list(net._bn1.parameters())
+    head_params = backbone.head_parameters() if hasattr(backbone, "head_parameters") else []
     for m in tail:
         for p in m.parameters():
             p.requires_grad_(True)
