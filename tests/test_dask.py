@@ -54,6 +54,22 @@ def test_get_client_rejects_bad_input():
         rd.get_client("local", n_workers=0)
 
 
+def test_a_local_client_closes_its_cluster():
+    """get_client("local") owns its LocalCluster: closing the client closes both (no patched close)."""
+    client = rd.get_client("local", n_workers=1, processes=False)
+    cluster = client.cluster
+    assert str(cluster.status) == "Status.running"
+    client.close()
+    assert str(cluster.status) == "Status.closed" and client.status == "closed"
+
+
+def test_radmine_dask_is_radmine_distributed():
+    import radmine.distributed as rdist
+
+    assert rd.label_reports is rdist.label_reports and rd.fit_topics_streaming is rdist.fit_topics_streaming
+    assert set(rd.__all__) == set(rdist.__all__)
+
+
 def test_read_reports_sharded_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         rd.read_reports_sharded(tmp_path / "missing.parquet")
