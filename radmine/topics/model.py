@@ -1040,6 +1040,9 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
         params = dict(meta["params"])
         if params.get("sections") is not None:
             params["sections"] = tuple(params["sections"])
+        # saved before these options existed: every clause was kept, no document-fraction filter
+        params.setdefault("drop_normal", False)
+        params.setdefault("max_df", 1.0)
         obj = cls(**params)
         arrays = st_load((path / _ARRAYS).read_bytes())
         documents = None
