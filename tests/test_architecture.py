@@ -8,7 +8,10 @@
 2. No module reads or calls a private attribute (``obj._name``, or
    ``getattr(obj, "_name")``) that another radmine module defines: objects
    talk through their public names.
-3. The import graph of radmine's modules has no cycle. Every import counts,
+3. No monkey-patching (a function assigned onto another object) and no
+   module-level state changed at run time (a module-level dict/list/set that a
+   function fills, such as a per-process worker cache).
+4. The import graph of radmine's modules has no cycle. Every import counts,
    at module level or deferred inside a function, with one declared exception:
    a deferred import of the Dask adapters (``radmine.distributed``) is the
    dispatch of an in-memory function that was given a Dask collection
@@ -203,6 +206,73 @@ def test_no_private_members_used_across_modules():
                 bad.append(f"{MODULES[name].relative_to(ROOT.parent)}:{node.lineno} uses "
                            f"{ast.unparse(node)} (defined in {sorted(owners[attr])})")
     assert bad == []
+
+
+def test_no_monkey_patching():
+    """No function or lambda is assigned onto another object (``client.close = close``)."""
+    bad = []
+    for name, tree in TREES.items():
+        funcs = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Assign):
+                continue
+            for target in node.targets:
+                if not isinstance(target, ast.Attribute):
+                    continue
+                if isinstance(target.value, ast.Name) and target.value.id in ("self", "cls"):
+                    continue
+                value = node.value
+                if isinstance(value, ast.Lambda) or (isinstance(value, ast.Name) and value.id in funcs):
+                    bad.append(f"{MODULES[name].relative_to(ROOT.parent)}:{node.lineno} {ast.unparse(node)[:80]}")
+    assert bad == []
+
+
+MUTATORS = {"append", "extend", "insert", "update", "setdefault", "pop", "popitem", "clear", "add", "discard", "remove"}
+#: declared process-wide settings: the reader size limits that [read] sets (readers/limits.py: set_limits, limits())
+SETTINGS = {("radmine.readers.limits", "LIMITS")}
+
+
+def test_no_mutable_module_state():
+    """No module-level container is changed inside a function (worker caches, registries filled at run time)."""
+    bad = []
+    for name, tree in TREES.items():
+        containers = set()
+        for node in tree.body:
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+                value = node.value
+                if isinstance(value, (ast.Dict, ast.List, ast.Set)) or (
+                        isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
+                        and value.func.id in ("dict", "list", "set", "defaultdict", "OrderedDict", "Counter")):
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    containers.update(t.id for t in targets if isinstance(t, ast.Name))
+        for func in ast.walk(tree):
+            if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(func):
+                changed = None
+                if (isinstance(node, ast.Subscript) and isinstance(node.ctx, (ast.Store, ast.Del))
+                        and isinstance(node.value, ast.Name)):
+                    changed = node.value.id
+                elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                      and node.func.attr in MUTATORS and isinstance(node.func.value, ast.Name)):
+                    changed = node.func.value.id
+                if changed in containers and (name, changed) not in SETTINGS and not _assigned_locally(func, changed):
+                    bad.append(f"{MODULES[name].relative_to(ROOT.parent)}:{node.lineno} changes module-level {changed}")
+    assert bad == []
+
+
+def _assigned_locally(func, name: str) -> bool:
+    """Whether ``name`` is a local variable of ``func`` (assigned or a parameter), shadowing the module's."""
+    args = func.args
+    params = {a.arg for a in args.args + args.kwonlyargs + args.posonlyargs}
+    if name in params:
+        return True
+    for node in ast.walk(func):
+        if isinstance(node, ast.Global) and name in node.names:
+            return False
+        if isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Store):
+            return True
+    return False
 
 
 def _graph() -> nx.DiGraph:

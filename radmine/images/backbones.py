@@ -29,6 +29,7 @@ Backbones
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -504,13 +505,10 @@ def _make_hf_class():
     return HFVisionBackbone
 
 
-_CLASSES: dict[str, Any] = {}
-
-
+@functools.lru_cache(maxsize=None)
 def _cls(key: str):
-    if key not in _CLASSES:
-        _CLASSES[key] = {"effnet": _make_effnet_class, "random": _make_random_cnn_class, "hf": _make_hf_class}[key]()
-    return _CLASSES[key]
+    """The backbone module class of ``key``, built once on first use (torch is imported then)."""
+    return {"effnet": _make_effnet_class, "random": _make_random_cnn_class, "hf": _make_hf_class}[key]()
 
 
 def is_hf_name(name: str) -> bool:

