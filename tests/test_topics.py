@@ -408,3 +408,17 @@ def test_topic_name_reads_like_radiology():
     assert topic_name(words, weights, marginal) == "pleural / effusion / blunting"
     assert topic_name(["pleural_effusion"], [1.0], {}) == "pleural effusion"
     assert unique_names(["a / b", "c", "a / b"]) == ["a / b", "c", "a / b (2)"]
+
+
+def test_model_saved_before_the_new_options_loads_as_fitted(fitted, blocks, tmp_path):
+    import json
+
+    fitted.save(tmp_path / "m")
+    meta_file = tmp_path / "m" / "topic_model.json"
+    meta = json.loads(meta_file.read_text())
+    for key in ("drop_normal", "max_df"):
+        meta["params"].pop(key)
+    meta_file.write_text(json.dumps(meta))
+    old = radmine.TopicModel.load(tmp_path / "m")
+    assert old.drop_normal is False and old.max_df == 1.0
+    np.testing.assert_allclose(old.transform(blocks[0]), fitted.transform(blocks[0]), atol=1e-6)
