@@ -124,6 +124,7 @@ def test_repr_is_the_short_summary(cls):
     assert cls.__name__ in html and "<table" in html
     bundle = est._repr_mimebundle_()
     assert bundle["text/plain"] == text and bundle["text/html"] == html
+    assert "fit" in dir(est)  # tab completion before fit: no property raises
 
 
 @pytest.mark.parametrize("cls", [c for c, call in ESTIMATORS.items() if call is not None],
@@ -168,7 +169,8 @@ def test_weak_labels_in_a_pipeline_with_cross_val_score():
     from sklearn.model_selection import cross_val_score
     from sklearn.pipeline import make_pipeline
 
-    pipe = make_pipeline(radmine.WeakLabeler("chest_xray"), SimpleImputer(strategy="constant", fill_value=0, keep_empty_features=True),
+    pipe = make_pipeline(radmine.WeakLabeler("chest_xray"),
+                         SimpleImputer(strategy="constant", fill_value=0, keep_empty_features=True),
                          LogisticRegression())
     scores = cross_val_score(pipe, REPORTS, HAS_EFFUSION, cv=2)
     # the pleural_effusion weak label separates the two groups exactly
