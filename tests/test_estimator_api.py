@@ -124,7 +124,7 @@ def test_repr_is_the_short_summary(cls):
     assert cls.__name__ in html and "<table" in html
     bundle = est._repr_mimebundle_()
     assert bundle["text/plain"] == text and bundle["text/html"] == html
-    assert "fit" in dir(est)  # tab completion before fit: no property raises
+    assert "get_params" in dir(est)  # tab completion before fit: no property raises
 
 
 @pytest.mark.parametrize("cls", [c for c, call in ESTIMATORS.items() if call is not None],
