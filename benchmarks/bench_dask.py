@@ -8,7 +8,7 @@ report text), writes them as parquet shards, then
    (1 thread each), plus the plain pandas path in this process;
 2. peak resident memory per process while fitting topics
    (a) in memory: one worker task loads every shard and runs ``TopicModel.fit``;
-   (b) from shards: :func:`radmine.dask.fit_topics_streaming` (workers
+   (b) from shards: :func:`radmine.distributed.fit_topics_streaming` (workers
    tokenise partitions, this process runs the online LDA updates).
 
 Usage::
@@ -152,7 +152,7 @@ def _mb(x: float) -> float:
 
 # ---------------------------------------------------------------------------- runs
 def report_steps(paths: list[str], client) -> tuple[int, int]:
-    import radmine.dask as rd
+    import radmine.distributed as rd
 
     ddf = rd.read_reports_sharded(paths)
     sents = rd.sentences(ddf)
@@ -249,7 +249,7 @@ def main(argv=None) -> int:
         finally:
             client.close()
             lc.close()
-        from radmine.dask import fit_topics_streaming
+        from radmine.distributed import fit_topics_streaming
 
         client, lc = cluster(2)
         try:
