@@ -29,7 +29,7 @@ BODY = [
 
 def _export(root):
     """A DICOM folder (CT key images, one ultrasound) named after patients, and a RIS table full of PHI."""
-    dcm = root / "PACS_EXPORT"
+    dcm = root / "PACS_EXPORT_PEMBERTON_JANE"  # export folders are often named after a patient
     rows, secrets = [], set()
     base = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     for i in range(12):
@@ -62,8 +62,7 @@ def _export(root):
         rows.append({"AccessionNumber": acc, "MRN": mrn, "PatientName": f"{last}, {first}", "Phone": phone,
                      "ReportText": text})
         secrets.update({first, last, mrn, acc, phone, email, str(4410020 + i), str(9923400 + i)})
-    # (the SOURCE path itself is recorded in manifest.json as given: name the export folder without PHI)
-    secrets.update({"Mercy Ridgeview", "3/4/2021", "3/4/2020", "20210304", "1.2.826.0.1.3680043.8.498"})
+    secrets.update({dcm.name, "Mercy Ridgeview", "3/4/2021", "3/4/2020", "20210304", "1.2.826.0.1.3680043.8.498"})
     ris = root / "ris_export.csv"
     pd.DataFrame(rows).to_csv(ris, index=False)
     return dcm, ris, secrets
@@ -120,3 +119,16 @@ def test_phi_export_through_mine_leaves_no_identifier(tmp_path, caplog):
     assert {"NAME", "ID", "DATE", "PHONE", "EMAIL", "AGE", "HOSPITAL"} <= set(spans["label"])
     html = (out / "report.html").read_text()
     assert not re.search(r"(?<![\w.])/(?:tmp|home|data|work)/", html)  # no absolute file paths in the HTML report
+    # de-identification is a step of its own, first, and the only one that reads SOURCE
+    import json
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert json.loads((out / "config.json").read_text())["run"]["steps"][:2] == ["deid", "read"]
+    assert manifest["steps"]["deid"]["info"]["method"] == "surrogate"
+    assert manifest["steps"]["deid"]["info"]["images_quarantined"] == 3
+    assert manifest["steps"]["read"]["info"]["deid"] == "surrogate"
+    assert "not recorded" in manifest["source"]
+    assert "<b>deid</b>" in html or ">deid<" in html
+    describe = pd.read_parquet(out / "img2text" / "describe.parquet")
+    assert len(describe) and not describe["path"].str.startswith("/").any()  # relative to the output folder
+    assert all((out / p).is_file() for p in describe["path"])

@@ -28,11 +28,15 @@ def mined(mined_run):
 def test_every_step_runs_and_writes_its_outputs(mined):
     out, result = mined
     assert list(result["status"]) == ["ran"] * len(steps_mod.STEPS)
-    for step in steps_mod.STEPS:
-        for o in step.outputs:
-            assert (out / o).exists(), o
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["steps"]) == {s.name for s in steps_mod.STEPS}
+    # the embedded corpus is synthetic: the deid step finishes as skipped and writes nothing
+    assert manifest["steps"]["deid"]["info"] == {"skipped": "public corpus, already de-identified (the embedded synthetic corpus)"}
+    assert not (out / "deid").exists() or not any((out / "deid").iterdir())
+    for step in steps_mod.STEPS:
+        if step.name != "deid":
+            for o in step.outputs:
+                assert (out / o).exists(), o
     links = pd.read_parquet(out / "text" / "links.parquet")
     assert links["resolved"].any()
     metrics = json.loads((out / "img2text" / "metrics.json").read_text())
@@ -41,6 +45,7 @@ def test_every_step_runs_and_writes_its_outputs(mined):
     for title in ("Corpus", "Key images", "Weak labels", "Topics", "Image clusters", "Image → text"):
         assert title in html
     assert "data:image/png;base64," in html
+    assert "public corpus, already de-identified" in html  # the skipped deid step, with its reason
 
 
 def test_second_run_skips_everything(mined):

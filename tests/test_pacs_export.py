@@ -242,7 +242,7 @@ def test_mine_cli_hospital_export_to_report(pacs_export, capsys):
 
 def test_mine_cli_without_encoding_names_the_flag(pacs_export, capsys):
     rc = main(["mine", str(pacs_export["dicom"]), "--out", str(pacs_export["root"] / "out-utf8"),
-               "--reports", str(pacs_export["ris"]), *COLUMNS, "--no-progress", "--steps", "read"])
+               "--reports", str(pacs_export["ris"]), *COLUMNS, "--no-progress", "--steps", "deid,read"])
     err = capsys.readouterr().err
     assert rc == 2
     assert "cannot decode as utf-8" in err and "--encoding" in err

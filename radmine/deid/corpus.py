@@ -238,13 +238,24 @@ def write_deidentified(source, out: str | Path, *, method: str = "surrogate", ke
 
 
 def deid_wanted(enabled: str, source, corpus: Corpus) -> bool:
-    """Whether ``radmine mine`` de-identifies this corpus (``[deid] enabled``).
+    """Whether ``radmine mine`` de-identifies this corpus (``[deid] enabled``); see :func:`deid_decision`."""
+    return deid_decision(enabled, source, corpus)[0]
+
+
+def deid_decision(enabled: str, source, corpus: Corpus) -> tuple[bool, str]:
+    """Whether ``radmine mine`` de-identifies this corpus (``[deid] enabled``), and why.
 
     ``"auto"`` is on for user data -- a DICOM folder or a CSV/TSV/JSONL/parquet
     export, or a saved corpus that did not come out of :func:`deidentify_corpus`
     -- and off for the public corpora (Open-i, MedPix, already de-identified,
     whose ``XXXX`` tokens radmine handles as they are) and the embedded
     synthetic corpus. ``"on"`` and ``"off"`` force it.
+
+    Returns
+    -------
+    (bool, str)
+        Whether to de-identify, and the reason in a few words (shown in the
+        report when the ``deid`` step is skipped).
 
     Raises
     ------
@@ -255,14 +266,14 @@ def deid_wanted(enabled: str, source, corpus: Corpus) -> bool:
 
     check_option(enabled, "deid.enabled", "radmine mine", ("auto", "on", "off"))
     if enabled != "auto":
-        return enabled == "on"
-    if source is None or is_deidentified(corpus):
-        return False
+        return (True, "[deid] enabled = on") if enabled == "on" else (False, "[deid] enabled = off")
+    if source is None:
+        return False, "public corpus, already de-identified (the embedded synthetic corpus)"
+    if is_deidentified(corpus):
+        return False, "already de-identified (a corpus written by radmine deid)"
     from radmine.readers import detect_kind
 
     kind = detect_kind(source)
-    if kind in ("openi", "medpix"):
-        return False
-    if kind == "corpus":
-        return not any(p in corpus.name.lower() for p in PUBLIC_CORPORA)
-    return True
+    if kind in ("openi", "medpix") or (kind == "corpus" and any(p in corpus.name.lower() for p in PUBLIC_CORPORA)):
+        return False, "public corpus, already de-identified"
+    return True, "user data"

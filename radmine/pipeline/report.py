@@ -153,7 +153,7 @@ def write_report(out: str | Path, *, n_examples: int | None = None, step_order: 
     parts.append("<h2>Run</h2>" + _table(pd.DataFrame(rows)))
     skipped = _skipped_steps(manifest)
     if skipped:
-        parts.append("<p>Skipped steps (too little data):</p><ul class='skipped'>" + "".join(
+        parts.append("<p>Skipped steps:</p><ul class='skipped'>" + "".join(
             f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in skipped.items()) + "</ul>")
 
     # corpus
@@ -237,7 +237,9 @@ def write_report(out: str | Path, *, n_examples: int | None = None, step_order: 
             for _, r in desc.iterrows():
                 text = {k: v for k, v in r.items() if k not in ("image_id", "path")}
                 body = "<br>".join(f"<b>{html.escape(str(k))}</b>: {html.escape(str(v))[:300]}" for k, v in text.items())
-                cards.append(f"<div class='card'>{_img_tag(r.get('path'), alt=str(r['image_id']))}{body}</div>")
+                path = r.get("path")  # relative to the output folder
+                path = out / str(path) if isinstance(path, str) and path else None
+                cards.append(f"<div class='card'>{_img_tag(path, alt=str(r['image_id']))}{body}</div>")
             parts.append("<div class='grid'>" + "".join(cards) + "</div>")
 
     q = out / "quarantine.csv"

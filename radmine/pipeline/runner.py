@@ -96,6 +96,9 @@ class RunContext:
     #: the step now running and its fingerprint (set by :func:`run_steps`)
     step: Step | None = None
     fingerprint: str = ""
+    #: what ``manifest.json`` records as the source (default: ``source`` as given); a run that
+    #: de-identifies its source records a placeholder instead, since export folder names carry PHI
+    source_label: str | None = None
 
     def checkpoint_dir(self) -> Path:
         """``DIR/<folder>/checkpoints/<fingerprint>/`` of the running step (resume state)."""
@@ -269,7 +272,7 @@ def _write_manifest(ctx: RunContext, manifest: dict[str, Any]) -> None:
     import radmine
 
     manifest["radmine_version"] = radmine.__version__
-    manifest["source"] = ctx.source
+    manifest["source"] = ctx.source_label if ctx.source_label is not None else ctx.source
     atomic_write_json(ctx.out / MANIFEST, manifest)
 
 

@@ -1,4 +1,4 @@
-"""The steps of ``radmine mine``: read -> text -> labels -> topics -> embed -> cluster -> img2text -> report.
+"""The steps of ``radmine mine``: deid -> read -> text -> labels -> topics -> embed -> cluster -> img2text -> report.
 
 Every step reads what earlier steps wrote in the output folder and writes its
 own tables (parquet) and models there:
@@ -6,7 +6,8 @@ own tables (parquet) and models there:
 ============  ======================================================  ==========================
 step          writes                                                  depends on
 ============  ======================================================  ==========================
-read          ``corpus/`` (a saved :class:`~radmine.Corpus`)            --
+deid          ``deid/corpus/``, ``deid/images/``, ``phi_spans``         -- (skipped: public corpora)
+read          ``corpus/`` (a saved :class:`~radmine.Corpus`)            deid
 text          ``text/sentences.parquet``, ``text/links.parquet``       read
 labels        ``labels/labels.parquet``, ``labels/mentions.parquet``   text
 topics        ``topics/`` model, ``topic_info``, ``image_topics``      text
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,8 @@ from radmine.pipeline.runner import RunContext, Step, check_output_folder, outpu
 
 logger = logging.getLogger(__name__)
 
+#: what manifest.json / config.json record instead of the SOURCE and --reports paths of user data
+NOT_RECORDED = "(not recorded: de-identified user data; folder names of exports can carry PHI)"
 #: fewer reports than this: the topics step is skipped (with the reason in the report)
 MIN_TOPIC_DOCUMENTS = 3
 #: fewer linked image-sentence pairs with features than this: the img2text step is skipped
@@ -68,22 +72,62 @@ def _embeddings(ctx: RunContext) -> tuple[np.ndarray, pd.DataFrame]:
 
 
 # -- steps -----------------------------------------------------------------
+def _source_corpus(ctx: RunContext):
+    """The corpus as ``SOURCE`` holds it (``[read]`` settings, ``max_reports`` applied), in memory only."""
+
+    def load():
+        from radmine.readers import read_source
+        from radmine.readers.limits import limits_from_config, set_limits
+
+        cfg = ctx.config["read"]
+        set_limits(**limits_from_config(cfg))
+        if ctx.source is None:
+            from radmine.datasets import load_embedded
+
+            corpus = load_embedded()
+        else:
+            corpus = read_source(ctx.source, reports=cfg["reports_file"] or None, columns=cfg["columns"],
+                                 encoding=cfg["encoding"], dicom_table=cfg["dicom_table"] or None, progress=ctx.progress)
+        if cfg["max_reports"] and cfg["max_reports"] < corpus.n_reports:
+            corpus = corpus.subset(corpus.reports["report_id"].iloc[: cfg["max_reports"]])
+        return corpus
+
+    return ctx.cached("source corpus", load)
+
+
+def step_deid(ctx: RunContext) -> dict[str, Any]:
+    """Read SOURCE and write its de-identified copy to ``deid/`` (user data; see :mod:`radmine.deid`).
+
+    The un-scrubbed corpus stays in memory: ``deid/corpus/`` (scrubbed reports
+    and tables), ``deid/images/`` (de-identified image files) and
+    ``deid/phi_spans.parquet`` (offsets and labels, no text) are all this step
+    writes. The public corpora are skipped (already de-identified): the read
+    step then reads SOURCE itself.
+    """
+    from radmine.deid.corpus import SPANS_TABLE, deid_decision, deidentify_corpus
+
+    cfg = ctx.config["deid"]
+    corpus = _source_corpus(ctx)
+    wanted, reason = deid_decision(cfg["enabled"], ctx.source, corpus)
+    if not wanted:
+        return {"skipped": reason}
+    clean = deidentify_corpus(corpus, out=ctx.out / "deid", method=cfg["method"], key=cfg["key"] or None,
+                              burned_in=cfg["burned_in"], dates=cfg["dates"])
+    ctx.forget("source corpus")  # nothing un-scrubbed is kept around for the next steps
+    clean.save(ctx.out / "deid" / "corpus")
+    save_table(ctx, clean.tables[SPANS_TABLE], "deid", "phi_spans")
+    n_q = int((clean.quarantine["source"] == "deid").sum()) if len(clean.quarantine) and "source" in clean.quarantine else 0
+    return {"method": cfg["method"], "reports": clean.n_reports, "images": clean.n_images,
+            "phi_spans": len(clean.tables[SPANS_TABLE]), "images_quarantined": n_q}
+
+
 def step_read(ctx: RunContext) -> dict[str, Any]:
-    from radmine.readers import read_source
-    from radmine.readers.limits import limits_from_config, set_limits
+    from radmine.corpus import Corpus
 
-    cfg = ctx.config["read"]
-    set_limits(**limits_from_config(cfg))
-    if ctx.source is None:
-        from radmine.datasets import load_embedded
-
-        corpus = load_embedded()
-    else:
-        corpus = read_source(ctx.source, reports=cfg["reports_file"] or None, columns=cfg["columns"],
-                             encoding=cfg["encoding"], dicom_table=cfg["dicom_table"] or None, progress=ctx.progress)
-    if cfg["max_reports"] and cfg["max_reports"] < corpus.n_reports:
-        corpus = corpus.subset(corpus.reports["report_id"].iloc[: cfg["max_reports"]])
-    corpus, deid = _deidentify(ctx, corpus)  # before anything of the corpus is saved
+    scrubbed = ctx.out / "deid" / "corpus"
+    deid = (scrubbed / "corpus.json").is_file()  # the deid step ran: read its scrubbed copy, never SOURCE
+    corpus = Corpus.load(scrubbed) if deid else _source_corpus(ctx)
+    ctx.forget("source corpus")
     # Resolve image paths now: later steps read the saved corpus from DIR.
     if len(corpus.images) and "path" in corpus.images:
         images = corpus.images.copy()
@@ -94,20 +138,7 @@ def step_read(ctx: RunContext) -> dict[str, Any]:
     corpus.save(ctx.out / "corpus")
     ctx.forget("corpus")
     return {"reports": corpus.n_reports, "images": corpus.n_images, "patients": int(corpus.reports["patient_id"].nunique()),
-            **deid}
-
-
-def _deidentify(ctx: RunContext, corpus):
-    """The ``[deid]`` part of the read step: user data is de-identified before it is saved (see radmine.deid)."""
-    from radmine.deid.corpus import SPANS_TABLE, deid_wanted, deidentify_corpus
-
-    cfg = ctx.config["deid"]
-    if not deid_wanted(cfg["enabled"], ctx.source, corpus):
-        return corpus, {"deid": "off"}
-    clean = deidentify_corpus(corpus, out=ctx.out / "deid", method=cfg["method"], key=cfg["key"] or None,
-                              burned_in=cfg["burned_in"], dates=cfg["dates"])
-    save_table(ctx, clean.tables[SPANS_TABLE], "deid", "phi_spans")
-    return clean, {"deid": cfg["method"], "phi_spans": len(clean.tables[SPANS_TABLE])}
+            "deid": ctx.config["deid"]["method"] if deid else "off"}
 
 
 def step_text(ctx: RunContext) -> dict[str, Any]:
@@ -430,7 +461,7 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
             d = desc[desc["image"] == i]
             rows.append({
                 "image_id": img.image_id,
-                "path": img.path,
+                "path": _relative(img.path, ctx.out),
                 "words": ", ".join(d.loc[d["kind"] == "word", "text"]),
                 "nearest sentence": " | ".join(d.loc[d["kind"] == "sentence", "text"]),
             })
@@ -443,7 +474,14 @@ def step_report(ctx: RunContext) -> dict[str, Any]:
     from radmine.pipeline.report import write_report
 
     path = write_report(ctx.out, step_order=[s.name for s in STEPS])
-    return {"report": str(path)}
+    return {"report": _relative(path, ctx.out)}
+
+
+def _relative(path, out: Path) -> str | None:
+    """``path`` relative to the output folder (tables in it may leave the machine; the folder may move)."""
+    if path is None or (isinstance(path, float) and path != path):
+        return None
+    return Path(os.path.relpath(Path(str(path)).resolve(), Path(out).resolve())).as_posix()
 
 
 def _jsonable(df: pd.DataFrame) -> pd.DataFrame:
@@ -456,7 +494,8 @@ def _jsonable(df: pd.DataFrame) -> pd.DataFrame:
 
 
 STEPS = [
-    Step("read", step_read, (), ("read", "deid"), ("corpus/corpus.json",), "load the corpus; de-identify user data ([deid])"),
+    Step("deid", step_deid, (), ("read", "deid"), ("deid/corpus/corpus.json",), "de-identify user data ([deid]; public corpora are skipped)"),
+    Step("read", step_read, ("deid",), ("read",), ("corpus/corpus.json",), "load the corpus (the de-identified copy for user data)"),
     Step("text", step_text, ("read",), ("text",), ("text/sentences.parquet", "text/links.parquet"), "sections, sentences, key-image links"),
     Step("labels", step_labels, ("text",), ("labels",), ("labels/labels.parquet",), "weak labels"),
     Step("topics", step_topics, ("text",), ("topics",), ("topics/topic_info.parquet",), "LDA topics (two levels)"),
@@ -523,14 +562,25 @@ def mine(
     out = Path(out)
     check_output_folder(out, STEPS)
     with output_lock(out, wait=wait):  # one run per folder; leftover *.tmp files removed
-        # the de-identification key never goes into the output folder
-        atomic_write_json(out / "config.json", {**cfg, "deid": {**cfg["deid"], "key": "<redacted>" if cfg["deid"]["key"] else ""}})
         ctx = RunContext(
             out=out,
             config=cfg,
             source=None if source is None else str(source),
             progress=cfg["run"]["progress"] if progress is None else progress,
         )
+        shown = {**cfg, "deid": {**cfg["deid"], "key": "<redacted>" if cfg["deid"]["key"] else ""}}  # the key never
+        if source is not None and cfg["deid"]["enabled"] != "off":
+            from radmine.readers import detect_kind
+
+            try:
+                kind = detect_kind(source)
+            except (OSError, ValueError):
+                kind = None  # the deid step reports what is wrong with SOURCE
+            if kind not in ("openi", "medpix"):  # user data: the paths of an export may name a patient
+                ctx.source_label = NOT_RECORDED
+                if cfg["read"]["reports_file"]:
+                    shown["read"] = {**cfg["read"], "reports_file": NOT_RECORDED}
+        atomic_write_json(out / "config.json", shown)
         selected = steps or cfg["run"]["steps"]
         if scheduler:
             from radmine.distributed import get_client

@@ -583,9 +583,9 @@ def read_dicom(
     rep_table, report_of_study = _join_reports(images, reports, report_columns, srs, quarantine, encoding)
     images["report_id"] = images["study_id"].map(report_of_study)
     images = images[IMAGE_TABLE_COLUMNS]
-    logger.info(
-        "read_dicom(%s): %d file(s) -> %d image(s), %d quarantined.",
-        path, len(files), len(images), sum(1 for q in quarantine if not q.get("kept")),
+    logger.info(  # no path: export folders are often named after a patient
+        "read_dicom: %d file(s) -> %d image(s), %d quarantined.",
+        len(files), len(images), sum(1 for q in quarantine if not q.get("kept")),
     )
     q = pd.DataFrame(quarantine, columns=QUARANTINE_COLUMNS + ["kept"])
     for df in (rep_table, images, q):
