@@ -7,6 +7,8 @@ seed), each model reads the report *texts* and brings its own preprocessing:
 - ``defaults``: ``TopicModel(K)`` (radmine's defaults);
 - ``Shin settings``: ``TopicModel(K, **SHIN_PARAMS)`` (gensim, bigram phrases, every clause);
 - ``defaults, normal clauses kept``: ``TopicModel(K, drop_normal=False)``;
+- ``normal clauses kept, max_df=1.0, min_df=5``: :data:`COHERENCE_FIRST`, the most coherent
+  setting on the reference tokens at every size, with normal-template topics;
 - ``gensim LdaModel(passes=10)`` and ``tomotopy LDA, 1000 sweeps``: plain peers on the
   reference tokens below, no other filter.
 
@@ -15,7 +17,11 @@ Every model's top-10 words are split into single words (``pleural_effusion`` -> 
 reference tokens: lower-cased words of >= 3 letters of the findings + impression text minus
 a short stop list (:data:`SHORT_STOP`). ``fit_s`` is the sampler alone (peers: ``train`` /
 ``LdaModel``; radmine: ``fit_seconds_``), ``total_s`` radmine's whole ``fit`` from text
-(tokenizing, negation scopes, vocabulary).
+(tokenizing, negation scopes, vocabulary). ``boiler`` is the share of normal-template topics:
+topics with >= 3 of their first 5 split words in ``boilerplate_words(texts)`` (words with >= half
+of their occurrences inside a clause with a normal cue or inside a negated scope,
+:func:`radmine.topics.preprocess.boilerplate_words`); ``c_npmi_findings`` the mean c_npmi of the
+other topics.
 
 Part 1 (real reports): on the shared IU reports (findings + impression) and
 MedPix case findings, every library fits the *same* token lists (radmine's
@@ -56,7 +62,7 @@ Part 2 fits ``TopicModel(backend="tomotopy", **SHIN_PREPROCESSING)`` (Shin's pre
 
 Run::
 
-    python benchmarks/bench_topics.py --defaults # Part 0 only: K = 20, 3 seeds, full set + 400-report subsets
+    python benchmarks/bench_topics.py --defaults --subset 400 800   # Part 0 only: K = 20, 3 seeds, all reports + subsets
     python benchmarks/bench_topics.py            # K = 10, 20, 40, 3 seeds; sizes up to 200,000
     python benchmarks/bench_topics.py --quick    # K = 10, 20, 1 seed; sizes up to 20,000
 """
@@ -156,24 +162,53 @@ def single_words(top: list[str]) -> list[str]:
     return out
 
 
+#: The setting that maximises c_npmi on the reference tokens at every corpus size, at the price of
+#: normal-template topics (docs/topics.md, Defaults).
+COHERENCE_FIRST = {"drop_normal": False, "max_df": 1.0, "min_df": 5}
+
+
+def topic_coherence_per_topic(topics: list[list[str]], ref: list[list[str]], d) -> np.ndarray:
+    """gensim ``c_npmi`` of each topic (words outside ``d`` skipped), one process: deterministic."""
+    from gensim.models import CoherenceModel
+
+    topics = [[w for w in t if w in d.token2id] for t in topics]
+    ok = [i for i, t in enumerate(topics) if len(t) >= 2]
+    out = np.full(len(topics), np.nan)
+    if ok:
+        cm = CoherenceModel(topics=[topics[i] for i in ok], texts=ref, dictionary=d, coherence="c_npmi",
+                            topn=max(len(topics[i]) for i in ok), processes=1)
+        out[ok] = cm.get_coherence_per_topic()
+    return out
+
+
 def defaults_rows(texts: list[str], k: int, seed: int) -> list[dict]:
-    """One row per model: c_npmi of its split top-10 words on the reference tokens, fit seconds."""
+    """One row per model: c_npmi of its split top-10 words on the reference tokens, the share of
+    normal-template topics (``boiler``: >= 3 of a topic's first 5 split words are
+    :func:`radmine.topics.preprocess.boilerplate_words` of these texts), the mean c_npmi of the
+    other topics (``c_npmi_findings``), fit seconds."""
     from gensim.corpora import Dictionary
     from gensim.models import LdaModel
 
     import tomotopy as tp
 
-    from radmine.topics.model import SHIN_PARAMS, TopicModel, topic_coherence
+    from radmine.topics.model import SHIN_PARAMS, TopicModel
+    from radmine.topics.preprocess import boilerplate_share, boilerplate_words
 
     ref = reference_tokens(texts)
     d = Dictionary(ref)
+    boiler = boilerplate_words(texts)
     rows = []
 
     def add(name, tops, fit_s, total_s=np.nan):
-        rows.append({"model": name, "c_npmi": topic_coherence([single_words(t) for t in tops], ref, d, "c_npmi"),
+        split = [single_words(t) for t in tops]
+        per_topic = topic_coherence_per_topic(split, ref, d)
+        is_boiler = np.array([boilerplate_share([t], boiler) == 1.0 for t in split])
+        rows.append({"model": name, "c_npmi": float(np.nanmean(per_topic)), "boiler": float(is_boiler.mean()),
+                     "c_npmi_findings": float(np.nanmean(per_topic[~is_boiler])) if (~is_boiler).any() else np.nan,
                      "fit_s": fit_s, "total_s": total_s})
 
-    for name, params in (("defaults", {}), ("Shin settings", SHIN_PARAMS), ("defaults, normal clauses kept", {"drop_normal": False})):
+    for name, params in (("defaults", {}), ("Shin settings", SHIN_PARAMS), ("defaults, normal clauses kept", {"drop_normal": False}),
+                         ("normal clauses kept, max_df=1.0, min_df=5", COHERENCE_FIRST)):
         t0 = time.perf_counter()
         tm = TopicModel(k, random_state=seed, **params).fit(texts)
         add(name, [tm.get_topic(t)["word"].tolist() for t in range(tm.n_topics_)], tm.fit_seconds_, time.perf_counter() - t0)
@@ -192,10 +227,11 @@ def defaults_rows(texts: list[str], k: int, seed: int) -> list[dict]:
     return rows
 
 
-def defaults_table(texts: list[str], k: int, seeds, subset: int) -> pd.DataFrame:
-    """Part 0: the whole set (model seeds) and random subsets of ``subset`` reports (a new subset per seed)."""
+def defaults_table(texts: list[str], k: int, seeds, subsets) -> pd.DataFrame:
+    """Part 0: the whole set (model seeds) and random subsets of each size in ``subsets`` reports
+    (a new subset per seed)."""
     out = []
-    for size in ("all", subset):
+    for size in ("all", *subsets):
         for s in seeds:
             if size == "all":
                 sub = texts
@@ -205,6 +241,7 @@ def defaults_table(texts: list[str], k: int, seeds, subset: int) -> pd.DataFrame
             out += [dict(r, reports=len(sub), seed=s) for r in defaults_rows(sub, k, s)]
         df = pd.DataFrame([r for r in out if r["reports"] == (len(texts) if size == "all" else size)])
         agg = df.groupby("model", sort=False).agg(c_npmi=("c_npmi", "mean"), c_npmi_sd=("c_npmi", "std"),
+                                                 boiler=("boiler", "mean"), c_npmi_findings=("c_npmi_findings", "mean"),
                                                  fit_s=("fit_s", "mean"), total_s=("total_s", "mean")).reset_index()
         print(f"\n{df['reports'].iloc[0]} reports, K = {k}, seeds {list(seeds)} (c_npmi of the split top-10 words on the "
               "reference tokens)")
@@ -424,7 +461,7 @@ def main(argv=None):
     ap.add_argument("--gensim-max", type=int, default=20000, help="largest generated corpus for radmine[gensim]")
     ap.add_argument("--peer-max", type=int, default=None, help="largest generated corpus for the gensim/tomotopy peers")
     ap.add_argument("--defaults", action="store_true", help="only Part 0: radmine's defaults beside the plain peers")
-    ap.add_argument("--subset", type=int, default=400, help="Part 0: reports per random subset")
+    ap.add_argument("--subset", type=int, nargs="+", default=[400], help="Part 0: reports per random subset (one or more sizes)")
     ap.add_argument("--skip-real", action="store_true")
     ap.add_argument("--skip-scaling", action="store_true")
     ap.add_argument("--scale-one", type=int, default=None, help=argparse.SUPPRESS)

@@ -279,6 +279,87 @@ def tokenize_segments(
     return out
 
 
+_CLAUSE = re.compile(r"[^.;:,!?\n]+")
+_LOWER_WORD = re.compile(r"[a-z]+")
+
+
+def boilerplate_words(texts: Any, *, share: float = 0.5, min_chars: int = 3, negation_detector: Any = None) -> frozenset[str]:
+    """Words that a corpus uses mostly to say what is normal or absent.
+
+    A word is boilerplate when at least ``share`` of its occurrences in ``texts`` are inside a
+    normal-template clause (a clause, text between two of ``. ; : , ! ?`` or a line break, with a
+    word of :data:`NORMAL_CUES`) or inside a negated scope (:func:`negated_spans`); the cue words
+    themselves always are. On Open-i: ``lungs``, ``clear``, ``pneumothorax``, ``cardiomediastinal``,
+    ``silhouette`` are; ``cardiomegaly``, ``atelectasis``, ``granuloma`` are not. Used to measure
+    how much of a topic model describes the normal-report template (:func:`boilerplate_share`).
+
+    Parameters
+    ----------
+    texts : list or Series of str
+    share : float, default 0.5
+        Fraction of a word's occurrences, in (0, 1].
+    min_chars : int, default 3
+        Shorter words are ignored.
+    negation_detector : optional
+        Passed to :func:`negated_spans`.
+
+    Returns
+    -------
+    frozenset of str (lower case)
+    """
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise ValueError(f"The 'share' parameter of boilerplate_words must be a float in (0, 1]. Got {share!r} instead.")
+    min_chars = check_int(min_chars, "min_chars", "boilerplate_words", min_value=1)
+    total: dict[str, int] = {}
+    boiler: dict[str, int] = {}
+    for text in _as_list(texts):
+        spans = negated_spans(text, negation_detector)
+        for clause in _CLAUSE.finditer(text):
+            words = [(m.start(), m.group(0)) for m in _LOWER_WORD.finditer(clause.group(0).lower())]
+            normal = any(w in NORMAL_CUES for _, w in words)
+            for pos, w in words:
+                if len(w) < min_chars:
+                    continue
+                total[w] = total.get(w, 0) + 1
+                if normal or _in_spans(clause.start() + pos, spans):
+                    boiler[w] = boiler.get(w, 0) + 1
+    return frozenset(w for w, n in total.items() if boiler.get(w, 0) >= share * n) | NORMAL_CUES
+
+
+def boilerplate_share(topics: Sequence[Sequence[str]], words: Iterable[str], *, top_n: int = 5, min_words: int = 3) -> float:
+    """Fraction of ``topics`` whose first ``top_n`` words hold at least ``min_words`` of ``words``.
+
+    With ``words = boilerplate_words(texts)`` this is the share of topics that describe the
+    normal-report template ("lungs clear heart size normal") rather than findings. Topic words
+    are split at ``_`` and stripped of the ``NEG_`` prefix first (``pleural_effusion`` counts
+    as ``pleural``, ``effusion``; repeats once).
+
+    Parameters
+    ----------
+    topics : list of list of str
+        Each topic's words, most probable first.
+    words : iterable of str
+    top_n : int, default 5
+    min_words : int, default 3
+
+    Returns
+    -------
+    float in [0, 1] (nan for no topics)
+    """
+    words = frozenset(words)
+    if not topics:
+        return float("nan")
+    hits = 0
+    for topic in topics:
+        single: list[str] = []
+        for w in topic:
+            for part in _strip_neg(str(w))[0].lower().split("_"):
+                if part and part not in single:
+                    single.append(part)
+        hits += sum(w in words for w in single[:top_n]) >= min_words
+    return hits / len(topics)
+
+
 def _strip_neg(tok: str) -> tuple[str, bool]:
     if tok.startswith(NEG_PREFIX):
         return tok[len(NEG_PREFIX) :], True
