@@ -111,6 +111,47 @@ def test_a_name_found_once_is_found_everywhere(detector):
     assert spans.count(("NAME", "Abernathy-Vance")) == 1 and ("NAME", "Ngozi Abernathy-Vance") in spans
 
 
+# -- the shortcuts that make the detector fast change nothing -------------------------------
+def test_trigger_words_are_read_from_the_rules():
+    from radmine.deid import text as T
+
+    assert T._first_words(r"(?:Drs?|Doctor|Mr)\b\.?") == {"dr", "drs", "doctor", "mr"}
+    words = T._first_words(T._NAME_LABELS)
+    assert {"patient", "referring", "electronically", "signed", "staff", "radiologist", "cc"} <= words
+    assert not any(w.startswith("electronically") and w != "electronically" for w in words)  # a word ends at a space
+    assert {"mrn", "mr", "acc", "accession", "i", "ssn"} <= T._first_words(T._ID_LABELS)
+    with pytest.raises(ValueError, match="no leading words"):
+        T._first_words(r"\d+")
+
+
+DENSE = (
+    "PATIENT: DOE, JANE   MRN: 00123456   DOB: 03/14/1931   Acc#: RAD2021-00451\n"
+    "Referring physician: Dr. Amadou Okonkwo (555) 201-3344 pager 4-5521. Age: 93.\n"
+    "EXAM: CT chest, Thursday, March 4, 2021 10:32 AM. Comparison 2/3/2020 and 4th of March, 2021.\n"
+    "FINDINGS: Baker cyst. Hodgkin lymphoma. Series 3, image 45. Nodule 3.2 x 4.5 cm at L4-5.\n"
+    "Lives at 1234 Maple Avenue, Apt 5B, Springfield, IL 62704; PO Box 77. Visit https://mercy.org/x.\n"
+    "Transferred from St. Elsewhere Medical Center and University Hospital of Leeds on Christmas Day.\n"
+    "IMPRESSION: Findings discussed with Nurse Ratched and Jane Roe, RN by telephone on 20210304.\n"
+    "SSN 123-45-6789. Order number 88812345. Mail jane.roe@mercy-health.org or +44 20 7946 0958.\n"
+    "Electronically signed by: Robert K. Johnson, MD. cc: SMITH^JOHN^A. A ninety-two year old.\n"
+)
+
+
+def test_triggers_skip_only_text_where_no_rule_matches(monkeypatch):
+    from radmine.deid import text as T
+
+    texts = [DENSE, DENSE.lower(), DENSE.upper(), DENSE.replace("\n", " "), "Report read back by Alisha Okonkwo-Baptiste, RN.",
+             "Home: 1234 Maple Avenue, Apt 5B.", "Location: van der Kint Clinic", "Compared with the study of 04-Mar-2021, stable."]
+    fast = PHIDetector(ner=False).find_many(texts)
+    assert sum(map(len, fast)) > 40
+    # every rule over the whole text: no trigger, no window
+    brute = [(label, name, rx, group, None, None, lowered, False)
+             for label, name, rx, group, _trigger, _window, lowered, _anchored in T._rules()]
+    monkeypatch.setattr(T, "_rules", lambda: brute)
+    monkeypatch.setattr(T, "_word_triggers", lambda: {})
+    assert PHIDetector(ner=False).find_many(texts) == fast
+
+
 def test_find_phi_spans_point_into_the_text():
     text = "Dr. Jane Roe (555) 201-3344 on 3/4/2021."
     spans = radmine.find_phi(text)
