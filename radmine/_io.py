@@ -210,3 +210,58 @@ def fingerprint_frame(df) -> str:
     if len(df):
         h.update(pd.util.hash_pandas_object(df.astype(str), index=True).values.tobytes())
     return h.hexdigest()[:16]
+
+
+def warn_if_other_version(meta: dict, what: str, path: Any, *, stacklevel: int = 3) -> None:
+    """Warn (``UserWarning``) when ``meta["radmine_version"]`` is not this radmine's version.
+
+    The object still loads; results may differ from those of the version that saved it.
+    """
+    import warnings
+
+    import radmine
+
+    saved = meta.get("radmine_version")
+    if saved != radmine.__version__:
+        warnings.warn(f"{what} at {path} was saved with radmine {saved}; this is radmine {radmine.__version__}.",
+                      stacklevel=stacklevel)
+
+
+def read_saved_meta(path: str | os.PathLike, filename: str, fmt: str, what: str) -> dict:
+    """The JSON metadata ``path/filename`` of a saved object, checked to have ``"format": fmt``.
+
+    The one reader behind radmine's ``load`` methods (models, corpora, embedders).
+
+    Parameters
+    ----------
+    path : str or Path
+        The saved folder.
+    filename : str
+        Its JSON file (``"model.json"``, ``"corpus.json"``, ...).
+    fmt : str
+        The expected ``format`` value.
+    what : str
+        What the folder should hold, for messages (``"radmine topic model"``).
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    FileNotFoundError
+        ``"<path> is not a saved <what>: <filename> not found."``
+    ValueError
+        Not JSON, or another format.
+    """
+    meta_path = Path(path) / filename
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{path} is not a saved {what}: {filename} not found.")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{meta_path}: not valid JSON ({err}).") from None
+    if meta.get("format") != fmt:
+        raise ValueError(f"{meta_path}: expected format {fmt!r}, found {meta.get('format')!r}.")
+    warn_if_other_version(meta, what, path, stacklevel=4)
+    return meta

@@ -33,7 +33,6 @@ under any other name and are saved and loaded with the rest.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -42,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from radmine._io import atomic_write_json, atomic_write_parquet
+from radmine._io import atomic_write_json, atomic_write_parquet, read_saved_meta
 from radmine._repr import summary_html, summary_text
 
 logger = logging.getLogger(__name__)
@@ -391,25 +390,8 @@ class Corpus:
         ValueError
             If the manifest is not a radmine corpus manifest, or a table is missing.
         """
-        import radmine
-
         path = Path(path)
-        mpath = path / MANIFEST
-        if not mpath.is_file():
-            raise FileNotFoundError(f"{path} is not a saved radmine corpus: {MANIFEST} not found.")
-        try:
-            manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{mpath}: not valid JSON ({err}).") from None
-        if manifest.get("format") != "radmine-corpus":
-            raise ValueError(f"{mpath}: expected format 'radmine-corpus', found {manifest.get('format')!r}.")
-        if manifest.get("radmine_version") != radmine.__version__:
-            logger.warning(
-                "Corpus at %s was saved with radmine %s; this is radmine %s.",
-                path,
-                manifest.get("radmine_version"),
-                radmine.__version__,
-            )
+        manifest = read_saved_meta(path, MANIFEST, "radmine-corpus", "radmine corpus")
         tables = {}
         for key, info in manifest["tables"].items():
             f = path / info["file"]

@@ -326,17 +326,9 @@ class ImageEmbedderHubMixin(HubMixin):
     def _load_folder(cls, path: Path, **kwargs: Any):
         from safetensors.torch import load_file
 
-        import radmine
+        from radmine._io import read_saved_meta
 
-        meta_file = path / "image_embedder.json"
-        if not meta_file.is_file():
-            raise FileNotFoundError(f"{path} is not a saved radmine ImageEmbedder: image_embedder.json not found.")
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        if meta.get("format") != "radmine-image-embedder":
-            raise ValueError(f"{meta_file}: expected format 'radmine-image-embedder', found {meta.get('format')!r}.")
-        if meta.get("radmine_version") != radmine.__version__:
-            logger.warning("ImageEmbedder at %s was saved with radmine %s; this is %s.", path,
-                           meta.get("radmine_version"), radmine.__version__)
+        meta = read_saved_meta(path, "image_embedder.json", "radmine-image-embedder", "radmine ImageEmbedder")
         params = dict(meta["params"])
         unknown = sorted(set(kwargs) - set(params))
         if unknown:

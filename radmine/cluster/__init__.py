@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from radmine._io import atomic_write_json, atomic_write_parquet, fingerprint
+from radmine._io import atomic_write_json, atomic_write_parquet, fingerprint, read_saved_meta
 from radmine._validation import check_int, check_is_fitted, check_option, check_random_state
 from radmine.base import BaseEstimator
 from radmine.cluster import loop as _loop
@@ -790,12 +790,7 @@ class JointClusterer(BaseEstimator):
         from safetensors.numpy import load_file as load_np
 
         path = Path(path)
-        meta_path = path / "clusterer.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{path} is not a saved JointClusterer: clusterer.json not found.")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format") != "radmine-joint-clusterer":
-            raise ValueError(f"{meta_path}: expected format 'radmine-joint-clusterer', found {meta.get('format')!r}.")
+        meta = read_saved_meta(path, "clusterer.json", "radmine-joint-clusterer", "JointClusterer")
         params = dict(meta["params"])
         if device is not None:
             params["device"] = device

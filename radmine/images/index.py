@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from radmine._io import atomic_write_json
+from radmine._io import atomic_write_json, warn_if_other_version
 from radmine._validation import NotFittedError, check_int, check_option
 from radmine.base import BaseEstimator
 
@@ -372,6 +372,7 @@ class ImageIndex(BaseEstimator):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"ImageIndex.load: {folder / name} not found (expected a folder from save()).")
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        warn_if_other_version(meta, "ImageIndex", folder)
         obj = cls(metric=meta["metric"], index_type=meta["index_type"], nlist=meta.get("nlist"),
                   nprobe=meta.get("nprobe"), n_threads=meta.get("n_threads"))
         obj.index_ = faiss.read_index(str(folder / INDEX_FILE))

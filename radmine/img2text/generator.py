@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from radmine._io import atomic_write_bytes, atomic_write_json, fingerprint
+from radmine._io import atomic_write_bytes, atomic_write_json, fingerprint, warn_if_other_version
 from radmine._validation import check_int, check_is_fitted, check_option
 from radmine.base import BaseEstimator, derived_seed
 from radmine.corpus import Corpus
@@ -897,6 +897,7 @@ class AnnotationGenerator(BaseEstimator):
         if cfg.get("format") != _FORMAT:
             raise ValueError(f"AnnotationGenerator.load: {cfg_path} is not a saved AnnotationGenerator "
                              f"(format {cfg.get('format')!r}).")
+        warn_if_other_version(cfg, "AnnotationGenerator", d)
         params = dict(cfg["params"])
         if device is not None:
             params["device"] = device

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from radmine._io import fingerprint
+from radmine._io import fingerprint, read_saved_meta
 from radmine._validation import check_int, check_is_fitted, check_option
 from radmine.base import BaseEstimator, derived_seed
 from radmine.corpus import Corpus
@@ -1025,7 +1025,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         from safetensors.torch import load_file
 
         path = Path(path)
-        meta = tr.read_saved_meta(path, "model.json", "radmine-image-text-model", "ImageTextModel")
+        meta = read_saved_meta(path, "model.json", "radmine-image-text-model", "ImageTextModel")
         params = dict(meta["params"])
         if device is not None:
             params["device"] = device

@@ -244,7 +244,7 @@ class Word2VecTextEncoder(BaseEstimator):
         from safetensors.numpy import load_file
 
         path = Path(path)
-        from radmine.img2text.training import read_saved_meta
+        from radmine._io import read_saved_meta
 
         meta = read_saved_meta(path, "word2vec.json", "radmine-word2vec", "Word2VecTextEncoder")
         enc = cls(**meta["params"])

@@ -538,17 +538,6 @@ def pixel_tensor(item, spec: dict):
     return preprocess(np.asarray(item), spec, **PREPROCESSINGS[spec.get("preprocessing", "plain")])
 
 
-def read_saved_meta(path, filename: str, fmt: str, what: str) -> dict:
-    """The JSON metadata ``path/filename`` of a saved model, checked to have ``"format": fmt``."""
-    meta_path = Path(path) / filename
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{path} is not a saved {what}: {filename} not found.")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("format") != fmt:
-        raise ValueError(f"{meta_path}: expected format {fmt!r}, found {meta.get('format')!r}.")
-    return meta
-
-
 # ---------------------------------------------------------------------------
 # corpus / feature plumbing shared by ImageTextModel and TopicImageClassifier
 # ---------------------------------------------------------------------------

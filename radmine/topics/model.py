@@ -26,7 +26,6 @@ Dask shards).
 from __future__ import annotations
 
 import html
-import json
 import logging
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from radmine._io import read_saved_meta
 from radmine._repr import summary_html
 from radmine._validation import check_int, check_is_fitted, check_option
 from radmine.base import BaseEstimator, seed_int
@@ -1031,12 +1031,8 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
         """Load a model written by :meth:`save` (JSON + safetensors + parquet; no pickle)."""
         from safetensors.numpy import load as st_load
 
-        from radmine import __version__
-
         path = Path(path)
         meta = read_model_meta(path, FORMAT)
-        if meta.get("radmine_version") != __version__:
-            logger.warning("Topic model at %s was saved with radmine %s; this is %s.", path, meta.get("radmine_version"), __version__)
         params = dict(meta["params"])
         if params.get("sections") is not None:
             params["sections"] = tuple(params["sections"])
@@ -1196,13 +1192,5 @@ def topic_table_html(info: pd.DataFrame, *, title: str, summary: dict[str, Any] 
 
 def read_model_meta(path: Path, fmt: str) -> dict[str, Any]:
     """The JSON metadata of a saved topic model folder, checked to be of format ``fmt``."""
-    f = path / (_JSON if fmt == FORMAT else "hierarchical_topic_model.json")
-    if not f.is_file():
-        raise FileNotFoundError(f"{path} is not a saved radmine topic model: {f.name} not found.")
-    try:
-        meta = json.loads(f.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{f}: not valid JSON ({err}).") from None
-    if meta.get("format") != fmt:
-        raise ValueError(f"{f}: expected format {fmt!r}, found {meta.get('format')!r}.")
-    return meta
+    name = _JSON if fmt == FORMAT else "hierarchical_topic_model.json"
+    return read_saved_meta(path, name, fmt, "radmine topic model")
