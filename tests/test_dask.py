@@ -155,7 +155,7 @@ def test_embeddings_on_workers_share_the_cache(client, embedded, tmp_path):
 
 
 def test_mine_with_scheduler_matches_pandas_run(client, tmp_path):
-    steps = ["read", "text", "labels"]
+    steps = ["deid", "read", "text", "labels"]
     radmine.mine(None, tmp_path / "pandas", steps=steps, progress=False, echo=lambda s: None)
     radmine.mine(None, tmp_path / "dask", steps=steps, progress=False, echo=lambda s: None, scheduler=client)
     for table in ["text/sentences", "text/links", "labels/labels", "labels/mentions"]:
