@@ -422,3 +422,30 @@ def test_model_saved_before_the_new_options_loads_as_fitted(fitted, blocks, tmp_
     old = radmine.TopicModel.load(tmp_path / "m")
     assert old.drop_normal is False and old.max_df == 1.0
     np.testing.assert_allclose(old.transform(blocks[0]), fitted.transform(blocks[0]), atol=1e-6)
+
+
+def test_boilerplate_words_and_share_mark_the_normal_template():
+    texts = [
+        "The lungs are clear. No pneumothorax. Mild cardiomegaly.",
+        "Lungs are clear, heart size normal. Calcified granuloma in the right lung.",
+        "Cardiomegaly with edema. No pneumothorax or effusion. The lungs are clear.",
+    ]
+    words = pp.boilerplate_words(texts)
+    # in a normal clause or a negated scope at every occurrence / never
+    assert {"lungs", "pneumothorax", "heart", "size", "effusion"} <= words
+    assert {"cardiomegaly", "granuloma", "calcified", "edema", "mild"}.isdisjoint(words)
+    assert pp.NORMAL_CUES <= words
+    # "lung" is in one finding clause of one: 1/1 outside the template; with share 1.0 "lungs" still is
+    assert "lung" not in words and "lungs" in pp.boilerplate_words(texts, share=1.0)
+    topics = [
+        ["lungs", "clear", "heart", "size", "cardiomegaly"],      # template: 4 of 5
+        ["cardiomegaly", "edema", "lungs", "granuloma", "mild"],  # finding: 1 of 5
+        ["NEG_pneumothorax", "heart_size", "calcified"],          # split + NEG_ stripped: 3 of 4
+    ]
+    assert pp.boilerplate_share(topics, words) == pytest.approx(2 / 3)
+    assert pp.boilerplate_share(topics, words, min_words=4) == pytest.approx(1 / 3)
+    assert np.isnan(pp.boilerplate_share([], words))
+    with pytest.raises(ValueError, match="'share' parameter of boilerplate_words"):
+        pp.boilerplate_words(texts, share=0)
+    with pytest.raises(TypeError, match="single string"):
+        pp.boilerplate_words("The lungs are clear.")
