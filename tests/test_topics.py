@@ -449,3 +449,17 @@ def test_boilerplate_words_and_share_mark_the_normal_template():
         pp.boilerplate_words(texts, share=0)
     with pytest.raises(TypeError, match="single string"):
         pp.boilerplate_words("The lungs are clear.")
+
+
+def test_topic_model_boilerplate_share_with_and_without_normal_clauses():
+    rng = np.random.default_rng(0)
+    findings = [["cardiomegaly", "edema", "vascular", "congestion", "enlarged"],
+                ["granuloma", "calcified", "nodule", "hilar", "lobe"]]
+    texts = [f"The lungs are clear, heart size is normal. {' '.join(rng.choice(findings[i % 2], 5))} seen."
+             for i in range(40)]
+    kept = radmine.TopicModel(3, random_state=0, drop_normal=False, max_df=1.0, **FAST).fit(texts)
+    findings_only = radmine.TopicModel(3, random_state=0, **FAST).fit(texts)
+    assert kept.boilerplate_share(texts) > 0
+    assert findings_only.boilerplate_share(texts) == 0
+    with pytest.raises(ValueError, match="'top_n' parameter of boilerplate_share"):
+        kept.boilerplate_share(texts, top_n=0)

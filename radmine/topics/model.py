@@ -928,6 +928,33 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
         topics = [self.top_words(t, top_n)[0] for t in range(self.n_topics_)]
         return topic_coherence(topics, tokens, self.vocabulary_.dictionary_, measure)
 
+    def boilerplate_share(self, texts: Any, *, top_n: int = 5, min_words: int = 3) -> float:
+        """Share of topics that restate the normal-report template of ``texts``.
+
+        A topic counts when at least ``min_words`` of its first ``top_n`` words (split at ``_``)
+        are :func:`~radmine.topics.preprocess.boilerplate_words` of ``texts``: words used mostly
+        in normal-template clauses or negated scopes ("lungs", "clear", "pneumothorax").
+
+        Parameters
+        ----------
+        texts : Corpus or list/Series of str
+            The reports the words are judged on (usually the fit texts); this model's
+            ``sections`` are read.
+        top_n, min_words : int, default 5, 3
+
+        Returns
+        -------
+        float in [0, 1]
+        """
+        from radmine.topics.preprocess import boilerplate_share, boilerplate_words
+
+        check_is_fitted(self, "components_")
+        top_n = check_int(top_n, "top_n", "boilerplate_share", min_value=1)
+        min_words = check_int(min_words, "min_words", "boilerplate_share", min_value=1)
+        words = boilerplate_words(self.make_documents(texts)["text"])
+        topics = [self.top_words(t, top_n * 2)[0] for t in range(self.n_topics_)]
+        return boilerplate_share(topics, words, top_n=top_n, min_words=min_words)
+
     # -- exports --------------------------------------------------------
     def to_gensim(self):
         """A gensim ``LdaModel`` with this model's topics (for gensim tools)."""
