@@ -21,7 +21,8 @@ a short stop list (:data:`SHORT_STOP`). ``fit_s`` is the sampler alone (peers: `
 topics with >= 3 of their first 5 split words in ``boilerplate_words(texts)`` (words with >= half
 of their occurrences inside a clause with a normal cue or inside a negated scope,
 :func:`radmine.topics.preprocess.boilerplate_words`); ``c_npmi_findings`` the mean c_npmi of the
-other topics.
+other topics; ``boiler_docs`` the share of the trained documents whose dominant topic is one of
+those normal-template topics.
 
 Part 1 (real reports): on the shared IU reports (findings + impression) and
 MedPix case findings, every library fits the *same* token lists (radmine's
@@ -184,8 +185,9 @@ def topic_coherence_per_topic(topics: list[list[str]], ref: list[list[str]], d) 
 def defaults_rows(texts: list[str], k: int, seed: int) -> list[dict]:
     """One row per model: c_npmi of its split top-10 words on the reference tokens, the share of
     normal-template topics (``boiler``: >= 3 of a topic's first 5 split words are
-    :func:`radmine.topics.preprocess.boilerplate_words` of these texts), the mean c_npmi of the
-    other topics (``c_npmi_findings``), fit seconds."""
+    :func:`radmine.topics.preprocess.boilerplate_words` of these texts), the share of documents
+    whose dominant topic is such a topic (``boiler_docs``), the mean c_npmi of the other topics
+    (``c_npmi_findings``), fit seconds."""
     from gensim.corpora import Dictionary
     from gensim.models import LdaModel
 
@@ -199,11 +201,12 @@ def defaults_rows(texts: list[str], k: int, seed: int) -> list[dict]:
     boiler = boilerplate_words(texts)
     rows = []
 
-    def add(name, tops, fit_s, total_s=np.nan):
+    def add(name, tops, dominant, fit_s, total_s=np.nan):
         split = [single_words(t) for t in tops]
         per_topic = topic_coherence_per_topic(split, ref, d)
         is_boiler = np.array([boilerplate_share([t], boiler) == 1.0 for t in split])
         rows.append({"model": name, "c_npmi": float(np.nanmean(per_topic)), "boiler": float(is_boiler.mean()),
+                     "boiler_docs": float(is_boiler[np.asarray(dominant, dtype=int)].mean()),
                      "c_npmi_findings": float(np.nanmean(per_topic[~is_boiler])) if (~is_boiler).any() else np.nan,
                      "fit_s": fit_s, "total_s": total_s})
 
@@ -211,19 +214,25 @@ def defaults_rows(texts: list[str], k: int, seed: int) -> list[dict]:
                          ("normal clauses kept, max_df=1.0, min_df=5", COHERENCE_FIRST)):
         t0 = time.perf_counter()
         tm = TopicModel(k, random_state=seed, **params).fit(texts)
-        add(name, [tm.get_topic(t)["word"].tolist() for t in range(tm.n_topics_)], tm.fit_seconds_, time.perf_counter() - t0)
+        total = time.perf_counter() - t0
+        info = tm.get_document_info()
+        add(name, [tm.get_topic(t)["word"].tolist() for t in range(tm.n_topics_)],
+            info.loc[info["dominant_topic"] >= 0, "dominant_topic"], tm.fit_seconds_, total)
     bows = [d.doc2bow(t) for t in ref]
     t0 = time.perf_counter()
     lda = LdaModel(bows, id2word=d, num_topics=k, passes=10, random_state=seed)
-    add("gensim LdaModel(passes=10)", [[w for w, _ in lda.show_topic(j, 10)] for j in range(k)], time.perf_counter() - t0)
+    fit_s = time.perf_counter() - t0
+    dominant = [max(lda.get_document_topics(b, minimum_probability=0.0), key=lambda x: x[1])[0] for b in bows if b]
+    add("gensim LdaModel(passes=10)", [[w for w, _ in lda.show_topic(j, 10)] for j in range(k)], dominant, fit_s)
     mdl = tp.LDAModel(k=k, seed=seed)
     for t in ref:
         if t:
             mdl.add_doc(t)
     t0 = time.perf_counter()
     mdl.train(1000, workers=1)
+    fit_s = time.perf_counter() - t0
     add("tomotopy LDA, 1000 sweeps", [[w for w, _ in mdl.get_topic_words(j, top_n=10)] for j in range(k)],
-        time.perf_counter() - t0)
+        [int(np.argmax(doc.get_topic_dist())) for doc in mdl.docs], fit_s)
     return rows
 
 
@@ -241,7 +250,8 @@ def defaults_table(texts: list[str], k: int, seeds, subsets) -> pd.DataFrame:
             out += [dict(r, reports=len(sub), seed=s) for r in defaults_rows(sub, k, s)]
         df = pd.DataFrame([r for r in out if r["reports"] == (len(texts) if size == "all" else size)])
         agg = df.groupby("model", sort=False).agg(c_npmi=("c_npmi", "mean"), c_npmi_sd=("c_npmi", "std"),
-                                                 boiler=("boiler", "mean"), c_npmi_findings=("c_npmi_findings", "mean"),
+                                                 boiler=("boiler", "mean"), boiler_docs=("boiler_docs", "mean"),
+                                                 c_npmi_findings=("c_npmi_findings", "mean"),
                                                  fit_s=("fit_s", "mean"), total_s=("total_s", "mean")).reset_index()
         print(f"\n{df['reports'].iloc[0]} reports, K = {k}, seeds {list(seeds)} (c_npmi of the split top-10 words on the "
               "reference tokens)")
