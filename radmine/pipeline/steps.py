@@ -360,8 +360,8 @@ def step_cluster(ctx: RunContext) -> dict[str, Any]:
         hierarchical=cfg["hierarchical"],
         checkpoint_dir=str(ctx.checkpoint_dir()),
         random_state=ctx.random_state,
-        progress=ctx.progress,
         device=ctx.config["run"]["device"],
+        progress=ctx.progress,
     )
     clusterer.fit(images, features=X)
     with atomic_folder(ctx.out / "cluster" / "model") as tmp:
@@ -438,8 +438,8 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
         train_split="train",
         checkpoint_dir=str(ctx.checkpoint_dir()),
         random_state=ctx.random_state,
-        progress=ctx.progress,
         device=ctx.config["run"]["device"],
+        progress=ctx.progress,
     )
     model.fit(corpus, image_features=features)
     metrics = model.score(corpus, split=eval_split, image_features=features)
