@@ -6,7 +6,7 @@ pipeline's heavy engines (torch, gensim, spaCy, faiss) load only when used.
 
 from __future__ import annotations
 
-import importlib
+from radmine._lazy import lazy_exports
 import logging
 
 __version__ = "0.1.0"
@@ -82,18 +82,4 @@ _SUBMODULES = {"plotting": "radmine.plotting", "exports": "radmine.exports"}
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES) + ["__version__"]
 
 
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        value = importlib.import_module(_SUBMODULES[name])
-        globals()[name] = value
-        return value
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'radmine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports("radmine", globals(), _EXPORTS, _SUBMODULES)

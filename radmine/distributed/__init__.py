@@ -31,7 +31,7 @@ Examples
 
 from __future__ import annotations
 
-import importlib
+from radmine._lazy import lazy_exports
 
 #: public name -> the module that defines it (imported on first use, so that
 #: ``radmine.distributed.client`` can be imported without the pipelines)
@@ -61,14 +61,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'radmine.distributed' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports("radmine.distributed", globals(), _EXPORTS)

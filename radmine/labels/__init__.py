@@ -8,7 +8,7 @@ Names load lazily.
 
 from __future__ import annotations
 
-import importlib
+from radmine._lazy import lazy_exports
 
 _EXPORTS = {
     "WeakLabeler": "radmine.labels.labeler",
@@ -24,12 +24,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'radmine.labels' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports("radmine.labels", globals(), _EXPORTS)

@@ -7,7 +7,7 @@ loaded lazily so that importing one module does not import the others.
 
 from __future__ import annotations
 
-import importlib
+from radmine._lazy import lazy_exports
 
 _EXPORTS = {
     "Section": "radmine.text.sections",
@@ -26,12 +26,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'radmine.text' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports("radmine.text", globals(), _EXPORTS)
