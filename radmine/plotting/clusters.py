@@ -14,6 +14,14 @@ import pandas as pd
 from radmine.plotting._figure import new_figure
 
 
+
+def _corpus_of(clusterer, corpus, function: str, needs: str):
+    """``corpus``, or the Corpus the clusterer was fitted on; a ValueError naming ``function`` when neither."""
+    corpus = corpus if corpus is not None else getattr(clusterer, "fit_corpus_", None)
+    if corpus is None:
+        raise ValueError(f"{function} needs a Corpus with {needs}: pass corpus=..., or fit on a Corpus.")
+    return corpus
+
 def _load_thumb(path, size: int = 96) -> np.ndarray:
     """A gray thumbnail of an image file (PIL for PNG/JPEG, the pixel loader otherwise)."""
     from radmine.images.embed import decode_image
@@ -60,9 +68,7 @@ def montage(clusterer, corpus=None, cluster=None, n: int = 16, *, ncols: int | N
 
     check_is_fitted(clusterer, "labels_")
     check_option(order, "order", "montage", ["nearest", "random"])
-    corpus = corpus if corpus is not None else getattr(clusterer, "fit_corpus_", None)
-    if corpus is None:
-        raise ValueError("montage needs a Corpus with the image paths: pass corpus=..., or fit on a Corpus.")
+    corpus = _corpus_of(clusterer, corpus, "montage", "the image paths")
     members = clusterer.members(cluster)  # KeyError for unknown ids
     level = 2 if isinstance(cluster, str) and "." in cluster else 1
     if order == "nearest":
@@ -112,9 +118,7 @@ def montages(clusterer, corpus=None, clusters=None, n: int = 8, *, max_clusters:
     from radmine._validation import check_is_fitted
 
     check_is_fitted(clusterer, "labels_")
-    corpus = corpus if corpus is not None else getattr(clusterer, "fit_corpus_", None)
-    if corpus is None:
-        raise ValueError("montages needs a Corpus with the image paths: pass corpus=..., or fit on a Corpus.")
+    corpus = _corpus_of(clusterer, corpus, "montages", "the image paths")
     info = clusterer.cluster_info(corpus, n_words=5, n_nearest=n)
     if clusters is None:
         info = info.head(max_clusters)
@@ -252,9 +256,7 @@ def over_time(clusterer, corpus=None, *, freq: str = "YS", top: int = 8):
     from radmine.plotting.topics import over_time_figure, report_dates, share_over_time
 
     check_is_fitted(clusterer, "labels_")
-    corpus = corpus if corpus is not None else getattr(clusterer, "fit_corpus_", None)
-    if corpus is None:
-        raise ValueError("over_time needs a Corpus with report dates: pass corpus=..., or fit on a Corpus.")
+    corpus = _corpus_of(clusterer, corpus, "over_time", "report dates")
     report_of = dict(zip(corpus.images["image_id"].astype(str), corpus.images["report_id"]))
     rid = [report_of.get(str(i)) for i in clusterer.image_ids_]
     assign = pd.Series(np.asarray(clusterer.labels_level1_), index=rid)
