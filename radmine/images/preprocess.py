@@ -41,6 +41,9 @@ RESIZE_MODES = ("pad", "stretch")
 CROP_MODES = ("none", "bbox", "content")
 INTENSITY_MODES = ("auto", "percentile", "minmax", "none")
 DEFAULT_CT_WINDOWS = ("lung", "soft_tissue", "bone")
+#: ImageNet per-channel mean / std (for ``spec["mean"]`` / ``spec["std"]`` of ImageNet-trained backbones)
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
 _FALLBACK_WINDOWS = {"lung": (-600.0, 1500.0), "soft_tissue": (40.0, 400.0), "bone": (400.0, 1800.0)}
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _noted_fallback = False
