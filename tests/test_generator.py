@@ -122,10 +122,10 @@ def test_beam_size_one_is_greedy_and_beams_are_valid(fitted, toy):
         assert _beam(fitted.module_, x, fitted.max_length, 1, length_penalty=1.0) == g
     assert fitted.generate(features=x.numpy(), beam_size=1) == [fitted._decode_ids(s) for s in g]
     # an untrained decoder writes long, varied sequences: greedy == beam 1 there too
-    from radmine.img2text import training as tr
     from radmine.img2text.generator import _make_decoder
+    from radmine.nn import local_torch_seed
 
-    with tr.local_torch_seed(0):
+    with local_torch_seed(0):
         rnd = _make_decoder(16, 30, 8, 16, 0.0).eval()
     with torch.inference_mode():
         gr = _greedy(rnd, x, 9)

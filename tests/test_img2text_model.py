@@ -11,7 +11,7 @@ import pytest
 import radmine
 from radmine._validation import NotFittedError
 from radmine.corpus import Corpus
-from radmine.img2text import training as tr
+from radmine.nn import backbone_stages, group_batches, pixel_tensor, split_by_group
 from radmine.img2text.text_encoders import (
     TransformersTextEncoder,
     Word2VecTextEncoder,
@@ -65,12 +65,12 @@ def toy():
 
 def test_group_batches_never_repeat_a_case():
     groups = np.array(["a"] * 5 + ["b"] * 3 + list("cdefghij"))
-    batches = tr.group_batches(groups, 4, np.random.default_rng(0), min_size=1)
+    batches = group_batches(groups, 4, np.random.default_rng(0), min_size=1)
     seen = np.concatenate(batches)
     assert sorted(seen.tolist()) == list(range(len(groups)))  # every row exactly once
     for b in batches:
         assert len(set(groups[b])) == len(b) <= 4
-    held = tr.split_by_group(groups, 0.3, np.random.default_rng(0))
+    held = split_by_group(groups, 0.3, np.random.default_rng(0))
     for g in set(groups):
         assert len(set(held[groups == g])) == 1  # a case is never split
     assert 0 < held.sum() < len(groups)
@@ -288,7 +288,7 @@ def test_partial_backbone_training_on_embedded(embedded_corpus, tmp_path):
     np.testing.assert_array_equal(back.encode_images(imgs), model.encode_images(imgs))
     np.testing.assert_array_equal(back.encode_texts(["a b"]), model.encode_texts(["a b"]))
     with pytest.raises(ValueError, match="separable blocks"):
-        tr.backbone_stages(object())
+        backbone_stages(object())
     # whole-CNN fine-tuning on pixels (the GPU path) runs the same code on the CPU
     full = radmine.ImageTextModel(
         **CHEAP, backbone="random_cnn", finetune_backbone=True, epochs=1, batch_size=32, hidden_dim=32, random_state=0,
@@ -374,8 +374,8 @@ def test_image_preprocessing_content_changes_features_and_round_trips(embedded_c
     assert back.image_preprocessing == "content"
     np.testing.assert_array_equal(back.encode_images(imgs), content.encode_images(imgs))
     # the pixel path of a partly trained CNN uses the same preprocessing
-    assert tr.pixel_tensor(np.eye(40), {"image_size": 32, "mean": [0] * 3, "std": [1] * 3,
-                                        "preprocessing": "content"}).shape == (3, 32, 32)
+    assert pixel_tensor(np.eye(40), {"image_size": 32, "mean": [0] * 3, "std": [1] * 3,
+                                     "preprocessing": "content"}).shape == (3, 32, 32)
     with pytest.raises(ValueError, match="'image_preprocessing' parameter"):
         radmine.ImageTextModel(image_preprocessing="crop", **kw).fit(corpus)
 

@@ -46,6 +46,7 @@ from radmine.img2text import training as tr
 from radmine.img2text.metrics import bleu_scores
 from radmine.img2text.training import check_features as _check_features
 from radmine.img2text.training import restrict_split as _restrict_split
+from radmine.nn import Trainer, cpu_threads, local_torch_seed, resolve_device, split_by_group
 
 logger = logging.getLogger(__name__)
 
@@ -646,7 +647,7 @@ class AnnotationGenerator(BaseEstimator):
             seq, feats = seq[ok].reset_index(drop=True), feats[ok]
 
         rng = np.random.default_rng(derived_seed(self.random_state, 11))
-        held = tr.split_by_group(seq["group"], self.dev_fraction, rng)
+        held = split_by_group(seq["group"], self.dev_fraction, rng)
         seq["role"] = np.where(held, "dev", "train")
         counts = Counter(t for toks in seq.loc[~held, "tokens"] for t in toks)
         vocab = list(SPECIAL_TOKENS) + sorted(t for t, c in counts.items() if c >= self.min_count and t not in SPECIAL_TOKENS)
@@ -660,11 +661,11 @@ class AnnotationGenerator(BaseEstimator):
             ids_ = [self._index.get(t, UNK) for t in toks[:L]]
             inp[r, : len(ids_) + 1] = [BOS] + ids_
             tgt[r, : len(ids_) + 1] = ids_ + [EOS]
-        self.device_ = tr.resolve_device(self.device)
+        self.device_ = resolve_device(self.device)
         self.feature_dim_ = int(feats.shape[1])
         train_rows, dev_rows = np.flatnonzero(~held), np.flatnonzero(held)
 
-        with tr.local_torch_seed(derived_seed(self.random_state, 12)):
+        with local_torch_seed(derived_seed(self.random_state, 12)):
             module = _make_decoder(self.feature_dim_, len(vocab), self.embed_size, self.hidden_size, self.dropout)
         module.img_mean.copy_(torch.from_numpy(feats[train_rows].mean(0)))
         module.img_std.copy_(torch.from_numpy(feats[train_rows].std(0) + 1e-6))
@@ -700,10 +701,11 @@ class AnnotationGenerator(BaseEstimator):
         fp = fingerprint({"config": {k: v for k, v in config.items() if k not in ("epochs", "patience")},
                           "sequences": seq[["image_id", "sequence", "role"]].astype(str).to_numpy().tolist(),
                           "features": float(np.round(feats.sum(), 3)), "vocabulary": vocab})
-        trainer = tr.Trainer(
+        trainer = Trainer(
             module, lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs, patience=self.patience,
             checkpoint_dir=self.checkpoint_dir, fingerprint=fp, config=config,
-            monitor="dev_score" if len(dev_rows) else "train_loss", random_state=self.random_state,
+            monitor="dev_score" if len(dev_rows) else "train_loss", max_grad_norm=5.0,
+            random_state=self.random_state,
             device=self.device_, progress=self.progress, desc="AnnotationGenerator",
             n_threads=1 if self.device_.type == "cpu" else None,
         )
@@ -771,7 +773,7 @@ class AnnotationGenerator(BaseEstimator):
         rows = np.flatnonzero(ok)
         self.module_.eval()
         threads = 1 if self.device_.type == "cpu" else None
-        with torch.inference_mode(), tr.cpu_threads(threads):
+        with torch.inference_mode(), cpu_threads(threads):
             for s in range(0, len(rows), 512):
                 chunk = rows[s : s + 512]
                 x = torch.from_numpy(feats[chunk]).to(self.device_)
@@ -909,7 +911,7 @@ class AnnotationGenerator(BaseEstimator):
         gen.best_epoch_ = int(cfg["best_epoch"])
         gen.sequence_source_ = cfg.get("sequence_source", "auto")
         gen.history_ = pd.DataFrame(cfg.get("history") or [])
-        gen.device_ = tr.resolve_device(gen.device)
+        gen.device_ = resolve_device(gen.device)
         module = _make_decoder(gen.feature_dim_, len(gen.vocabulary_), gen.embed_size, gen.hidden_size, gen.dropout)
         module.load_state_dict(load_file(str(d / MODEL_FILE), device="cpu"))
         gen.module_ = module.to(gen.device_).eval()

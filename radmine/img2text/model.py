@@ -43,6 +43,17 @@ from radmine.img2text.text_encoders import (
     build_text_encoder,
     candidate_phrases,
 )
+from radmine.nn import (
+    LR_SCHEDULES,
+    PREPROCESSINGS,
+    Trainer,
+    cpu_threads,
+    freeze_batchnorm,
+    group_batches,
+    local_torch_seed,
+    resolve_device,
+    split_by_group,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +169,7 @@ def _make_towers(img_dim, txt_dim, *, objective, embed_dim, hidden_dim, dropout,
 
         def train(self, mode=True):
             super().train(mode)
-            tr.freeze_batchnorm(self.backbone)  # fine-tuning on small batches: keep BatchNorm statistics fixed
+            freeze_batchnorm(self.backbone)  # fine-tuning on small batches: keep BatchNorm statistics fixed
             return self
 
         def image(self, feats):
@@ -261,7 +272,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         kind of precomputed features to :meth:`fit` and :meth:`score`.
     image_preprocessing : {"plain", "content"}, default "plain"
         Pixel preprocessing before the CNN (pinned, see
-        :data:`radmine.img2text.training.PREPROCESSINGS`): ``"plain"`` pads
+        :data:`radmine.nn.PREPROCESSINGS`): ``"plain"`` pads
         the whole image; ``"content"`` crops to the body and clips intensities
         to the 0.5-99.5th percentiles first (the :class:`radmine.ImageEmbedder`
         defaults). Two models on the two preprocessings make a stronger
@@ -421,9 +432,9 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
                                 ("weight_decay", -1e-12, None), ("memory_weight", -1e-12, None)), owner)
         tr.check_ks(self.ks, owner)
         check_int(self.memory_k, "memory_k", owner, min_value=1)
-        check_option(self.lr_schedule, "lr_schedule", owner, tr.LR_SCHEDULES)
+        check_option(self.lr_schedule, "lr_schedule", owner, LR_SCHEDULES)
         check_option(self.image_features, "image_features", owner, tr.IMAGE_FEATURES)
-        check_option(self.image_preprocessing, "image_preprocessing", owner, tuple(tr.PREPROCESSINGS))
+        check_option(self.image_preprocessing, "image_preprocessing", owner, tuple(PREPROCESSINGS))
         check_int(self.n_ensemble, "n_ensemble", owner, min_value=1)
         if self.image_size is not None:
             check_int(self.image_size, "image_size", owner, min_value=32)
@@ -468,7 +479,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         pairs = image_text_pairs(train, self.text_source)
         if len(pairs) < 2:
             raise ValueError(f"{owner}: need at least 2 image <-> text pairs, found {len(pairs)}.")
-        self.device_ = tr.resolve_device(self.device)
+        self.device_ = resolve_device(self.device)
         img_ids = list(dict.fromkeys(pairs["image_id"]))
         source, backbone, img_dim, ok = self._image_source(train, img_ids, image_features, owner)
         if not ok.all():
@@ -476,7 +487,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
             pairs = pairs[~pairs["image_id"].isin(bad)].reset_index(drop=True)
         img_row = {i: r for r, i in enumerate(img_ids)}
         rng = np.random.default_rng(derived_seed(self.random_state, 1))
-        held = tr.split_by_group(pairs["group"], self.dev_fraction, rng)
+        held = split_by_group(pairs["group"], self.dev_fraction, rng)
         pairs = pairs.assign(role=np.where(held, "dev", "train"))
         extra = self._extra_pairs(train, pairs[~held])
         if len(extra):
@@ -524,7 +535,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         members, histories, trainers = [], [], []
         for m in range(int(self.n_ensemble)):
             # member 0 keeps the seeds of a single model; the others derive theirs from random_state
-            with tr.local_torch_seed(derived_seed(self.random_state, 2 if m == 0 else 1000 + m)):
+            with local_torch_seed(derived_seed(self.random_state, 2 if m == 0 else 1000 + m)):
                 module = _make_towers(
                     img_dim, txt_dim, objective=self.objective, embed_dim=self.embed_dim, hidden_dim=self.hidden_dim,
                     dropout=self.dropout, input_dropout=self.input_dropout, temperature=self.temperature,
@@ -542,7 +553,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
             self._training_member = module  # encoders use this member only while it trains
 
             def make_batches(rng):
-                return [train_rows[b] for b in tr.group_batches(groups[train_rows], self.batch_size, rng,
+                return [train_rows[b] for b in group_batches(groups[train_rows], self.batch_size, rng,
                                                                  min_size=2 if self.objective == "contrastive" else 1)]
 
             def step(rows, module=module):
@@ -567,10 +578,10 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
             ckpt = self.checkpoint_dir
             if ckpt is not None and m:
                 ckpt = Path(ckpt) / f"member_{m}"
-            trainer = tr.Trainer(
+            trainer = Trainer(
                 module, lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs,
                 patience=self.patience if use_dev else None, checkpoint_dir=ckpt,
-                fingerprint=fp, config=config, monitor="dev_R_mean",
+                fingerprint=fp, config=config, monitor="dev_R_mean", max_grad_norm=5.0,
                 random_state=self.random_state if m == 0 else derived_seed(self.random_state, 2000 + m),
                 device=self.device_, progress=self.progress,
                 desc="ImageTextModel" if self.n_ensemble == 1 else f"ImageTextModel member {m + 1}/{self.n_ensemble}",
@@ -735,7 +746,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         import torch
 
         out = []
-        with torch.inference_mode(), tr.cpu_threads(self._head_threads()):
+        with torch.inference_mode(), cpu_threads(self._head_threads()):
             for s in range(0, len(rows), batch):
                 x = self._source(self.module_.backbone, rows[s : s + batch])
                 out.append(self._ensemble(lambda m, x=x: m.image(x)).cpu())
@@ -745,7 +756,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         import torch
 
         out = []
-        with torch.inference_mode(), tr.cpu_threads(self._head_threads()):
+        with torch.inference_mode(), cpu_threads(self._head_threads()):
             for s in range(0, len(rows), batch):
                 raw = self._text_inputs(rows[s : s + batch])
                 out.append(self._ensemble(lambda m, raw=raw: m.text(raw)).cpu())
@@ -761,7 +772,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         want = int(self.module_.img_mean.shape[0])
         if x.ndim != 2 or x.shape[1] != want:
             raise ValueError(f"encode_image_features: expected features of shape (n, {want}); got {x.shape}.")
-        with torch.inference_mode(), tr.cpu_threads(self._head_threads()):
+        with torch.inference_mode(), cpu_threads(self._head_threads()):
             xt = torch.from_numpy(x).to(self.device_)
             z = self._ensemble(lambda m: m.image(xt))
         return self._with_memory(z.cpu().numpy().astype(np.float32), "image")
@@ -793,7 +804,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         out = []
         self.module_.eval()
         feats = None if self._finetune_text else np.array(enc.transform(texts), dtype=np.float32)
-        with torch.inference_mode(), tr.cpu_threads(self._head_threads()):
+        with torch.inference_mode(), cpu_threads(self._head_threads()):
             for s in range(0, len(texts), 256):
                 if feats is None:
                     raw = enc.forward_tokens(enc.tokenize_batch(texts[s : s + 256]))
@@ -1031,7 +1042,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
             params["device"] = device
         params["ks"] = tuple(params["ks"])
         model = cls(**params)
-        model.device_ = tr.resolve_device(model.device)
+        model.device_ = resolve_device(model.device)
         em = meta["text_encoder"]
         if em["kind"] == "word2vec":
             enc = Word2VecTextEncoder.load(path / "text_encoder")

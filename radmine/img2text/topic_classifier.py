@@ -24,6 +24,7 @@ from radmine._validation import check_int, check_is_fitted, check_option
 from radmine.base import BaseEstimator, derived_seed
 from radmine.corpus import Corpus
 from radmine.img2text import training as tr
+from radmine.nn import Trainer, cpu_threads, freeze_batchnorm, local_torch_seed, resolve_device, split_by_group
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +232,7 @@ class TopicImageClassifier(tr.BackboneInputsMixin, BaseEstimator):
         lab["topic"] = lab["topic"].astype(str)
 
         # features
-        self.device_ = tr.resolve_device(self.device)
+        self.device_ = resolve_device(self.device)
         ids = lab["image_id"].tolist()
         source, backbone, in_dim, ok = self._image_source(train, ids, image_features, owner)
         if not ok.all():
@@ -241,10 +242,10 @@ class TopicImageClassifier(tr.BackboneInputsMixin, BaseEstimator):
 
         # split by case: test, dev, train
         rng = np.random.default_rng(derived_seed(self.random_state, 11))
-        test = tr.split_by_group(lab["group"], self.test_size, rng)
+        test = split_by_group(lab["group"], self.test_size, rng)
         dev = np.zeros(len(lab), dtype=bool)
         rest = np.flatnonzero(~test)
-        dev[rest] = tr.split_by_group(lab["group"].to_numpy()[rest], self.dev_fraction, rng)
+        dev[rest] = split_by_group(lab["group"].to_numpy()[rest], self.dev_fraction, rng)
         lab["role"] = np.where(test, "test", np.where(dev, "dev", "train"))
         train_rows = np.flatnonzero(lab["role"].eq("train").to_numpy())
         self.classes_ = np.array(sorted(lab.loc[train_rows, "topic"].unique()), dtype=object)
@@ -255,7 +256,7 @@ class TopicImageClassifier(tr.BackboneInputsMixin, BaseEstimator):
 
         import torch.nn as nn
 
-        with tr.local_torch_seed(derived_seed(self.random_state, 12)):
+        with local_torch_seed(derived_seed(self.random_state, 12)):
             head = (nn.Linear(in_dim, len(self.classes_)) if self.hidden_dim == 0 else
                     nn.Sequential(nn.Linear(in_dim, self.hidden_dim), nn.GELU(), nn.Dropout(self.dropout),
                                   nn.Linear(self.hidden_dim, len(self.classes_))))
@@ -290,10 +291,11 @@ class TopicImageClassifier(tr.BackboneInputsMixin, BaseEstimator):
             return out
 
         fp = fingerprint({"config": self._config(), "labels": lab[["image_id", "topic", "role"]].to_numpy().tolist()})
-        trainer = tr.Trainer(
+        trainer = Trainer(
             module, lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs,
             patience=self.patience if len(dev_rows) else None, checkpoint_dir=self.checkpoint_dir, fingerprint=fp,
-            config={**self._config(), "epochs": self.epochs}, monitor="dev_score", random_state=self.random_state,
+            config={**self._config(), "epochs": self.epochs}, monitor="dev_score", max_grad_norm=5.0,
+            random_state=self.random_state,
             device=self.device_, progress=self.progress, desc="TopicImageClassifier",
             n_threads=None if (self._trains_backbone() or self.device_.type != "cpu") else 1,
         )
@@ -322,7 +324,7 @@ class TopicImageClassifier(tr.BackboneInputsMixin, BaseEstimator):
 
         self.module_.eval()
         out = []
-        with torch.inference_mode(), tr.cpu_threads(None if self._trains_backbone() else 1):
+        with torch.inference_mode(), cpu_threads(None if self._trains_backbone() else 1):
             for s in range(0, len(rows), 1024):
                 x = self._source(self.module_.backbone, rows[s : s + 1024])
                 out.append(torch.softmax(self.module_(x), dim=1).cpu())
@@ -427,7 +429,7 @@ def _make_classifier_module():
 
         def train(self, mode=True):
             super().train(mode)
-            tr.freeze_batchnorm(self.backbone)
+            freeze_batchnorm(self.backbone)
             return self
 
         def forward(self, feats):
