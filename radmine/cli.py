@@ -188,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
                 scheduler=args.scheduler,
                 wait=args.wait,
             )
-            report = Path(args.out) / "report.html"
+            from radmine.pipeline.artifacts import REPORT
+
+            report = REPORT.at(args.out)
             total = result["seconds"].sum()
             print(f"radmine mine: {int((result['status'] == 'ran').sum())} step(s) ran, "
                   f"{int((result['status'] == 'skipped').sum())} up to date, {total:.1f}s.")

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import radmine
+from radmine.pipeline import artifacts
 from radmine.pipeline import steps as steps_mod
 from radmine.pipeline.config import default_config, load_config
 
@@ -35,8 +36,8 @@ def test_every_step_runs_and_writes_its_outputs(mined):
     assert not (out / "deid").exists() or not any((out / "deid").iterdir())
     for step in steps_mod.STEPS:
         if step.name != "deid":
-            for o in step.outputs:
-                assert (out / o).exists(), o
+            for o in step.required:
+                assert o.exists(out), o.path
     links = pd.read_parquet(out / "text" / "links.parquet")
     assert links["resolved"].any()
     metrics = json.loads((out / "img2text" / "metrics.json").read_text())
@@ -46,6 +47,18 @@ def test_every_step_runs_and_writes_its_outputs(mined):
         assert title in html
     assert "data:image/png;base64," in html
     assert "public corpus, already de-identified" in html  # the skipped deid step, with its reason
+
+
+def test_every_file_is_declared_and_every_table_has_its_columns(mined):
+    out, _ = mined
+    for p in sorted(out.rglob("*")):
+        rel = p.relative_to(out).as_posix()
+        if p.is_file():
+            assert any(rel == a.path or rel.startswith(a.path + "/") for a in artifacts.ARTIFACTS), rel
+    for a in artifacts.ARTIFACTS:
+        if a.columns and a.exists(out):
+            table = a.read(out)
+            assert not len(table) or set(a.columns) <= set(table.columns), (a.path, list(table.columns))
 
 
 def test_second_run_skips_everything(mined):

@@ -25,7 +25,8 @@ import pytest
 
 import radmine
 from radmine.pipeline import steps as steps_mod
-from radmine.pipeline.runner import LOCK_FILE, OutputLockedError, verify_outputs
+from radmine.pipeline.artifacts import LOCK
+from radmine.pipeline.runner import OutputLockedError, verify_outputs
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +100,7 @@ def _snapshot(out) -> dict:
     for p in sorted(out.rglob("*")):
         rel = p.relative_to(out).as_posix()
         if not p.is_file() or "/checkpoints/" in rel or rel.startswith(caches) or rel in (
-                "report.html", "manifest.json", "config.json", LOCK_FILE):
+                "report.html", "manifest.json", "config.json", LOCK.path):
             continue
         if p.suffix == ".parquet":
             df = pd.read_parquet(p)

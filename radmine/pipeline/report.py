@@ -18,6 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from radmine._io import atomic_write_text
+from radmine.pipeline import artifacts
+from radmine.pipeline.artifacts import Artifact
 
 logger = logging.getLogger(__name__)
 
@@ -88,12 +90,9 @@ def _pairs_text(v):
     return v
 
 
-def _read(p: Path) -> pd.DataFrame | None:
-    if p.with_suffix(".parquet").is_file():
-        return pd.read_parquet(p.with_suffix(".parquet"))
-    if p.with_suffix(".csv").is_file():
-        return pd.read_csv(p.with_suffix(".csv"))
-    return None
+def _read(out: Path, artifact: Artifact):
+    """``artifact`` as read from ``out``, or None when its step has not written it."""
+    return artifact.read(out) if artifact.exists(out) else None
 
 
 def _skipped_steps(manifest: dict) -> dict[str, str]:
@@ -131,13 +130,11 @@ def write_report(out: str | Path, *, n_examples: int | None = None, step_order: 
     Path
         The report file.
     """
-    from radmine.corpus import Corpus
-
     out = Path(out)
-    cfg = json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else {}
+    cfg = _read(out, artifacts.CONFIG) or {}
     n = n_examples or cfg.get("report", {}).get("n_examples", 8)
-    manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").is_file() else {"steps": {}}
-    corpus = Corpus.load(out / "corpus")
+    manifest = _read(out, artifacts.MANIFEST) or {"steps": {}}
+    corpus = artifacts.CORPUS.read(out)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>radmine report: {html.escape(corpus.name)}</title>"
              f"<style>{CSS}</style></head><body>", f"<h1>radmine report — {html.escape(corpus.name)}</h1>"]
 
@@ -162,7 +159,7 @@ def write_report(out: str | Path, *, n_examples: int | None = None, step_order: 
 
     # links
     parts.append("<h2>Key images and their sentences</h2>")
-    links = _read(out / "text" / "links")
+    links = _read(out, artifacts.LINKS)
     if links is None or not len(links):
         parts.append(_missing("text", skipped))
     else:
@@ -179,7 +176,7 @@ def write_report(out: str | Path, *, n_examples: int | None = None, step_order: 
 
     # labels
     parts.append("<h2>Weak labels</h2>")
-    prev = _read(out / "labels" / "prevalence")
+    prev = _read(out, artifacts.PREVALENCE)
     if prev is None:
         parts.append(_missing("labels", skipped))
     else:
@@ -189,49 +186,48 @@ def write_report(out: str | Path, *, n_examples: int | None = None, step_order: 
             for r in prev.itertuples()
         )
         parts.append(f"<table><tr><th>finding</th><th>positive share</th><th></th></tr>{bars}</table>")
-        ev = out / "labels" / "evaluation_vs_mesh.csv"
-        if ev.is_file():
-            parts.append("<p>Against the MeSH reference:</p>" + _table(pd.read_csv(ev).round(3), 40))
+        ev = _read(out, artifacts.MESH_EVALUATION)
+        if ev is not None:
+            parts.append("<p>Against the MeSH reference:</p>" + _table(ev.round(3), 40))
 
     # topics
     parts.append("<h2>Topics</h2>")
-    sel = _read(out / "topics" / "selection")
+    sel = _read(out, artifacts.TOPIC_SELECTION)
     if sel is not None:
         parts.append("<p>Choosing K:</p>" + _table(sel.round(4)))
-    for level, name in ((1, "topic_info"), (2, "topic_info_level2")):
-        ti = _read(out / "topics" / name)
+    for level, table in ((1, artifacts.TOPIC_INFO), (2, artifacts.TOPIC_INFO_LEVEL2)):
+        ti = _read(out, table)
         if ti is not None:
             cols = [c for c in ("topic", "size", "name") if c in ti.columns]
             parts.append(f"<h3>Level {level}</h3>" + _table(ti[cols] if cols else ti, 60))
-    if sel is None and _read(out / "topics" / "topic_info") is None:
+    if sel is None and not artifacts.TOPIC_INFO.exists(out):
         parts.append(_missing("topics", skipped))
 
     # clusters
     parts.append("<h2>Image clusters</h2>")
-    info = _read(out / "cluster" / "cluster_info")
+    info = _read(out, artifacts.CLUSTER_INFO)
     if info is None:
         parts.append(_missing("cluster", skipped))
     else:
         cols = [c for c in ("cluster", "size", "name", "top_words", "distinctive_words", "top_annotations") if c in info.columns]
         parts.append(_table(info[cols].map(_pairs_text), 60))
-        hist = _read(out / "cluster" / "history")
+        hist = _read(out, artifacts.CLUSTER_HISTORY)
         if hist is not None:
             parts.append("<p>Convergence:</p>" + _table(hist.round(4)))
-        if (out / "cluster" / "history.png").is_file():
-            parts.append(_img_tag(out / "cluster" / "history.png", max_size=700, alt="cluster history"))
-        mont = sorted((out / "cluster" / "montages").glob("*.png")) if (out / "cluster" / "montages").is_dir() else []
+        if artifacts.CLUSTER_HISTORY_PLOT.exists(out):
+            parts.append(_img_tag(artifacts.CLUSTER_HISTORY_PLOT.at(out), max_size=700, alt="cluster history"))
+        mont = artifacts.MONTAGES.members(out)
         parts.append("<div class='grid'>" + "".join(
             f"<div class='card'>{_img_tag(m, max_size=400, alt=m.stem)}{html.escape(m.stem)}</div>" for m in mont) + "</div>")
 
     # image to text
     parts.append("<h2>Image → text</h2>")
-    mpath = out / "img2text" / "metrics.json"
-    if not mpath.is_file() or not json.loads(mpath.read_text()):
+    metrics = _read(out, artifacts.METRICS)
+    if not metrics:
         parts.append(_missing("img2text", skipped))
     else:
-        metrics = json.loads(mpath.read_text())
         parts.append(_table(pd.DataFrame([{"metric": k, "value": round(v, 4) if isinstance(v, float) else v} for k, v in metrics.items()]), 40))
-        desc = _read(out / "img2text" / "describe")
+        desc = _read(out, artifacts.DESCRIBE)
         if desc is not None and len(desc):
             cards = []
             for _, r in desc.iterrows():
@@ -242,7 +238,7 @@ def write_report(out: str | Path, *, n_examples: int | None = None, step_order: 
                 cards.append(f"<div class='card'>{_img_tag(path, alt=str(r['image_id']))}{body}</div>")
             parts.append("<div class='grid'>" + "".join(cards) + "</div>")
 
-    q = out / "quarantine.csv"
+    q = artifacts.QUARANTINE.at(out)
     parts.append("<h2>Quarantine</h2>")
     parts.append(_table(pd.read_csv(q), 50) if q.is_file() and q.stat().st_size > 30 else "<p class='note'>Nothing was skipped.</p>")
     # Lets a headless browser check that every embedded image decoded (see tests/test_report_browser.py).
@@ -252,6 +248,6 @@ def write_report(out: str | Path, *, n_examples: int | None = None, step_order: 
         "document.body.setAttribute('data-images',im.length);document.body.setAttribute('data-broken',bad.length);});</script>"
     )
     parts.append("</body></html>")
-    path = out / "report.html"
+    path = artifacts.REPORT.at(out)
     atomic_write_text(path, "\n".join(parts))
     return path

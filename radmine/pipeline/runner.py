@@ -13,7 +13,8 @@ fingerprint and the size and SHA-256 of every file it wrote. The guarantees:
 * a step's manifest entry is removed before the step writes anything and
   written back only after its last file is in place, so a killed step is never
   "up to date";
-* a step owns its folder(s) (the first path component of its outputs): before
+* a step owns its folder(s) (the first path component of its outputs, the
+  :mod:`~radmine.pipeline.artifacts` it declares): before
   it runs, everything in them is removed except its resume state, so stale
   tables and models never linger;
 * resume state (``<folder>/checkpoints/<fingerprint>/``) is keyed by the step's
@@ -43,12 +44,10 @@ from typing import Any
 import pandas as pd
 
 from radmine._io import atomic_write_csv, atomic_write_json, atomic_write_parquet, file_digest, fingerprint, remove_tmp_files
+from radmine.pipeline import artifacts
+from radmine.pipeline.artifacts import Artifact
 
 logger = logging.getLogger(__name__)
-
-MANIFEST = "manifest.json"
-LOCK_FILE = ".radmine.lock"
-CHECKPOINTS = "checkpoints"
 
 
 class OutputLockedError(RuntimeError):
@@ -57,29 +56,40 @@ class OutputLockedError(RuntimeError):
 
 @dataclass
 class Step:
-    """One step of the main job."""
+    """One step of the main job.
+
+    ``outputs`` are the step's :class:`~radmine.pipeline.artifacts.Artifact`
+    declarations: the entries of DIR it owns, the files a finished run must
+    have left, the caches a re-run keeps and where its resume state goes.
+    """
 
     name: str
     func: Callable[[RunContext], dict[str, Any]]
     deps: tuple[str, ...] = ()
     sections: tuple[str, ...] = ()
-    outputs: tuple[str, ...] = ()
+    outputs: tuple[Artifact, ...] = ()
     description: str = ""
     #: single settings of other sections the step reads, as ``"section.key"``
     extra_keys: tuple[str, ...] = ()
-    #: the step keeps resume state in ``<folder>/checkpoints/<fingerprint>/``
-    checkpoints: bool = False
-    #: paths (relative to DIR) inside the step's folders that a re-run leaves alone (e.g. a cache)
-    keep: tuple[str, ...] = ()
 
     def owned(self) -> list[str]:
         """Top-level entries of DIR the step owns: the first component of each output."""
-        return sorted({o.split("/", 1)[0] for o in self.outputs})
+        return sorted({o.top for o in self.outputs})
 
     @property
-    def folder(self) -> str:
-        """The step's main folder (the first output's first component)."""
-        return self.outputs[0].split("/", 1)[0] if self.outputs else self.name
+    def required(self) -> tuple[Artifact, ...]:
+        """What every run of the step that is not skipped leaves in DIR."""
+        return tuple(o for o in self.outputs if o.required)
+
+    @property
+    def keep(self) -> tuple[str, ...]:
+        """Paths (relative to DIR) inside the step's folders that a re-run leaves alone (its caches)."""
+        return tuple(o.path for o in self.outputs if o.kind == "cache")
+
+    @property
+    def checkpoints(self) -> Artifact | None:
+        """Where the step keeps resume state (``<path>/<fingerprint>/``), or None."""
+        return next((o for o in self.outputs if o.kind == "checkpoints"), None)
 
 
 @dataclass
@@ -101,15 +111,24 @@ class RunContext:
     source_label: str | None = None
 
     def checkpoint_dir(self) -> Path:
-        """``DIR/<folder>/checkpoints/<fingerprint>/`` of the running step (resume state)."""
+        """``DIR/<step>/checkpoints/<fingerprint>/`` of the running step (resume state).
+
+        Raises
+        ------
+        RuntimeError
+            No step is running, or the running step declares no checkpoints.
+        """
         if self.step is None or not self.fingerprint:
             raise RuntimeError("checkpoint_dir() is only available while a step runs.")
-        p = self.out / self.step.folder / CHECKPOINTS / self.fingerprint
+        if self.step.checkpoints is None:
+            raise RuntimeError(f"step {self.step.name!r} declares no checkpoints artifact.")
+        p = self.step.checkpoints.member(self.out, fingerprint=self.fingerprint)
         p.mkdir(parents=True, exist_ok=True)
         return p
 
-    def path(self, *parts: str) -> Path:
-        p = self.out.joinpath(*parts)
+    def path(self, artifact: Artifact) -> Path:
+        """Where ``artifact`` goes in DIR, its parent folder created."""
+        p = artifact.at(self.out)
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
@@ -143,7 +162,8 @@ class RunContext:
 
 
 def read_manifest(out: Path) -> dict[str, Any]:
-    p = Path(out) / MANIFEST
+    """The manifest of ``out`` (``{"steps": {}}`` when there is none or it is unreadable)."""
+    p = artifacts.MANIFEST.at(out)
     if not p.is_file():
         return {"steps": {}}
     try:
@@ -273,14 +293,14 @@ def _write_manifest(ctx: RunContext, manifest: dict[str, Any]) -> None:
 
     manifest["radmine_version"] = radmine.__version__
     manifest["source"] = ctx.source_label if ctx.source_label is not None else ctx.source
-    atomic_write_json(ctx.out / MANIFEST, manifest)
+    atomic_write_json(artifacts.MANIFEST.at(ctx.out), manifest)
 
 
 def _excluded(out: Path, step: Step) -> set[Path]:
     """What a step's clean-up and output record leave out: its kept paths and its checkpoints."""
     skip = {out / k for k in step.keep}
-    if step.checkpoints:
-        skip.add(out / step.folder / CHECKPOINTS)
+    if step.checkpoints is not None:
+        skip.add(step.checkpoints.at(out))
     return skip
 
 
@@ -306,8 +326,8 @@ def _prepare_folders(out: Path, step: Step, fp: str) -> None:
             clear(p)
         elif p.exists() or p.is_symlink():
             p.unlink()
-    if step.checkpoints:
-        root = out / step.folder / CHECKPOINTS
+    if step.checkpoints is not None:
+        root = step.checkpoints.at(out)
         if root.is_dir():
             for child in root.iterdir():
                 if child.name != fp:
@@ -344,9 +364,9 @@ def verify_outputs(out: Path, step: Step, entry: dict[str, Any]) -> str | None:
     if recorded is None:
         return "the manifest has no record of its files"
     if not entry.get("info", {}).get("skipped"):
-        for o in step.outputs:
-            if not (out / o).exists():
-                return f"{o} is missing"
+        for o in step.required:
+            if not o.exists(out):
+                return f"{o.path} is missing"
     for rel, (size, digest) in recorded.items():
         p = out / rel
         if not p.is_file():
@@ -379,9 +399,9 @@ def check_output_folder(out: str | os.PathLike, steps: list[Step]) -> None:
         return
     if not out.is_dir():
         raise ValueError(f"output folder {str(out)!r} is a file; expected a folder.")
-    if (out / MANIFEST).is_file():
+    if artifacts.MANIFEST.exists(out):
         return
-    known = {MANIFEST, LOCK_FILE, "config.json", "quarantine.csv"} | {n for s in steps for n in s.owned()}
+    known = {a.top for a in artifacts.of_step(artifacts.RUN)} | {n for s in steps for n in s.owned()}
     foreign = sorted(p.name for p in out.iterdir() if p.name not in known and not p.name.endswith(".tmp"))
     if foreign:
         raise ValueError(
@@ -408,7 +428,7 @@ def output_lock(out: str | os.PathLike, *, wait: bool = False) -> Iterator[Path]
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / LOCK_FILE
+    path = artifacts.LOCK.at(out)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         try:
@@ -435,8 +455,8 @@ def output_lock(out: str | os.PathLike, *, wait: bool = False) -> Iterator[Path]
 
 def _write_quarantine(ctx: RunContext, step: str) -> int:
     """Replace ``step``'s rows of ``DIR/quarantine.csv`` by what it quarantined in this run."""
-    path = ctx.out / "quarantine.csv"
-    cols = ["step", "source", "item", "reason"]
+    path = artifacts.QUARANTINE.at(ctx.out)
+    cols = list(artifacts.QUARANTINE.columns)
     old = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=cols)
     new = pd.DataFrame(ctx.quarantine, columns=cols).drop_duplicates()
     ctx.quarantine.clear()
@@ -483,8 +503,16 @@ def _short(v: Any) -> str:
     return str(v)
 
 
-def save_table(ctx: RunContext, df: pd.DataFrame, *parts: str) -> Path:
-    """Write ``df`` to ``DIR/<parts>.parquet`` atomically."""
-    p = ctx.path(*parts)
-    atomic_write_parquet(df.reset_index(drop=not any(df.index.names)), p.with_suffix(".parquet"))
-    return p.with_suffix(".parquet")
+def save_table(ctx: RunContext, df: pd.DataFrame, artifact: Artifact) -> Path:
+    """Write ``df`` to the parquet ``artifact`` in DIR atomically (a named index becomes columns).
+
+    Raises
+    ------
+    ValueError
+        ``artifact`` is not a parquet table.
+    """
+    if artifact.kind != "parquet":
+        raise ValueError(f"save_table: {artifact.path!r} is a {artifact.kind} artifact; expected a parquet table.")
+    p = ctx.path(artifact)
+    atomic_write_parquet(df.reset_index(drop=not any(df.index.names)), p)
+    return p

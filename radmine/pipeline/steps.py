@@ -1,21 +1,9 @@
 """The steps of ``radmine mine``: deid -> read -> text -> labels -> topics -> embed -> cluster -> img2text -> report.
 
 Every step reads what earlier steps wrote in the output folder and writes its
-own tables (parquet) and models there:
-
-============  ======================================================  ==========================
-step          writes                                                  depends on
-============  ======================================================  ==========================
-deid          ``deid/corpus/``, ``deid/images/``, ``phi_spans``         -- (skipped: public corpora)
-read          ``corpus/`` (a saved :class:`~radmine.Corpus`)            deid
-text          ``text/sentences.parquet``, ``text/links.parquet``       read
-labels        ``labels/labels.parquet``, ``labels/mentions.parquet``   text
-topics        ``topics/`` model, ``topic_info``, ``image_topics``      text
-embed         ``embed/embeddings.npy`` + ``image_ids.parquet``         read
-cluster       ``cluster/`` assignments, ``cluster_info``, history      embed, text
-img2text      ``img2text/metrics.json``, model, ``describe``           embed, text
-report        ``report.html``                                          all of the above
-============  ======================================================  ==========================
+own tables and models there. What each step writes (paths, kinds, columns) is
+declared once in :mod:`radmine.pipeline.artifacts`; :data:`STEPS` gives each
+step its dependencies and the config sections in its fingerprint.
 """
 
 from __future__ import annotations
@@ -32,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from radmine._io import atomic_folder, atomic_save_figure, atomic_write_csv, atomic_write_json, atomic_write_npy
+from radmine.pipeline import artifacts
 from radmine.pipeline.config import load_config
 from radmine.pipeline.runner import RunContext, Step, check_output_folder, output_lock, run_steps, save_table
 
@@ -48,15 +37,13 @@ MIN_IMG2TEXT_PAIRS = 4
 # -- helpers ---------------------------------------------------------------
 def _corpus(ctx: RunContext):
     """The corpus as the text step left it (sentences + links), or as read."""
-    from radmine.corpus import Corpus
 
     def load():
-        corpus = Corpus.load(ctx.out / "corpus")
-        s, l = ctx.out / "text" / "sentences.parquet", ctx.out / "text" / "links.parquet"
-        if s.is_file():
-            corpus.sentences = pd.read_parquet(s)
-        if l.is_file():
-            corpus.links = pd.read_parquet(l)
+        corpus = artifacts.CORPUS.read(ctx.out)
+        if artifacts.SENTENCES.exists(ctx.out):
+            corpus.sentences = artifacts.SENTENCES.read(ctx.out)
+        if artifacts.LINKS.exists(ctx.out):
+            corpus.links = artifacts.LINKS.read(ctx.out)
         return corpus
 
     return ctx.cached("corpus", load)
@@ -64,9 +51,7 @@ def _corpus(ctx: RunContext):
 
 def _embeddings(ctx: RunContext) -> tuple[np.ndarray, pd.DataFrame]:
     def load():
-        X = np.load(ctx.out / "embed" / "embeddings.npy")
-        ids = pd.read_parquet(ctx.out / "embed" / "image_ids.parquet")
-        return X, ids
+        return artifacts.EMBEDDINGS.read(ctx.out), artifacts.IMAGE_IDS.read(ctx.out)
 
     return ctx.cached("embeddings", load)
 
@@ -111,22 +96,20 @@ def step_deid(ctx: RunContext) -> dict[str, Any]:
     wanted, reason = deid_decision(cfg["enabled"], ctx.source, corpus)
     if not wanted:
         return {"skipped": reason}
-    clean = deidentify_corpus(corpus, out=ctx.out / "deid", method=cfg["method"], key=cfg["key"] or None,
-                              burned_in=cfg["burned_in"], dates=cfg["dates"])
+    # deidentify_corpus writes the image files to <out>/images/, the DEID_IMAGES artifact
+    clean = deidentify_corpus(corpus, out=artifacts.DEID_IMAGES.at(ctx.out).parent, method=cfg["method"],
+                              key=cfg["key"] or None, burned_in=cfg["burned_in"], dates=cfg["dates"])
     ctx.forget("source corpus")  # nothing un-scrubbed is kept around for the next steps
-    clean.save(ctx.out / "deid" / "corpus")
-    save_table(ctx, clean.tables[SPANS_TABLE], "deid", "phi_spans")
+    clean.save(artifacts.DEID_CORPUS.at(ctx.out))
+    save_table(ctx, clean.tables[SPANS_TABLE], artifacts.PHI_SPANS)
     n_q = int((clean.quarantine["source"] == "deid").sum()) if len(clean.quarantine) and "source" in clean.quarantine else 0
     return {"method": cfg["method"], "reports": clean.n_reports, "images": clean.n_images,
             "phi_spans": len(clean.tables[SPANS_TABLE]), "images_quarantined": n_q}
 
 
 def step_read(ctx: RunContext) -> dict[str, Any]:
-    from radmine.corpus import Corpus
-
-    scrubbed = ctx.out / "deid" / "corpus"
-    deid = (scrubbed / "corpus.json").is_file()  # the deid step ran: read its scrubbed copy, never SOURCE
-    corpus = Corpus.load(scrubbed) if deid else _source_corpus(ctx)
+    deid = artifacts.DEID_CORPUS.exists(ctx.out)  # the deid step ran: read its scrubbed copy, never SOURCE
+    corpus = artifacts.DEID_CORPUS.read(ctx.out) if deid else _source_corpus(ctx)
     ctx.forget("source corpus")
     # Resolve image paths now: later steps read the saved corpus from DIR.
     if len(corpus.images) and "path" in corpus.images:
@@ -135,7 +118,7 @@ def step_read(ctx: RunContext) -> dict[str, Any]:
         corpus.images = images
         corpus.root = None
     ctx.add_quarantine("read", corpus.quarantine)
-    corpus.save(ctx.out / "corpus")
+    corpus.save(artifacts.CORPUS.at(ctx.out))
     ctx.forget("corpus")
     return {"reports": corpus.n_reports, "images": corpus.n_images, "patients": int(corpus.reports["patient_id"].nunique()),
             "deid": ctx.config["deid"]["method"] if deid else "off"}
@@ -161,8 +144,8 @@ def step_text(ctx: RunContext) -> dict[str, Any]:
         corpus.sentences = sentences
         links = link_key_images(corpus, context=cfg["context"])
     corpus.links = links
-    save_table(ctx, sentences, "text", "sentences")
-    save_table(ctx, links, "text", "links")
+    save_table(ctx, sentences, artifacts.SENTENCES)
+    save_table(ctx, links, artifacts.LINKS)
     resolved = int(links["resolved"].fillna(False).astype(bool).sum()) if "resolved" in links else 0
     unresolved = links[~links["resolved"].fillna(False).astype(bool)] if "resolved" in links else links.iloc[:0]
     ctx.add_quarantine(
@@ -202,19 +185,19 @@ def step_labels(ctx: RunContext) -> dict[str, Any]:
     else:
         labels = labeler.fit(corpus.reports).transform(corpus.reports)
         mentions = labeler.mentions_ if hasattr(labeler, "mentions_") else pd.DataFrame()
-    save_table(ctx, labels.reset_index(), "labels", "labels")
-    save_table(ctx, mentions, "labels", "mentions")
+    save_table(ctx, labels.reset_index(), artifacts.LABELS)
+    save_table(ctx, mentions, artifacts.MENTIONS)
     info: dict[str, Any] = {"vocabulary": vocab, "reports": len(labels), "mentions": len(mentions)}
     if "mesh_major" in corpus.reports.columns and vocab == "chest_xray":
         from radmine.labels.evaluate import evaluate_labels, mesh_reference
 
         ref = mesh_reference(corpus.reports, vocabulary=vocab)
         scores = evaluate_labels(labels, ref)
-        atomic_write_csv(scores, ctx.path("labels", "evaluation_vs_mesh.csv"))
+        atomic_write_csv(scores, ctx.path(artifacts.MESH_EVALUATION))
         if "micro avg" in scores.index:
             info["micro_f1_vs_mesh"] = round(float(scores.loc["micro avg", "f1"]), 4)
     prevalence = (labels == 1).mean().sort_values(ascending=False)
-    atomic_write_csv(prevalence.rename("prevalence").to_frame(), ctx.path("labels", "prevalence.csv"))
+    atomic_write_csv(prevalence.rename("prevalence").to_frame(), ctx.path(artifacts.PREVALENCE))
     return info
 
 
@@ -275,17 +258,17 @@ def step_topics(ctx: RunContext) -> dict[str, Any]:
     except ValueError as err:  # too little text left after the filters: skip with the reason
         return {**info, "skipped": f"no topic model for {n_docs} report(s): {err}"}
     if sel is not None:
-        save_table(ctx, sel, "topics", "selection")
+        save_table(ctx, sel, artifacts.TOPIC_SELECTION)
     if cfg["n_subtopics"] > 0:
-        save_table(ctx, model.get_topic_info(level=1), "topics", "topic_info")
-        save_table(ctx, model.get_topic_info(level=2), "topics", "topic_info_level2")
+        save_table(ctx, model.get_topic_info(level=1), artifacts.TOPIC_INFO)
+        save_table(ctx, model.get_topic_info(level=2), artifacts.TOPIC_INFO_LEVEL2)
         image_topics = model.topic_labels_for_images(corpus, level=2) if corpus.n_images else pd.DataFrame()
     else:
-        save_table(ctx, model.get_topic_info(), "topics", "topic_info")
+        save_table(ctx, model.get_topic_info(), artifacts.TOPIC_INFO)
         image_topics = model.topic_labels_for_images(corpus) if corpus.n_images else pd.DataFrame()
-    save_table(ctx, model.get_document_info(), "topics", "document_info")
-    save_table(ctx, image_topics, "topics", "image_topics")
-    with atomic_folder(ctx.out / "topics" / "model") as tmp:
+    save_table(ctx, model.get_document_info(), artifacts.DOCUMENT_INFO)
+    save_table(ctx, image_topics, artifacts.IMAGE_TOPICS)
+    with atomic_folder(ctx.path(artifacts.TOPIC_MODEL)) as tmp:
         model.save(tmp)
     info.update({"n_topics": k, "images_labelled": len(image_topics)})
     return info
@@ -304,8 +287,8 @@ def step_embed(ctx: RunContext) -> dict[str, Any]:
         ctx.add_quarantine("embed", pd.DataFrame({"source": "embed", "item": no_file["image_id"].astype(str), "reason": "no image file"}))
         images = images[images["path"].notna()]
     if not len(images) or "path" not in images:
-        atomic_write_npy(ctx.path("embed", "embeddings.npy"), np.zeros((0, 0), dtype=np.float32))
-        save_table(ctx, pd.DataFrame({"image_id": pd.Series(dtype=str)}), "embed", "image_ids")
+        atomic_write_npy(ctx.path(artifacts.EMBEDDINGS), np.zeros((0, 0), dtype=np.float32))
+        save_table(ctx, pd.DataFrame({"image_id": pd.Series(dtype=str)}), artifacts.IMAGE_IDS)
         return {"images": 0, "skipped": "the corpus has no image files"}
     embedder = ImageEmbedder(
         backbone=cfg["backbone"],
@@ -313,7 +296,7 @@ def step_embed(ctx: RunContext) -> dict[str, Any]:
         channels=cfg["channels"],
         batch_size=cfg["batch_size"] or "auto",
         num_workers=cfg["num_workers"] if cfg["num_workers"] >= 0 else "auto",
-        cache_dir=str(ctx.out / "embed" / "cache"),
+        cache_dir=str(artifacts.EMBED_CACHE.at(ctx.out)),
         progress=ctx.progress,
         random_state=ctx.random_state,
         device=ctx.config["run"]["device"],
@@ -327,11 +310,11 @@ def step_embed(ctx: RunContext) -> dict[str, Any]:
     q = getattr(embedder, "quarantine_", None)
     ctx.add_quarantine("embed", q)
     ok = ~np.isnan(X).any(axis=1)  # images that failed to decode (quarantined) are left out downstream
-    atomic_write_npy(ctx.path("embed", "embeddings.npy"), X[ok].astype(np.float32))
-    save_table(ctx, images.loc[ok, ["image_id"]].reset_index(drop=True), "embed", "image_ids")
+    atomic_write_npy(ctx.path(artifacts.EMBEDDINGS), X[ok].astype(np.float32))
+    save_table(ctx, images.loc[ok, ["image_id"]].reset_index(drop=True), artifacts.IMAGE_IDS)
     # the cache keeps only the current settings' embeddings
     current = embedder.cache().folder
-    for d in (ctx.out / "embed" / "cache").iterdir():
+    for d in artifacts.EMBED_CACHE.at(ctx.out).iterdir():
         if d != current and d.is_dir():
             shutil.rmtree(d)
     return {"images": int(ok.sum()), "dim": int(X.shape[1]), "backbone": cfg["backbone"],
@@ -345,7 +328,7 @@ def step_cluster(ctx: RunContext) -> dict[str, Any]:
     corpus = _corpus(ctx)
     X, ids = _embeddings(ctx)
     if len(ids) < 4:
-        save_table(ctx, pd.DataFrame({"image_id": pd.Series(dtype=str), "cluster": pd.Series(dtype=str)}), "cluster", "assignments")
+        save_table(ctx, pd.DataFrame({"image_id": pd.Series(dtype=str), "cluster": pd.Series(dtype=str)}), artifacts.ASSIGNMENTS)
         return {"images": len(ids), "skipped": f"{len(ids)} embedded image(s); clustering needs at least 4"}
     k = int(cfg["n_clusters"]) or max(2, int(round(math.sqrt(len(ids) / 2))))
     images = corpus.images.set_index("image_id").loc[ids["image_id"]].reset_index()
@@ -364,23 +347,22 @@ def step_cluster(ctx: RunContext) -> dict[str, Any]:
         progress=ctx.progress,
     )
     clusterer.fit(images, features=X)
-    with atomic_folder(ctx.out / "cluster" / "model") as tmp:
+    with atomic_folder(ctx.path(artifacts.CLUSTER_MODEL)) as tmp:
         clusterer.save(tmp)
     assign = pd.DataFrame({"image_id": clusterer.image_ids_, "cluster": clusterer.labels_})
-    save_table(ctx, assign, "cluster", "assignments")
+    save_table(ctx, assign, artifacts.ASSIGNMENTS)
     info_df = clusterer.cluster_info(corpus)
-    save_table(ctx, _jsonable(info_df), "cluster", "cluster_info")
-    save_table(ctx, clusterer.history_, "cluster", "history")
+    save_table(ctx, _jsonable(info_df), artifacts.CLUSTER_INFO)
+    save_table(ctx, clusterer.history_, artifacts.CLUSTER_HISTORY)
     from radmine.plotting import clusters as cplot
 
     fig = cplot.history(clusterer)
-    atomic_save_figure(fig, ctx.path("cluster", "history.png"), dpi=90, bbox_inches="tight")
+    atomic_save_figure(fig, ctx.path(artifacts.CLUSTER_HISTORY_PLOT), dpi=90, bbox_inches="tight")
     shown = info_df.sort_values("size", ascending=False)["cluster"].head(ctx.config["report"]["n_examples"])
-    mdir = ctx.out / "cluster" / "montages"
-    mdir.mkdir(parents=True, exist_ok=True)
+    artifacts.MONTAGES.at(ctx.out).mkdir(parents=True, exist_ok=True)
     for c in shown:
         fig = cplot.montage(clusterer, corpus, c, n=9)
-        atomic_save_figure(fig, mdir / f"cluster_{c}.png", dpi=80, bbox_inches="tight")
+        atomic_save_figure(fig, artifacts.MONTAGES.member(ctx.out, id=c), dpi=80, bbox_inches="tight")
     return {"k": k, "n_clusters": int(clusterer.n_clusters_), "rounds": len(clusterer.history_)}
 
 
@@ -398,7 +380,7 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
         corpus.links = corpus.links[corpus.links["image_id"].astype(str).isin(embedded)].reset_index(drop=True)
     n_pairs = int(corpus.links["resolved"].fillna(False).astype(bool).sum()) if "resolved" in corpus.links else len(corpus.links)
     if n_pairs < MIN_IMG2TEXT_PAIRS:
-        atomic_write_json(ctx.path("img2text", "metrics.json"), {})
+        atomic_write_json(ctx.path(artifacts.METRICS), {})
         return {"skipped": f"{n_pairs} linked image-sentence pair(s) with image features; img2text needs at least {MIN_IMG2TEXT_PAIRS}"}
     splits = set(corpus.reports["split"].dropna()) if "split" in corpus.reports.columns else set()
     if "train" not in splits or not (splits & {"dev", "test"}):
@@ -410,7 +392,7 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
     eval_split = "dev" if "dev" in splits else "test"
     held_out = corpus.reports.loc[corpus.reports["split"] == eval_split, "report_id"]
     if not len(held_out) or not corpus.links["report_id"].isin(held_out).any():
-        atomic_write_json(ctx.path("img2text", "metrics.json"), {})
+        atomic_write_json(ctx.path(artifacts.METRICS), {})
         n_patients = corpus.reports["patient_id"].nunique()
         return {"skipped": f"no held-out {eval_split!r} report with image-text pairs ({n_patients} patient(s)); "
                            "img2text needs at least 2 patients with linked images"}
@@ -419,7 +401,7 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
         # the model's own pinned embedder (e.g. last + middle CNN stage), cached beside the model
         from radmine.img2text.training import embed_images, make_embedder
 
-        embedder = make_embedder(ctx.config["embed"]["backbone"], cache_dir=ctx.out / "img2text" / "features",
+        embedder = make_embedder(ctx.config["embed"]["backbone"], cache_dir=artifacts.IMG2TEXT_FEATURES.at(ctx.out),
                                  progress=ctx.progress, features=cfg["image_features"],
                                  device=ctx.config["run"]["device"], random_state=ctx.random_state)
         F = embed_images(embedder, corpus, "radmine mine: img2text")
@@ -444,12 +426,12 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
     model.fit(corpus, image_features=features)
     metrics = model.score(corpus, split=eval_split, image_features=features)
     model.checkpoint_dir = None  # the saved model does not point into this folder's resume state
-    with atomic_folder(ctx.out / "img2text" / "model") as tmp:
+    with atomic_folder(ctx.path(artifacts.IMG2TEXT_MODEL)) as tmp:
         model.save(tmp)
     metrics = {k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v) for k, v in metrics.items()}
     metrics["eval_split"] = eval_split
-    atomic_write_json(ctx.path("img2text", "metrics.json"), metrics)
-    save_table(ctx, model.history_, "img2text", "history")
+    atomic_write_json(ctx.path(artifacts.METRICS), metrics)
+    save_table(ctx, model.history_, artifacts.IMG2TEXT_HISTORY)
     # A gallery of held-out images with the words and sentences the model gives them.
     held = corpus.reports.loc[corpus.reports["split"] == eval_split, "report_id"]
     shown = corpus.images[corpus.images["report_id"].isin(held) & corpus.images["image_id"].isin(features.index)]
@@ -465,7 +447,7 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
                 "words": ", ".join(d.loc[d["kind"] == "word", "text"]),
                 "nearest sentence": " | ".join(d.loc[d["kind"] == "sentence", "text"]),
             })
-    save_table(ctx, pd.DataFrame(rows, columns=["image_id", "path", "words", "nearest sentence"]), "img2text", "describe")
+    save_table(ctx, pd.DataFrame(rows, columns=list(artifacts.DESCRIBE.columns)), artifacts.DESCRIBE)
     key = next((k for k in metrics if k.endswith("R@10")), None)
     return {"eval_split": eval_split, "images": int(metrics.get("n_images", 0)), **({key: round(metrics[key], 3)} if key else {})}
 
@@ -493,18 +475,20 @@ def _jsonable(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+#: name, function, the steps it depends on, the config sections in its fingerprint, its artifacts, description
 STEPS = [
-    Step("deid", step_deid, (), ("read", "deid"), ("deid/corpus/corpus.json",), "de-identify user data ([deid]; public corpora are skipped)"),
-    Step("read", step_read, ("deid",), ("read",), ("corpus/corpus.json",), "load the corpus (the de-identified copy for user data)"),
-    Step("text", step_text, ("read",), ("text",), ("text/sentences.parquet", "text/links.parquet"), "sections, sentences, key-image links"),
-    Step("labels", step_labels, ("text",), ("labels",), ("labels/labels.parquet",), "weak labels"),
-    Step("topics", step_topics, ("text",), ("topics",), ("topics/topic_info.parquet",), "LDA topics (two levels)"),
-    Step("embed", step_embed, ("read",), ("embed",), ("embed/embeddings.npy",), "CNN image embeddings", keep=("embed/cache",)),
-    Step("cluster", step_cluster, ("embed", "text"), ("cluster", "embed"), ("cluster/assignments.parquet",), "joint image clusters",
-         ("report.n_examples",), checkpoints=True),
-    Step("img2text", step_img2text, ("embed", "text"), ("img2text", "embed"), ("img2text/metrics.json",), "image-to-text model + Recall@K",
-         ("report.n_examples",), checkpoints=True, keep=("img2text/features",)),
-    Step("report", step_report, ("read", "text", "labels", "topics", "embed", "cluster", "img2text"), ("report",), ("report.html",), "HTML report"),
+    Step("deid", step_deid, (), ("read", "deid"), artifacts.of_step("deid"), "de-identify user data ([deid]; public corpora are skipped)"),
+    Step("read", step_read, ("deid",), ("read",), artifacts.of_step("read"), "load the corpus (the de-identified copy for user data)"),
+    Step("text", step_text, ("read",), ("text",), artifacts.of_step("text"), "sections, sentences, key-image links"),
+    Step("labels", step_labels, ("text",), ("labels",), artifacts.of_step("labels"), "weak labels"),
+    Step("topics", step_topics, ("text",), ("topics",), artifacts.of_step("topics"), "LDA topics (two levels)"),
+    Step("embed", step_embed, ("read",), ("embed",), artifacts.of_step("embed"), "CNN image embeddings"),
+    Step("cluster", step_cluster, ("embed", "text"), ("cluster", "embed"), artifacts.of_step("cluster"), "joint image clusters",
+         ("report.n_examples",)),
+    Step("img2text", step_img2text, ("embed", "text"), ("img2text", "embed"), artifacts.of_step("img2text"),
+         "image-to-text model + Recall@K", ("report.n_examples",)),
+    Step("report", step_report, ("read", "text", "labels", "topics", "embed", "cluster", "img2text"), ("report",),
+         artifacts.of_step("report"), "HTML report"),
 ]
 
 
@@ -580,7 +564,7 @@ def mine(
                 ctx.source_label = NOT_RECORDED
                 if cfg["read"]["reports_file"]:
                     shown["read"] = {**cfg["read"], "reports_file": NOT_RECORDED}
-        atomic_write_json(out / "config.json", shown)
+        atomic_write_json(artifacts.CONFIG.at(out), shown)
         selected = steps or cfg["run"]["steps"]
         if scheduler:
             from radmine.distributed import get_client
