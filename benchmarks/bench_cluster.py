@@ -165,7 +165,7 @@ def main(argv=None):
     Z = one_shot.features_
     print(fmt_table(kmeans_timing(Z, args.k, args.seed), "k-means time at equal k (same features, 25 iterations)"))
 
-    info = jl.cluster_info(sub, n_words=8)
+    info = jl.get_cluster_info(sub, n_words=8)
     im = images.set_index("image_id")
     info["majority"] = [pd.Series(mod_loc[jl.labels_ == c]).value_counts().index[0] for c in info["cluster"]]
     info["share"] = [pd.Series(mod_loc[jl.labels_ == c]).value_counts(normalize=True).iloc[0]

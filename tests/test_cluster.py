@@ -188,7 +188,10 @@ def test_errors():
         radmine.JointClusterer(n_clusters=3, finetune_mode="backbone").fit(None, features=X)
     with pytest.raises(ValueError, match="'merge' parameter"):
         radmine.JointClusterer(merge="nope").fit(None, features=X)
-    with pytest.raises(ValueError, match="'holdout' parameter"):
+    with pytest.raises(ValueError, match="'dev_fraction' parameter of JointClusterer must be a float in \\[0, 1\\)"):
+        radmine.JointClusterer(dev_fraction=1.5).fit(None, features=X)
+    with pytest.warns(FutureWarning, match="'holdout' parameter of JointClusterer is deprecated"), \
+            pytest.raises(ValueError, match="'holdout' parameter of JointClusterer must be a float"):
         radmine.JointClusterer(holdout=1.5).fit(None, features=X)
     with pytest.raises(ValueError, match="'device' parameter"):
         radmine.JointClusterer(device="tpu", finetune=False).fit(None, features=X)
@@ -206,7 +209,7 @@ def test_errors():
     with pytest.raises(ValueError, match="fitted on features"):
         jc.predict(images=[np.zeros((8, 8))])
     with pytest.raises(ValueError, match="needs a Corpus"):
-        jc.cluster_info()
+        jc.get_cluster_info()
     with pytest.raises(KeyError, match="Unknown cluster"):
         jc.members(99)
     with pytest.raises(TypeError, match="images must be"):
@@ -340,7 +343,7 @@ def test_embedded_corpus_image_classes_recovered(embedded_corpus):
     jc.fit(corpus, y_true=truth.to_numpy())
     assert loop.nmi(truth.to_numpy(), jc.labels_) >= 0.9
     assert jc.history_["nmi_true"].min() >= 0.9
-    info = jc.cluster_info()
+    info = jc.get_cluster_info()
     assert info["size"].sum() == len(corpus.images)
     assert (info["name"].str.len() > 0).all()
 

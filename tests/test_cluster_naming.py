@@ -101,9 +101,9 @@ def test_cluster_info_through_the_estimator():
     jc = radmine.JointClusterer(n_clusters=2, finetune=False, pca_dim=None, merge=False, min_cluster_size=1,
                                 progress=False, random_state=0)
     jc.fit(c.images, features=X)
-    info = jc.cluster_info(c, n_words=3, n_nearest=2)
-    assert set(info.columns) >= {"cluster", "size", "name", "top_words", "distinctive_words", "top_annotations",
-                                 "nearest_image_ids"}
+    info = jc.get_cluster_info(c, n_words=3, n_nearest=2)
+    assert list(info.columns) == ["cluster", "size", "name", "top_words", "distinctive_words", "top_annotations",
+                                  "nearest_image_ids"]
     by_first = {row.nearest_image_ids[0][:2]: row for row in info.itertuples()}
     names = sorted(r.name.split(" / ")[0] for r in info.itertuples())
     assert names == ["brain", "liver"]
@@ -112,6 +112,25 @@ def test_cluster_info_through_the_estimator():
     assert set(brain_row["nearest_image_ids"]) <= {"i1", "i2", "i3"}
     assert by_first
     with pytest.raises(ValueError, match="level"):
-        jc.cluster_info(c, level=3)
+        jc.get_cluster_info(c, level=3)
     with pytest.raises(ValueError, match="hierarchical"):
-        jc.cluster_info(c, level=2)
+        jc.get_cluster_info(c, level=2)
+
+
+def test_deprecated_names_warn_and_give_the_same_results():
+    from sklearn.base import clone
+
+    c = tiny_corpus(with_links=False)
+    X = np.array([[1, 0], [1.1, 0], [0.9, 0.1], [0, 1], [0.1, 1.1], [0, 0.9]], dtype=np.float32) * 10
+    kw = dict(n_clusters=2, pca_dim=None, merge=False, min_cluster_size=1, n_rounds=2, progress=False,
+              random_state=0, device="cpu")
+    jc = radmine.JointClusterer(dev_fraction=0.2, **kw).fit(c.images, features=X)
+    old = radmine.JointClusterer(holdout=0.2, **kw)
+    assert clone(old).get_params()["holdout"] == 0.2  # the old name survives clone / get_params
+    with pytest.warns(FutureWarning, match="'holdout' parameter of JointClusterer is deprecated; use 'dev_fraction'"):
+        old.fit(c.images, features=X)
+    np.testing.assert_array_equal(old.labels_, jc.labels_)
+    np.testing.assert_array_equal(old.history_["val_loss"], jc.history_["val_loss"])
+    with pytest.warns(FutureWarning, match="cluster_info is deprecated; use JointClusterer.get_cluster_info"):
+        info = jc.cluster_info(c, n_words=3)
+    pd.testing.assert_frame_equal(info, jc.get_cluster_info(c, n_words=3))

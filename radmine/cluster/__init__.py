@@ -17,7 +17,7 @@
 
 and repeats 1-6 until the clusterings of two consecutive rounds agree
 (``1 - NMI < tol``) or ``n_rounds`` is reached. Clusters are then named from
-the words of the images' report text (:meth:`JointClusterer.cluster_info`).
+the words of the images' report text (:meth:`JointClusterer.get_cluster_info`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import copy
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,11 @@ from radmine.cluster import loop as _loop
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["JointClusterer"]
+__all__ = ["CLUSTER_INFO_COLUMNS", "JointClusterer"]
+
+#: The columns of :meth:`JointClusterer.get_cluster_info`, in order.
+CLUSTER_INFO_COLUMNS = ["cluster", "size", "name", "top_words", "distinctive_words", "top_annotations",
+                        "nearest_image_ids"]
 
 _NOT_IN_FINGERPRINT = {"progress", "checkpoint_dir", "device", "batch_size"}
 
@@ -75,8 +80,9 @@ class JointClusterer(BaseEstimator):
         extract its features once and train a residual MLP adapter (started
         at the identity) + head on them; every round re-extracts through the
         adapter. Orders of magnitude cheaper; works from ``features`` alone.
-    holdout : float, default=0.1
-        Fraction of images held back to early-stop the fine-tuning.
+    dev_fraction : float, default=0.1
+        Fraction of images held back to early-stop the fine-tuning (the
+        name ``ImageTextModel`` uses for the same thing).
     pca_dim : int or None, default=128
         PCA dimension before k-means (``None``: no PCA).
     whiten : bool, default=False
@@ -113,6 +119,9 @@ class JointClusterer(BaseEstimator):
     progress : bool, default=True
     device : str, default="auto"
         ``"auto"`` uses CUDA when available, else the CPU.
+    holdout : float, default="deprecated"
+        Deprecated name of ``dev_fraction`` (a ``FutureWarning`` when set;
+        it overrides ``dev_fraction``).
 
     Attributes
     ----------
@@ -167,7 +176,7 @@ class JointClusterer(BaseEstimator):
         finetune: bool = True,
         finetune_epochs: int = 3,
         finetune_mode: str = "adapter",
-        holdout: float = 0.1,
+        dev_fraction: float = 0.1,
         pca_dim: int | None = 128,
         whiten: bool = False,
         merge: bool | str = True,
@@ -184,6 +193,7 @@ class JointClusterer(BaseEstimator):
         random_state: int | None = None,
         progress: bool = True,
         device: str = "auto",
+        holdout: Any = "deprecated",
     ) -> None:
         self.n_clusters = n_clusters
         self.backbone = backbone
@@ -193,7 +203,7 @@ class JointClusterer(BaseEstimator):
         self.finetune = finetune
         self.finetune_epochs = finetune_epochs
         self.finetune_mode = finetune_mode
-        self.holdout = holdout
+        self.dev_fraction = dev_fraction
         self.pca_dim = pca_dim
         self.whiten = whiten
         self.merge = merge
@@ -210,6 +220,7 @@ class JointClusterer(BaseEstimator):
         self.random_state = random_state
         self.progress = progress
         self.device = device
+        self.holdout = holdout
 
     # ------------------------------------------------------------------ checks
     def _validate(self) -> None:
@@ -233,8 +244,13 @@ class JointClusterer(BaseEstimator):
         if not (dev in ("auto", "cpu", "mps") or dev.startswith("cuda")):
             raise ValueError(f"The 'device' parameter of {owner} must be 'auto', 'cpu', 'cuda[:i]' or 'mps'. "
                              f"Got {self.device!r} instead.")
-        if not (0 <= float(self.holdout) < 1):
-            raise ValueError(f"The 'holdout' parameter of {owner} must be in [0, 1). Got {self.holdout!r}.")
+        if self.holdout != "deprecated":
+            warnings.warn(f"The 'holdout' parameter of {owner} is deprecated; use 'dev_fraction' (same meaning).",
+                          FutureWarning, stacklevel=3)
+        for name in ("dev_fraction",) + (("holdout",) if self.holdout != "deprecated" else ()):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(f"The '{name}' parameter of {owner} must be a float in [0, 1). Got {value!r}.")
         if not float(self.tol) >= 0:
             raise ValueError(f"The 'tol' parameter of {owner} must be >= 0. Got {self.tol!r}.")
         if not isinstance(self.backbone, str) and not (
@@ -244,6 +260,10 @@ class JointClusterer(BaseEstimator):
                 f"The 'backbone' parameter of {owner} must be a backbone name or a torch module with "
                 f"'.dim' and '.input_spec'. Got {type(self.backbone).__name__}."
             )
+
+    def _dev_fraction(self) -> float:
+        """``dev_fraction``, or the deprecated ``holdout`` when that is set."""
+        return float(self.dev_fraction if self.holdout == "deprecated" else self.holdout)
 
     def _device(self) -> str:
         if self.device != "auto":
@@ -307,8 +327,6 @@ class JointClusterer(BaseEstimator):
             except (OSError, ValueError, TypeError, RuntimeError) as exc:
                 bad.append({"source": "JointClusterer", "item": str(ids[i]), "reason": f"{type(exc).__name__}: {exc}"})
         if bad:
-            import warnings
-
             warnings.warn(f"JointClusterer: {len(bad):,} of {len(ids):,} images could not be loaded; see `.quarantine_` "
                           f"(first: {bad[0]['item']}: {bad[0]['reason'][:200]}).", stacklevel=3)
         if not tensors:
@@ -452,7 +470,7 @@ class JointClusterer(BaseEstimator):
             ft = {"loss": float("nan"), "val_loss": float("nan"), "val_acc": float("nan")}
             if not finished:
                 dense, _ = _loop.relabel_contiguous(labels)
-                ft = _loop.finetune(model, inputs, dense, epochs=self.finetune_epochs, holdout=self.holdout,
+                ft = _loop.finetune(model, inputs, dense, epochs=self.finetune_epochs, holdout=self._dev_fraction(),
                                     lr=self._lr(), batch_size=self.batch_size, device=device, seed=seed + 1,
                                     progress=self.progress)
             row.update(finetune_loss=ft["loss"], val_loss=ft["val_loss"], val_acc=ft["val_acc"],
@@ -600,8 +618,8 @@ class JointClusterer(BaseEstimator):
         return np.array(out, dtype=object)
 
     # ------------------------------------------------------------------ inspection
-    def cluster_info(self, corpus=None, n_words: int = 10, *, level: int = 1, n_nearest: int = 5,
-                     stop_words="radiology") -> pd.DataFrame:
+    def get_cluster_info(self, corpus=None, n_words: int = 10, *, level: int = 1, n_nearest: int = 5,
+                         stop_words="radiology") -> pd.DataFrame:
         """Name each cluster from the words of its images' report text.
 
         Parameters
@@ -619,7 +637,8 @@ class JointClusterer(BaseEstimator):
         Returns
         -------
         DataFrame
-            One row per cluster, largest first: ``cluster, size, name,
+            One row per cluster, largest first, always the columns
+            :data:`CLUSTER_INFO_COLUMNS`: ``cluster, size, name,
             top_words`` (list of ``(word, count)``), ``distinctive_words``
             (list of ``(word, z)``: log-odds with an informative Dirichlet
             prior against the other clusters), ``top_annotations`` (list of
@@ -631,14 +650,20 @@ class JointClusterer(BaseEstimator):
         check_is_fitted(self, "labels_")
         corpus = corpus if corpus is not None else getattr(self, "_corpus", None)
         if corpus is None or not _is_corpus(corpus):
-            raise ValueError("cluster_info needs a Corpus: pass corpus=..., or fit on a Corpus.")
-        check_option(level, "level", "cluster_info", [1, 2])
+            raise ValueError("get_cluster_info needs a Corpus: pass corpus=..., or fit on a Corpus.")
+        check_option(level, "level", "get_cluster_info", [1, 2])
         if level == 2 and not self._hier:
-            raise ValueError("cluster_info(level=2) needs hierarchical=True or n_subclusters.")
+            raise ValueError("get_cluster_info(level=2) needs hierarchical=True or n_subclusters.")
         labels = self.labels_level1_ if level == 1 else self.labels_
         table = naming.describe_clusters(corpus, self.image_ids_, labels, n_words=n_words, stop_words=stop_words)
         table["nearest_image_ids"] = [self.nearest(c, n_nearest, level) for c in table["cluster"]]
-        return table
+        return table[CLUSTER_INFO_COLUMNS]
+
+    def cluster_info(self, *args, **kwargs) -> pd.DataFrame:
+        """Deprecated name of :meth:`get_cluster_info` (same arguments and table; a ``FutureWarning``)."""
+        warnings.warn("JointClusterer.cluster_info is deprecated; use JointClusterer.get_cluster_info "
+                      "(same arguments, same table).", FutureWarning, stacklevel=2)
+        return self.get_cluster_info(*args, **kwargs)
 
     def nearest(self, cluster, n: int = 5, level: int = 1) -> list:
         """Image ids of ``cluster`` closest to its centre in feature space, nearest first.
@@ -779,7 +804,7 @@ class JointClusterer(BaseEstimator):
 
     @classmethod
     def load(cls, path, *, device: str | None = None) -> JointClusterer:
-        """Load a clusterer written by :meth:`save`; ``predict`` and ``cluster_info`` work on it.
+        """Load a clusterer written by :meth:`save`; ``predict`` and ``get_cluster_info`` work on it.
 
         Parameters
         ----------

@@ -459,14 +459,25 @@ def extract_features(model, tensors, *, batch_size: int = 64, device: str = "cpu
 
     model.eval()
     model.to(device)
+    dtype = _param_dtype(model)
     out = []
     with torch.no_grad():
         for i in tqdm(range(0, len(tensors), batch_size), disable=not progress, desc=desc, leave=False):
-            x = tensors[i : i + batch_size].to(device=device, dtype=torch.float32)
+            x = tensors[i : i + batch_size].to(device=device, dtype=dtype)
             out.append(model(x).float().cpu().numpy())
     if not out:
         return np.zeros((0, getattr(model, "dim", 0)), dtype=np.float32)
     return np.concatenate(out).astype(np.float32)
+
+
+def _param_dtype(model):
+    """The floating dtype of ``model``'s first parameter (float32 for a model without parameters)."""
+    import torch
+
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
 
 
 def _make_adapter_class():
@@ -476,15 +487,18 @@ def _make_adapter_class():
     class Adapter(nn.Module):
         """Residual MLP on frozen features: ``x + W2 relu(W1 x)``, ``W2 = 0`` at the start (identity).
 
-        Trained by the loop in ``finetune_mode="adapter"``; ``.dim`` like a backbone.
+        Trained by the loop in ``finetune_mode="adapter"``; ``.dim`` like a backbone. It computes
+        in float64: its sums do not depend on the number of CPU threads at float32 precision,
+        so the loop gives the same clusters whatever ``torch.get_num_threads()`` is.
         """
 
         def __init__(self, dim: int, hidden: int | None = None, seed: int = 0):
             super().__init__()
             hidden = hidden or dim
             self.dim = int(dim)
-            self.fc1 = nn.Linear(dim, hidden)
-            self.fc2 = nn.Linear(hidden, dim)
+            # every weight comes from ``gen`` below: the layers are made without drawing from torch's global RNG
+            self.fc1 = torch.nn.utils.skip_init(nn.Linear, dim, hidden, dtype=torch.float64)
+            self.fc2 = torch.nn.utils.skip_init(nn.Linear, hidden, dim, dtype=torch.float64)
             gen = torch.Generator().manual_seed(int(seed) % (2**63 - 1))
             with torch.no_grad():
                 nn.init.normal_(self.fc1.weight, 0.0, 1.0 / math.sqrt(dim), generator=gen)
@@ -493,6 +507,7 @@ def _make_adapter_class():
                 self.fc2.bias.zero_()
 
         def forward(self, x):
+            x = x.to(self.fc1.weight.dtype)
             return x + self.fc2(torch.relu(self.fc1(x)))
 
     return Adapter
@@ -542,11 +557,41 @@ def finetune(
     (DeepCluster's uniform sampling over clusters) so large clusters do not
     dominate. ``model`` is changed in place.
 
+    Every random draw (the split, batches, augmentations, dropout or
+    drop-connect inside ``model``) comes from ``seed``; torch's global RNG is
+    left as it was.
+
     Returns
     -------
     dict with ``loss`` (mean training loss), ``val_loss``, ``val_acc`` (of the
     kept weights), ``steps``.
     """
+    import torch
+
+    devices = [torch.device(device).index or 0] if str(device).startswith("cuda") and torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        return _finetune_seeded(model, tensors, labels, epochs=epochs, holdout=holdout, lr=lr,
+                                head_lr_mult=head_lr_mult, batch_size=batch_size, device=device, seed=seed,
+                                checks_per_epoch=checks_per_epoch, augment=augment, progress=progress)
+
+
+def _finetune_seeded(
+    model,
+    tensors,
+    labels: np.ndarray,
+    *,
+    epochs: int = 1,
+    holdout: float = 0.1,
+    lr: float = 1e-4,
+    head_lr_mult: float = 10.0,
+    batch_size: int = 64,
+    device: str = "cpu",
+    seed: int = 0,
+    checks_per_epoch: int = 2,
+    augment: bool = True,
+    progress: bool = False,
+) -> dict:
     import torch
     import torch.nn.functional as F
     from tqdm.auto import tqdm
@@ -560,7 +605,8 @@ def finetune(
     n_val = min(n_val, n - 1)
     val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
 
-    head = torch.nn.Linear(model.dim, k)
+    dtype = _param_dtype(model)
+    head = torch.nn.Linear(model.dim, k, dtype=dtype)
     with torch.no_grad():
         torch.nn.init.normal_(head.weight, 0.0, 0.01, generator=gen)
         head.bias.zero_()
@@ -585,7 +631,7 @@ def finetune(
         with torch.no_grad():
             for i in range(0, n_val, batch_size):
                 idx = val_idx[i : i + batch_size]
-                x = tensors[idx].to(device=device, dtype=torch.float32)
+                x = tensors[idx].to(device=device, dtype=dtype)
                 y = y_all[idx].to(device)
                 logits = head(model(x))
                 losses += float(F.cross_entropy(logits, y, reduction="sum"))
@@ -602,7 +648,7 @@ def finetune(
             model.train()
             head.train()
             idx = np.sort(order[s * batch_size : (s + 1) * batch_size])
-            x = tensors[idx].to(device=device, dtype=torch.float32)
+            x = tensors[idx].to(device=device, dtype=dtype)
             if augment and x.ndim == 4:
                 x = _augment(x, gen)
             elif augment:  # feature inputs: dropout drawn from our own generator

@@ -119,7 +119,7 @@ def montages(clusterer, corpus=None, clusters=None, n: int = 8, *, max_clusters:
 
     check_is_fitted(clusterer, "labels_")
     corpus = _corpus_of(clusterer, corpus, "montages", "the image paths")
-    info = clusterer.cluster_info(corpus, n_words=5, n_nearest=n)
+    info = clusterer.get_cluster_info(corpus, n_words=5, n_nearest=n)
     if clusters is None:
         info = info.head(max_clusters)
     else:
@@ -218,7 +218,7 @@ def sizes(clusterer, corpus=None, *, max_clusters: int = 30):
     check_is_fitted(clusterer, "labels_")
     corpus = corpus if corpus is not None else getattr(clusterer, "fit_corpus_", None)
     if corpus is not None:
-        info = clusterer.cluster_info(corpus, n_words=3, n_nearest=1).head(max_clusters)
+        info = clusterer.get_cluster_info(corpus, n_words=3, n_nearest=1).head(max_clusters)
         labels = [f"#{c} {n}" for c, n in zip(info["cluster"], info["name"])]
     else:
         counts = pd.Series(clusterer.labels_level1_).value_counts().head(max_clusters)
