@@ -82,13 +82,13 @@ def test_learns_a_known_mapping_far_above_the_most_frequent_baseline(toy, fitted
     refs = [[s.split()] for s in dev["sequence"]]
     top = Counter(train["sequence"]).most_common(1)[0][0].split()
     base = bleu_scores([top] * len(dev), refs)
-    got = fitted.score(None, dev, features=F)
+    got = fitted.score(None, dev, image_features=F)
     assert got["n_images"] == len(dev)
     assert got["BLEU-1"] > 0.9 and got["BLEU-2"] > 0.85
     assert got["BLEU-1"] > base["BLEU-1"] + 0.4
     assert got["BLEU-2"] > base["BLEU-2"] + 0.5
     # the greedy output of the dev images, checked exactly against the rule
-    hyp = fitted.generate(features=F.loc[dev["image_id"]], beam_size=1, as_strings=True)
+    hyp = fitted.generate(image_features=F.loc[dev["image_id"]], beam_size=1, as_strings=True)
     assert np.mean([h == s for h, s in zip(hyp, dev["sequence"])]) > 0.8
 
 
@@ -120,7 +120,7 @@ def test_beam_size_one_is_greedy_and_beams_are_valid(fitted, toy):
         g = _greedy(fitted.module_, x, fitted.max_length)
         assert _beam(fitted.module_, x, fitted.max_length, 1) == g
         assert _beam(fitted.module_, x, fitted.max_length, 1, length_penalty=1.0) == g
-    assert fitted.generate(features=x.numpy(), beam_size=1) == [fitted._decode_ids(s) for s in g]
+    assert fitted.generate(image_features=x.numpy(), beam_size=1) == [fitted._decode_ids(s) for s in g]
     # an untrained decoder writes long, varied sequences: greedy == beam 1 there too
     from radmine.img2text.generator import _make_decoder
     from radmine.nn import local_torch_seed
@@ -133,7 +133,7 @@ def test_beam_size_one_is_greedy_and_beams_are_valid(fitted, toy):
         assert max(len(s) for s in gr) > 3
         b4 = _beam(rnd, x, 9, 4)
     assert all(len(s) <= 9 and all(t >= 4 for t in s) for s in b4)  # no special token, max_length kept
-    beams = fitted.generate(features=F.to_numpy()[:50], beam_size=4)
+    beams = fitted.generate(image_features=F.to_numpy()[:50], beam_size=4)
     assert all(t not in ("<pad>", "<bos>", "<eos>", "<unk>") for s in beams for t in s)
 
 
@@ -147,7 +147,7 @@ def test_save_load_round_trip_gives_identical_output(fitted, toy, tmp_path):
     assert back.get_params() == fitted.get_params()
     pd.testing.assert_frame_equal(back.history_[["epoch", "train_loss"]], fitted.history_[["epoch", "train_loss"]])
     for beam in (1, 3):
-        assert back.generate(features=X, beam_size=beam) == fitted.generate(features=X, beam_size=beam)
+        assert back.generate(image_features=X, beam_size=beam) == fitted.generate(image_features=X, beam_size=beam)
 
 
 def test_fit_is_seeded_locally_and_restores_threads(toy):
@@ -167,7 +167,7 @@ def test_fit_is_seeded_locally_and_restores_threads(toy):
 def test_errors(toy, fitted, tmp_path):
     corpus, F, S = toy
     with pytest.raises(NotFittedError, match="not fitted"):
-        AnnotationGenerator().generate(features=F.to_numpy())
+        AnnotationGenerator().generate(image_features=F.to_numpy())
     bad = pd.concat([S, pd.DataFrame({"image_id": ["nope_1"], "sequence": ["ct brain"]})])
     with pytest.raises(KeyError, match="not images of the corpus"):
         AnnotationGenerator(**FAST).fit(corpus, bad, image_features=F)
@@ -178,15 +178,23 @@ def test_errors(toy, fitted, tmp_path):
     with pytest.raises(ValueError, match="'beam_size' parameter of AnnotationGenerator"):
         AnnotationGenerator(beam_size=0).fit(corpus, S, image_features=F)
     with pytest.raises(ValueError, match="'beam_size' parameter of AnnotationGenerator.generate"):
-        fitted.generate(features=F.to_numpy()[:2], beam_size=0)
+        fitted.generate(image_features=F.to_numpy()[:2], beam_size=0)
     with pytest.raises(ValueError, match=r"expected features of shape \(n, 16\)"):
-        fitted.generate(features=np.zeros((2, 5), np.float32))
+        fitted.generate(image_features=np.zeros((2, 5), np.float32))
     with pytest.raises(ValueError, match="'sequence_source' parameter"):
         AnnotationGenerator(sequence_source="nope").fit(corpus, S, image_features=F)
     with pytest.raises(TypeError, match="radmine.Corpus or an images DataFrame"):
         AnnotationGenerator(**FAST).fit(["a.png"], S)
     with pytest.raises(ValueError, match="2 references"):
-        fitted.score(None, ["ct brain", "mr chest"], features=F.to_numpy()[:3])
+        fitted.score(None, ["ct brain", "mr chest"], image_features=F.to_numpy()[:3])
+    # 'features' is the deprecated alias of 'image_features'
+    x = F.to_numpy()[:3]
+    with pytest.warns(FutureWarning, match="'features' keyword is deprecated; use 'image_features'"):
+        assert fitted.generate(features=x, beam_size=1) == fitted.generate(image_features=x, beam_size=1)
+    with pytest.warns(FutureWarning, match="AnnotationGenerator.score: the 'features' keyword"):
+        fitted.score(None, ["ct brain", "mr chest", "ct"], features=x)
+    with pytest.raises(TypeError, match="not also its deprecated alias"):
+        fitted.generate(image_features=x, features=x)
     with pytest.raises(FileNotFoundError, match="generator.json"):
         AnnotationGenerator.load(tmp_path)
     with pytest.raises(ValueError, match="'source' parameter of annotation_sequences"):

@@ -107,7 +107,13 @@ def test_describe_names_the_finding(toy, fitted):
     corpus, F, cls = toy
     model = fitted["regression"]
     dev_ids = corpus.images.image_id[corpus.images.report_id.isin(corpus.reports.report_id[corpus.reports.split == "dev"])]
-    desc = model.describe(None, k=3, n_sentences=2, features=F.loc[dev_ids].to_numpy())
+    desc = model.describe(None, k=3, n_sentences=2, image_features=F.loc[dev_ids].to_numpy())
+    with pytest.warns(FutureWarning, match="ImageTextModel.describe: the 'features' keyword is deprecated"):
+        pd.testing.assert_frame_equal(model.describe(None, k=3, n_sentences=2, features=F.loc[dev_ids].to_numpy()), desc)
+    with pytest.warns(FutureWarning, match="use 'image_features'"):
+        model.encode_image_features(features=F.to_numpy()[:2])
+    with pytest.raises(ValueError, match="pass images or image_features"):
+        model.describe()
     assert list(desc.columns) == ["image", "kind", "rank", "text", "score"]
     assert set(desc["kind"]) == {"word", "sentence"}
     words = [desc[(desc.image == i) & (desc.kind == "word")].sort_values("rank")["text"].tolist() for i in range(len(dev_ids))]
@@ -218,7 +224,7 @@ def test_save_load_round_trip(toy, fitted, tmp_path):
     np.testing.assert_array_equal(back.encode_image_features(x), model.encode_image_features(x))
     texts = ["renal mass", "pleural effusion of the lung"]
     np.testing.assert_array_equal(back.encode_texts(texts), model.encode_texts(texts))
-    pd.testing.assert_frame_equal(back.describe(None, k=3, features=x), model.describe(None, k=3, features=x))
+    pd.testing.assert_frame_equal(back.describe(None, k=3, image_features=x), model.describe(None, k=3, image_features=x))
     pd.testing.assert_frame_equal(back.history_, model.history_)
     for name in ("objective", "embed_dim", "hidden_dim", "word2vec_params", "random_state", "ks"):
         assert getattr(back, name) == getattr(model, name)
@@ -230,9 +236,9 @@ def test_save_load_round_trip(toy, fitted, tmp_path):
     assert meta["text_bank"] == [] and meta["include_texts"] is False
     assert "text" not in pd.read_parquet(tmp_path / "private" / "pairs.parquet").columns
     private = radmine.ImageTextModel.load(tmp_path / "private")
-    desc = private.describe(None, k=3, features=x)
+    desc = private.describe(None, k=3, image_features=x)
     assert set(desc["kind"]) == {"word"}
-    pd.testing.assert_frame_equal(desc, model.describe(None, k=3, n_sentences=0, features=x))
+    pd.testing.assert_frame_equal(desc, model.describe(None, k=3, n_sentences=0, image_features=x))
     # a seed ensemble round-trips all its members
     ens = radmine.ImageTextModel(**{**FAST, "epochs": 2, "n_ensemble": 3}).fit(corpus, image_features=F)
     ens.save(tmp_path / "e")

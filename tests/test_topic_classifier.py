@@ -48,9 +48,13 @@ def test_classifier_learns_topics_and_holds_out_cases():
     assert held["top2_accuracy"] >= held["top1_accuracy"]
     dev = clf.score_labels(corpus.subset(corpus.reports.report_id[corpus.reports.split == "dev"]), labels, image_features=F)
     assert dev["top1_accuracy"] > 0.6 and dev["n_classes"] == 5
-    proba = clf.predict_proba(features=F.iloc[:4].to_numpy())
+    proba = clf.predict_proba(image_features=F.iloc[:4].to_numpy())
     assert proba.shape == (4, 5) and np.allclose(proba.sum(1), 1, atol=1e-5)
-    assert list(clf.predict(features=F.iloc[:4].to_numpy())) == list(clf.classes_[proba.argmax(1)])
+    assert list(clf.predict(image_features=F.iloc[:4].to_numpy())) == list(clf.classes_[proba.argmax(1)])
+    with pytest.warns(FutureWarning, match="TopicImageClassifier.predict_proba: the 'features' keyword is deprecated"):
+        np.testing.assert_array_equal(clf.predict_proba(features=F.iloc[:4].to_numpy()), proba)
+    with pytest.warns(FutureWarning, match="use 'image_features'"):
+        clf.predict(features=F.iloc[:4].to_numpy())
     h = clf.history_
     assert list(h.columns) == ["epoch", "train_loss", "dev_loss", "dev_top1", "dev_top2", "dev_score", "seconds"]
 
@@ -64,7 +68,7 @@ def test_classifier_resumes(tmp_path):
         corpus, labels=labels, image_features=F)
     assert resumed.resumed_from_ == 2 and resumed.history_["epoch"].tolist() == [1, 2, 3]
     x = F.iloc[:5].to_numpy()
-    np.testing.assert_allclose(resumed.predict_proba(features=x), straight.predict_proba(features=x), atol=1e-6)
+    np.testing.assert_allclose(resumed.predict_proba(image_features=x), straight.predict_proba(image_features=x), atol=1e-6)
 
 
 def test_classifier_bad_params():
@@ -84,7 +88,7 @@ def test_classifier_bad_params():
     with pytest.raises(ValueError, match="only 1 topic"):
         radmine.TopicImageClassifier(**FAST).fit(corpus, labels=labels.assign(topic=3), image_features=F)
     with pytest.raises(NotFittedError):
-        radmine.TopicImageClassifier().predict(features=F.to_numpy())
+        radmine.TopicImageClassifier().predict(image_features=F.to_numpy())
 
 
 def test_classifier_with_topic_model_on_embedded(embedded_corpus):

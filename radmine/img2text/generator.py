@@ -728,21 +728,23 @@ class AnnotationGenerator(BaseEstimator):
         return [self.vocabulary_[i] for i in ids]
 
     # -- generation -------------------------------------------------------------
-    def generate(self, images: Any = None, beam_size: int | None = None, *, features: Any = None,
-                 as_strings: bool = False) -> list:
+    def generate(self, images: Any = None, beam_size: int | None = None, *, image_features: Any = None,
+                 as_strings: bool = False, features: Any = None) -> list:
         """Write an annotation sequence for each image.
 
         Parameters
         ----------
         images : Corpus, images DataFrame, path(s) or 2-D array(s)
             Embedded with the fitted ``backbone``; pass ``images=None`` with
-            ``features`` instead to use precomputed backbone features.
+            ``image_features`` instead to use precomputed backbone features.
         beam_size : int, optional
             Beam width (default: the ``beam_size`` parameter; 1 = greedy).
-        features : array-like or DataFrame of shape (n_images, feature_dim), optional
+        image_features : array-like or DataFrame of shape (n_images, feature_dim), optional
             Precomputed backbone features (a DataFrame's row order is used).
         as_strings : bool, default False
             Return space-joined strings instead of token lists.
+        features : array-like or DataFrame, optional
+            Deprecated alias of ``image_features`` (``FutureWarning``).
 
         Returns
         -------
@@ -754,8 +756,9 @@ class AnnotationGenerator(BaseEstimator):
         check_is_fitted(self, "module_")
         beam = self.beam_size if beam_size is None else beam_size
         check_int(beam, "beam_size", "AnnotationGenerator.generate", min_value=1)
+        features = tr.renamed_features(image_features, features, "AnnotationGenerator.generate")
         if features is None and images is None:
-            raise ValueError("AnnotationGenerator.generate: pass images or features.")
+            raise ValueError("AnnotationGenerator.generate: pass images or image_features.")
         if features is not None:
             feats = np.array(features.to_numpy() if isinstance(features, pd.DataFrame) else features, dtype=np.float32)
         elif isinstance(images, Corpus):
@@ -784,12 +787,12 @@ class AnnotationGenerator(BaseEstimator):
         return [" ".join(t) for t in out] if as_strings else out
 
     def score(self, corpus_or_images: Any, references: Any = None, *, beam_size: int | None = None,
-              features: Any = None, split: str | None = None) -> dict:
+              image_features: Any = None, split: str | None = None, features: Any = None) -> dict:
         """Corpus BLEU-1..4 of the generated sequences against references.
 
         Parameters
         ----------
-        corpus_or_images : Corpus, images DataFrame, paths or arrays (or None with ``features``)
+        corpus_or_images : Corpus, images DataFrame, paths or arrays (or None with ``image_features``)
         references : DataFrame or sequence, optional
             ``image_id, sequence`` (for a Corpus or an images DataFrame: the
             images scored are those with a reference), or one reference per
@@ -797,11 +800,13 @@ class AnnotationGenerator(BaseEstimator):
             token lists). Default for a Corpus: :func:`annotation_sequences`
             with the recipe used in ``fit``.
         beam_size : int, optional
-        features : array-like of shape (n_images, feature_dim), optional
+        image_features : array-like of shape (n_images, feature_dim), optional
             Precomputed features aligned with ``references`` (a list) or
             indexed by ``image_id`` (a DataFrame, with a references DataFrame).
         split : str, optional
             For a Corpus: score only the reports with ``split == split``.
+        features : array-like or DataFrame, optional
+            Deprecated alias of ``image_features`` (``FutureWarning``).
 
         Returns
         -------
@@ -810,6 +815,7 @@ class AnnotationGenerator(BaseEstimator):
         """
         check_is_fitted(self, "module_")
         owner = "AnnotationGenerator.score"
+        features = tr.renamed_features(image_features, features, owner)
         corpus = corpus_or_images
         if isinstance(corpus, Corpus):
             corpus = _restrict_split(corpus, split, owner)
@@ -824,7 +830,7 @@ class AnnotationGenerator(BaseEstimator):
             refs = [[t] for t in ref["tokens"]]
             if isinstance(features, pd.DataFrame):
                 feats = _check_features(features, ids, owner).loc[ids].to_numpy(np.float32)
-                hyp = self.generate(features=feats, beam_size=beam_size)
+                hyp = self.generate(image_features=feats, beam_size=beam_size)
             elif isinstance(corpus, (Corpus, pd.DataFrame)):
                 table = corpus.images.assign(path=corpus.image_paths()) if isinstance(corpus, Corpus) else corpus
                 unknown = pd.Index(ids).difference(pd.Index(table["image_id"]))
@@ -847,7 +853,7 @@ class AnnotationGenerator(BaseEstimator):
                     r = list(r)
                     refs.append([list(x) if not isinstance(x, str) else x.split() for x in r]
                                 if r and not isinstance(r[0], str) else [[str(t) for t in r]])
-            hyp = self.generate(corpus_or_images, beam_size=beam_size, features=features)
+            hyp = self.generate(corpus_or_images, beam_size=beam_size, image_features=features)
             if len(hyp) != len(refs):
                 raise ValueError(f"{owner}: {len(hyp)} images but {len(refs)} references.")
         out = bleu_scores(hyp, refs)

@@ -23,7 +23,6 @@ Objectives
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +35,15 @@ from radmine.base import BaseEstimator, derived_seed
 from radmine.corpus import Corpus
 from radmine.hub import ImageTextModelHubMixin
 from radmine.img2text import training as tr
+from radmine.img2text.ensemble import join_embeddings, member_scales
+from radmine.img2text.members import (
+    PairData,
+    build_member,
+    encode_image_rows,
+    join_members,
+    member_seeds,
+    train_member,
+)
 from radmine.img2text.metrics import recall_at_k
 from radmine.img2text.text_encoders import (
     TransformersTextEncoder,
@@ -43,17 +51,7 @@ from radmine.img2text.text_encoders import (
     build_text_encoder,
     candidate_phrases,
 )
-from radmine.nn import (
-    LR_SCHEDULES,
-    PREPROCESSINGS,
-    Trainer,
-    cpu_threads,
-    freeze_batchnorm,
-    group_batches,
-    local_torch_seed,
-    resolve_device,
-    split_by_group,
-)
+from radmine.nn import LR_SCHEDULES, PREPROCESSINGS, cpu_threads, resolve_device, split_by_group
 
 logger = logging.getLogger(__name__)
 
@@ -129,58 +127,6 @@ def image_text_pairs(corpus: Corpus, source: str = "auto") -> pd.DataFrame:
 
 
 restrict_split = tr.restrict_split  # kept importable from here
-
-
-# ---------------------------------------------------------------------------
-# torch module
-# ---------------------------------------------------------------------------
-def _mlp(n_in: int, hidden: int, n_out: int, dropout: float, input_dropout: float = 0.0):
-    from torch import nn
-
-    first = [nn.Dropout(input_dropout)] if input_dropout > 0 else []
-    if hidden == 0:
-        return nn.Sequential(*first, nn.Linear(n_in, n_out))
-    return nn.Sequential(*first, nn.Linear(n_in, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_out))
-
-
-def _make_towers(img_dim, txt_dim, *, objective, embed_dim, hidden_dim, dropout, temperature, backbone=None,
-                 text_module=None, input_dropout=0.0):
-    import torch
-    from torch import nn
-
-    class Towers(nn.Module):
-        """Image head (+ optional backbone) and text head (+ optional transformer)."""
-
-        def __init__(self):
-            super().__init__()
-            self.backbone = backbone
-            self.text_module = text_module
-            out = txt_dim if objective == "regression" else embed_dim
-            self.register_buffer("img_mean", torch.zeros(img_dim))
-            self.register_buffer("img_std", torch.ones(img_dim))
-            self.register_buffer("txt_mean", torch.zeros(txt_dim))
-            self.register_buffer("txt_std", torch.ones(txt_dim))
-            self.image_head = _mlp(img_dim, hidden_dim, out, dropout, input_dropout)
-            self.text_head = (_mlp(txt_dim, hidden_dim, embed_dim, dropout, input_dropout)
-                              if objective == "contrastive" else None)
-            self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
-            if objective == "regression":
-                self.logit_scale.requires_grad_(False)
-
-        def train(self, mode=True):
-            super().train(mode)
-            freeze_batchnorm(self.backbone)  # fine-tuning on small batches: keep BatchNorm statistics fixed
-            return self
-
-        def image(self, feats):
-            return self.image_head((feats - self.img_mean) / self.img_std)
-
-        def text(self, feats):
-            if self.text_head is None:
-                return feats
-            return self.text_head((feats - self.txt_mean) / self.txt_std)
-
-    return Towers()
 
 
 class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimator):
@@ -472,8 +418,6 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         -------
         self
         """
-        import torch
-
         owner = "ImageTextModel.fit"
         train = self._begin_fit(corpus, owner)
         pairs = image_text_pairs(train, self.text_source)
@@ -485,7 +429,30 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         if not ok.all():
             bad = {i for i, good in zip(img_ids, ok) if not good}
             pairs = pairs[~pairs["image_id"].isin(bad)].reset_index(drop=True)
-        img_row = {i: r for r, i in enumerate(img_ids)}
+        pairs, held = self._training_pairs(train, pairs)
+        enc = self._fit_text_encoder(train, pairs, held)
+        data = self._pair_data(pairs, held, img_ids, source)
+        members, trainers = self._train_members(data, pairs, img_dim, backbone)
+        self.module_ = members[0]
+        self.members_ = members
+        trainer = trainers[0]
+        histories = [t.history_frame() for t in trainers]
+        if len(histories) > 1:
+            self.history_ = pd.concat([h.assign(member=m) for m, h in enumerate(histories)], ignore_index=True)
+        else:
+            self.history_ = histories[0]
+        use_dev = bool(held.any())
+        self.best_epoch_ = trainer.best_epoch if use_dev else int(trainer.history[-1]["epoch"]) if trainer.history else 0
+        self.resumed_from_ = trainer.resumed_from
+        self.stopped_early_ = trainer.stopped_early
+        self.pairs_ = pairs
+        self.image_ids_ = img_ids
+        self.text_encoder_ = enc
+        self._finish_fit(pairs.loc[~held, "text"], pairs, data, {i: r for r, i in enumerate(img_ids)})
+        return self
+
+    def _training_pairs(self, train: Corpus, pairs: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        """``(pairs with a train/dev role and the extra-text pairs, held-out mask)``."""
         rng = np.random.default_rng(derived_seed(self.random_state, 1))
         held = split_by_group(pairs["group"], self.dev_fraction, rng)
         pairs = pairs.assign(role=np.where(held, "dev", "train"))
@@ -493,8 +460,10 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         if len(extra):
             pairs = pd.concat([pairs, extra.assign(role="train")], ignore_index=True)
             held = np.concatenate([held, np.zeros(len(extra), dtype=bool)])
+        return pairs, held
 
-        # text encoder (word2vec learns from the training reports and pair texts)
+    def _fit_text_encoder(self, train: Corpus, pairs: pd.DataFrame, held: np.ndarray):
+        """The text encoder, fitted when it learns (word2vec: on the training reports and pair texts)."""
         enc = build_text_encoder(self.text_encoder, random_state=self.random_state, device=str(self.device_),
                                  finetune_layers=self.finetune_text_layers, **(self.word2vec_params or {}))
         fit_texts = pairs.loc[~held, "text"].tolist()
@@ -511,100 +480,55 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         self._finetune_text = isinstance(enc, TransformersTextEncoder) and enc.finetune_layers > 0
         if self.objective == "regression" and self._finetune_text:
             raise ValueError("finetune_text_layers must be 0 with objective='regression' (the text space is the target).")
+        return enc
 
-        # text inputs: unique texts
+    def _pair_data(self, pairs: pd.DataFrame, held: np.ndarray, img_ids: list, source) -> PairData:
+        """The pairs as rows of the image source and of the unique texts (frozen text vectors computed once)."""
+        import torch
+
+        enc = self.text_encoder_
         texts = list(dict.fromkeys(pairs["text"]))
         txt_row = {t: r for r, t in enumerate(texts)}
-        txt_feats = None if self._finetune_text else np.array(enc.transform(texts), dtype=np.float32)
-        txt_dim = enc.dim
+        txt_feats = None
+        if not self._finetune_text:
+            txt_feats = torch.from_numpy(np.array(enc.transform(texts), dtype=np.float32)).to(self.device_)
+        img_row = {i: r for r, i in enumerate(img_ids)}
+        return PairData(
+            source=source, texts=texts, text_feats=txt_feats, text_encoder=enc,
+            pair_image=pairs["image_id"].map(img_row).to_numpy(), pair_text=pairs["text"].map(txt_row).to_numpy(),
+            train_rows=np.flatnonzero(~held), dev_rows=np.flatnonzero(held), groups=pairs["group"].to_numpy(),
+            device=self.device_,
+        )
 
-        tr_img = sorted({img_row[i] for i in pairs.loc[~held, "image_id"]})
-        tr_txt = sorted({txt_row[t] for t in pairs.loc[~held, "text"]})
-        self._source = source
-        self._txt_feats = None if txt_feats is None else torch.from_numpy(txt_feats).to(self.device_)
-        self._texts = texts
-
-        p_img = pairs["image_id"].map(img_row).to_numpy()
-        p_txt = pairs["text"].map(txt_row).to_numpy()
-        train_rows = np.flatnonzero(~held)
-        dev_rows = np.flatnonzero(held)
-        groups = pairs["group"].to_numpy()
-        ks = [int(k) for k in self.ks]
+    def _train_members(self, data: PairData, pairs: pd.DataFrame, img_dim: int, backbone) -> tuple[list, list]:
+        """Build and train the ``n_ensemble`` members (a seed ensemble): ``(members, their Trainers)``."""
         config = self._config()
-        use_dev = len(dev_rows) > 0
-        members, histories, trainers = [], [], []
-        for m in range(int(self.n_ensemble)):
-            # member 0 keeps the seeds of a single model; the others derive theirs from random_state
-            with local_torch_seed(derived_seed(self.random_state, 2 if m == 0 else 1000 + m)):
-                module = _make_towers(
-                    img_dim, txt_dim, objective=self.objective, embed_dim=self.embed_dim, hidden_dim=self.hidden_dim,
-                    dropout=self.dropout, input_dropout=self.input_dropout, temperature=self.temperature,
-                    backbone=backbone, text_module=enc.module_ if self._finetune_text else None,
-                )
-            if source.mode == "features":
-                f = source.feats.cpu().numpy()
-                module.img_mean.copy_(torch.from_numpy(f[tr_img].mean(0)))
-                module.img_std.copy_(torch.from_numpy(f[tr_img].std(0) + 1e-6))
-            if txt_feats is not None and self.objective == "contrastive":
-                module.txt_mean.copy_(torch.from_numpy(txt_feats[tr_txt].mean(0)))
-                module.txt_std.copy_(torch.from_numpy(txt_feats[tr_txt].std(0) + 1e-6))
-            module.to(self.device_)
-            self.module_ = module
-            self._training_member = module  # encoders use this member only while it trains
-
-            def make_batches(rng):
-                return [train_rows[b] for b in group_batches(groups[train_rows], self.batch_size, rng,
-                                                                 min_size=2 if self.objective == "contrastive" else 1)]
-
-            def step(rows, module=module):
-                zi = module.image(self._source(module.backbone, p_img[rows], train=True))
-                zt_raw = self._text_inputs(p_txt[rows])
-                return self._loss(zi, zt_raw)
-
-            def evaluate():
-                d_img = sorted(set(p_img[dev_rows]))
-                pos = {r: i for i, r in enumerate(d_img)}
-                ie = self._encode_image_rows(np.asarray(d_img))
-                te = self._encode_text_rows(p_txt[dev_rows])
-                res = recall_at_k(ie, te, ks, text_to_image=np.array([pos[r] for r in p_img[dev_rows]]))
-                out = {f"dev_R@{k}": (res[f"image_to_text_R@{k}"] + res[f"text_to_image_R@{k}"]) / 2 for k in ks}
-                out.update({f"dev_{key}": v for key, v in res.items() if "R@" in key})
-                out["dev_R_mean"] = float(np.mean([out[f"dev_R@{k}"] for k in ks]))
-                return out
-
+        pair_keys = pairs[["image_id", "text", "role"]].to_numpy().tolist()
+        n = int(self.n_ensemble)
+        members, trainers = [], []
+        for m in range(n):
+            init_seed, train_seed = member_seeds(self.random_state, m)
+            member = build_member(
+                data, img_dim, int(self.text_encoder_.dim), seed=init_seed, objective=self.objective,
+                embed_dim=self.embed_dim, hidden_dim=self.hidden_dim, dropout=self.dropout,
+                input_dropout=self.input_dropout, temperature=self.temperature, backbone=backbone,
+                text_module=self.text_encoder_.module_ if self._finetune_text else None,
+            )
             fp = fingerprint({"config": {k: v for k, v in config.items() if k not in _NOT_FINGERPRINTED},
-                              "pairs": pairs[["image_id", "text", "role"]].to_numpy().tolist(),
-                              **({"member": m} if m else {})})
+                              "pairs": pair_keys, **({"member": m} if m else {})})
             ckpt = self.checkpoint_dir
             if ckpt is not None and m:
                 ckpt = Path(ckpt) / f"member_{m}"
-            trainer = Trainer(
-                module, lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs,
-                patience=self.patience if use_dev else None, checkpoint_dir=ckpt,
-                fingerprint=fp, config=config, monitor="dev_R_mean", max_grad_norm=5.0,
-                random_state=self.random_state if m == 0 else derived_seed(self.random_state, 2000 + m),
-                device=self.device_, progress=self.progress,
-                desc="ImageTextModel" if self.n_ensemble == 1 else f"ImageTextModel member {m + 1}/{self.n_ensemble}",
-                n_threads=self._head_threads(), lr_schedule=self.lr_schedule,
-            )
-            trainer.run(make_batches, step, evaluate if len(dev_rows) else None, restore_best=use_dev)
-            members.append(module)
-            trainers.append(trainer)
-            h = trainer.history_frame()
-            histories.append(h.assign(member=m) if self.n_ensemble > 1 else h)
-        self._training_member = None
-        self.module_ = members[0]
-        self.members_ = members
-        trainer = trainers[0]
-        self.history_ = pd.concat(histories, ignore_index=True) if len(histories) > 1 else histories[0]
-        self.best_epoch_ = trainer.best_epoch if use_dev else int(trainer.history[-1]["epoch"]) if trainer.history else 0
-        self.resumed_from_ = trainer.resumed_from
-        self.stopped_early_ = trainer.stopped_early
-        self.pairs_ = pairs
-        self.image_ids_ = img_ids
-        self._img_row = img_row
-        self._finish_fit(pairs.loc[~held, "text"], pairs)
-        return self
+            trainers.append(train_member(
+                member, data, objective=self.objective, regression_loss=self.regression_loss,
+                batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs,
+                patience=self.patience, lr_schedule=self.lr_schedule, ks=self.ks, checkpoint_dir=ckpt,
+                fingerprint=fp, config=config, random_state=train_seed, progress=self.progress,
+                desc="ImageTextModel" if n == 1 else f"ImageTextModel member {m + 1}/{n}",
+                n_threads=self._head_threads(),
+            ))
+            members.append(member)
+        return members, trainers
 
     def _extra_pairs(self, train: Corpus, pairs: pd.DataFrame) -> pd.DataFrame:
         """Extra training pairs: each image with the sentences of its report's ``extra_texts`` section."""
@@ -619,15 +543,15 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         extra = one.merge(st[["report_id", "text"]], on="report_id")
         return extra.assign(method=f"extra:{self.extra_texts}")[PAIR_COLUMNS]
 
-    def _finish_fit(self, train_texts, pairs=None) -> None:
+    def _finish_fit(self, train_texts, pairs: pd.DataFrame, data: PairData, img_row: dict) -> None:
         """The kNN memory, the describe vocabulary and sentence bank (training texts only)."""
         enc = self.text_encoder_
         self.memory_image_emb_ = self.memory_text_emb_ = None
-        if self.memory_weight > 0 and pairs is not None:
+        if self.memory_weight > 0:
             own = pairs[~pairs["method"].astype(str).str.startswith("extra:")]
             ids = list(dict.fromkeys(own["image_id"]))
-            rows = np.array([self._img_row[i] for i in ids])
-            img = self._encode_image_rows(rows)
+            rows = np.array([img_row[i] for i in ids])
+            img = encode_image_rows(self._members(), data, rows, n_threads=self._head_threads())
             txt = self.encode_texts(own["text"].tolist())  # memory still off: plain text embeddings
             pos = own["image_id"].map({i: r for r, i in enumerate(ids)}).to_numpy()
             mem = np.zeros((len(ids), txt.shape[1]), np.float32)
@@ -698,84 +622,36 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
     def _finetunes_all(self) -> bool:
         return bool(self.finetune_backbone)
 
-    def _text_inputs(self, rows):
-        import torch
-
-        if self._txt_feats is not None:
-            return self._txt_feats[torch.as_tensor(rows, device=self.device_)]
-        enc = self.text_encoder_
-        return enc.forward_tokens(enc.tokenize_batch([self._texts[r] for r in rows]))
-
-    def _loss(self, zi, zt_raw):
-        import torch
-        import torch.nn.functional as F
-
-        if self.objective == "regression":
-            if self.regression_loss == "mse":
-                return F.mse_loss(zi, zt_raw)
-            return (1 - F.cosine_similarity(zi, zt_raw, dim=1)).mean()
-        zt = self.module_.text(zt_raw)
-        zi, zt = F.normalize(zi, dim=1), F.normalize(zt, dim=1)
-        scale = self.module_.logit_scale.exp().clamp(max=100.0)
-        logits = scale * zi @ zt.T
-        labels = torch.arange(len(zi), device=zi.device)
-        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-
     def _members(self) -> list:
-        """The projection modules to encode with: the member being trained, else all ensemble members."""
-        m = getattr(self, "_training_member", None)
-        if m is not None:
-            return [m]
+        """The towers to encode with: the seed-ensemble members (one for a single model)."""
         return list(getattr(self, "members_", None) or [self.module_])
 
-    def _ensemble(self, encode) -> torch.Tensor:  # noqa: F821
-        """``[unit(encode(m)) for m in members] / sqrt(n)`` concatenated (one member: just ``unit(encode)``)."""
-        import torch
-        import torch.nn.functional as F
-
-        members = self._members()
-        parts = []
-        for m in members:
-            m.eval()
-            parts.append(F.normalize(encode(m), dim=1))
-        if len(parts) == 1:
-            return parts[0]
-        return torch.cat(parts, dim=1) / math.sqrt(len(parts))
-
-    def _encode_image_rows(self, rows, batch: int = 1024) -> np.ndarray:
-        import torch
-
-        out = []
-        with torch.inference_mode(), cpu_threads(self._head_threads()):
-            for s in range(0, len(rows), batch):
-                x = self._source(self.module_.backbone, rows[s : s + batch])
-                out.append(self._ensemble(lambda m, x=x: m.image(x)).cpu())
-        return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, self._member_dim()), np.float32)
-
-    def _encode_text_rows(self, rows, batch: int = 1024) -> np.ndarray:
-        import torch
-
-        out = []
-        with torch.inference_mode(), cpu_threads(self._head_threads()):
-            for s in range(0, len(rows), batch):
-                raw = self._text_inputs(rows[s : s + batch])
-                out.append(self._ensemble(lambda m, raw=raw: m.text(raw)).cpu())
-        return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, self._member_dim()), np.float32)
-
     # -- public encoders ----------------------------------------------------
-    def encode_image_features(self, features) -> np.ndarray:
-        """Project precomputed backbone features ``(n, feature_dim)`` to L2-normalised ``(n, dim_)`` float32."""
+    def encode_image_features(self, image_features=None, *, features=None) -> np.ndarray:
+        """Project precomputed backbone features to the joint space.
+
+        Parameters
+        ----------
+        image_features : array-like of shape (n, feature_dim)
+        features : array-like, optional
+            Deprecated alias of ``image_features`` (``FutureWarning``).
+
+        Returns
+        -------
+        ndarray of shape (n, dim_), float32, rows L2-normalised
+        """
         import torch
 
         check_is_fitted(self, "module_")
-        x = np.array(features, dtype=np.float32)
+        image_features = tr.renamed_features(image_features, features, "ImageTextModel.encode_image_features")
+        x = np.array(image_features, dtype=np.float32)
         want = int(self.module_.img_mean.shape[0])
         if x.ndim != 2 or x.shape[1] != want:
             raise ValueError(f"encode_image_features: expected features of shape (n, {want}); got {x.shape}.")
         with torch.inference_mode(), cpu_threads(self._head_threads()):
             xt = torch.from_numpy(x).to(self.device_)
-            z = self._ensemble(lambda m: m.image(xt))
-        return self._with_memory(z.cpu().numpy().astype(np.float32), "image")
+            z = join_members(self._members(), lambda m: m.image(xt))
+        return self._with_memory(z, "image")
 
     def encode_images(self, images) -> np.ndarray:
         """Embed images: a Corpus, images DataFrame, paths or 2-D arrays.
@@ -810,13 +686,14 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
                     raw = enc.forward_tokens(enc.tokenize_batch(texts[s : s + 256]))
                 else:
                     raw = torch.from_numpy(feats[s : s + 256]).to(self.device_)
-                out.append(self._ensemble(lambda m, raw=raw: m.text(raw)).cpu())
+                out.append(join_members(self._members(), lambda m, raw=raw: m.text(raw)))
         if not out:
             return np.zeros((0, self.dim_), np.float32)
-        return self._with_memory(torch.cat(out).numpy().astype(np.float32), "text")
+        return self._with_memory(np.concatenate(out), "text")
 
     # -- inspection -------------------------------------------------------
-    def describe(self, images, k: int = 5, n_sentences: int = 3, *, features=None) -> pd.DataFrame:
+    def describe(self, images=None, k: int = 5, n_sentences: int = 3, *, image_features=None,
+                 features=None) -> pd.DataFrame:
         """Shin's keyword generation: nearest words/phrases and training sentences per image.
 
         Parameters
@@ -826,8 +703,10 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
             Words/phrases per image.
         n_sentences : int, default 3
             Nearest training sentences per image.
-        features : array of shape (n, feature_dim), optional
+        image_features : array of shape (n, feature_dim), optional
             Precomputed backbone features instead of ``images`` (pass ``images=None``).
+        features : array, optional
+            Deprecated alias of ``image_features`` (``FutureWarning``).
 
         Returns
         -------
@@ -842,7 +721,10 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         check_is_fitted(self, "module_")
         check_int(k, "k", "ImageTextModel.describe", min_value=1)
         check_int(n_sentences, "n_sentences", "ImageTextModel.describe", min_value=0)
-        emb = self.encode_image_features(features) if features is not None else self.encode_images(images)
+        image_features = tr.renamed_features(image_features, features, "ImageTextModel.describe")
+        if image_features is None and images is None:
+            raise ValueError("ImageTextModel.describe: pass images or image_features.")
+        emb = self.encode_image_features(image_features) if image_features is not None else self.encode_images(images)
         rows = []
         center = getattr(self, "center_", None)
         for kind, bank, bemb, n in (("word", self.phrases_, self.phrase_emb_, k),
@@ -1035,6 +917,8 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         """
         from safetensors.torch import load_file
 
+        from radmine.img2text.towers import ImageTextTowers
+
         path = Path(path)
         meta = read_saved_meta(path, "model.json", "radmine-image-text-model", "ImageTextModel")
         params = dict(meta["params"])
@@ -1061,7 +945,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         tensors = load_file(str(path / "weights.safetensors"), device="cpu")
         members = []
         for m in range(int(model.n_ensemble)):
-            module = _make_towers(
+            module = ImageTextTowers(
                 meta["image_dim"], meta["text_dim"], objective=model.objective, embed_dim=model.embed_dim,
                 hidden_dim=model.hidden_dim, dropout=model.dropout, input_dropout=model.input_dropout,
                 temperature=model.temperature, backbone=backbone if m == 0 else None,
@@ -1132,11 +1016,7 @@ class ImageTextEnsemble(BaseEstimator):
                             f"got {[type(m).__name__ for m in models]}.")
         for m in models:
             check_is_fitted(m, "module_")
-        w = np.ones(len(models)) if self.weights is None else np.asarray(self.weights, dtype=float)
-        if w.shape != (len(models),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"The 'weights' parameter of ImageTextEnsemble must be {len(models)} non-negative "
-                             f"numbers with a positive sum; got {self.weights!r}.")
-        return np.sqrt(w / w.sum())
+        return member_scales(self.weights, len(models))
 
     def _per_model(self, value, what: str, owner: str) -> list:
         """``value`` once per model: a list/tuple as given (one per model), anything else repeated."""
@@ -1147,7 +1027,8 @@ class ImageTextEnsemble(BaseEstimator):
         return out
 
     def _join(self, parts) -> np.ndarray:
-        return np.concatenate([s * p for s, p in zip(self._scales(), parts)], axis=1).astype(np.float32)
+        self._scales()
+        return join_embeddings(parts, self.weights)
 
     @property
     def dim_(self) -> int:
@@ -1159,9 +1040,13 @@ class ImageTextEnsemble(BaseEstimator):
         self._scales()
         return self._join([m.encode_images(images) for m in self.models])
 
-    def encode_image_features(self, features) -> np.ndarray:
-        """``features``: one ``(n, feature_dim)`` array for all models, or a list with one per model."""
-        feats = self._per_model(features, "feature arrays", "ImageTextEnsemble.encode_image_features")
+    def encode_image_features(self, image_features=None, *, features=None) -> np.ndarray:
+        """``image_features``: one ``(n, feature_dim)`` array for all models, or a list with one per model.
+
+        ``features`` is a deprecated alias of ``image_features`` (``FutureWarning``).
+        """
+        image_features = tr.renamed_features(image_features, features, "ImageTextEnsemble.encode_image_features")
+        feats = self._per_model(image_features, "feature arrays", "ImageTextEnsemble.encode_image_features")
         return self._join([m.encode_image_features(f) for m, f in zip(self.models, feats)])
 
     def encode_texts(self, texts) -> np.ndarray:

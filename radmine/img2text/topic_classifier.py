@@ -337,14 +337,16 @@ class TopicImageClassifier(tr.BackboneInputsMixin, BaseEstimator):
         return out
 
     # -- predict --------------------------------------------------------------
-    def predict_proba(self, images=None, *, features=None) -> np.ndarray:
+    def predict_proba(self, images=None, *, image_features=None, features=None) -> np.ndarray:
         """Topic probabilities.
 
         Parameters
         ----------
         images : Corpus, images DataFrame, paths or 2-D arrays
-        features : array of shape (n, feature_dim), optional
+        image_features : array of shape (n, feature_dim), optional
             Precomputed backbone features instead of images.
+        features : array, optional
+            Deprecated alias of ``image_features`` (``FutureWarning``).
 
         Returns
         -------
@@ -353,16 +355,18 @@ class TopicImageClassifier(tr.BackboneInputsMixin, BaseEstimator):
         import torch
 
         check_is_fitted(self, "module_")
-        if features is None:
-            features = np.nan_to_num(self._backbone_features(images, "TopicImageClassifier.predict_proba"))
+        image_features = tr.renamed_features(image_features, features, "TopicImageClassifier.predict_proba")
+        if image_features is None:
+            image_features = np.nan_to_num(self._backbone_features(images, "TopicImageClassifier.predict_proba"))
         self.module_.eval()
         with torch.inference_mode():
-            x = torch.as_tensor(np.asarray(features, dtype=np.float32), device=self.device_)
+            x = torch.as_tensor(np.asarray(image_features, dtype=np.float32), device=self.device_)
             return torch.softmax(self.module_(x), dim=1).cpu().numpy()
 
-    def predict(self, images=None, *, features=None) -> np.ndarray:
-        """Most probable topic label per image; ndarray of shape (n_images,)."""
-        proba = self.predict_proba(images, features=features)
+    def predict(self, images=None, *, image_features=None, features=None) -> np.ndarray:
+        """Most probable topic label per image; ndarray of shape (n_images,) (arguments as :meth:`predict_proba`)."""
+        image_features = tr.renamed_features(image_features, features, "TopicImageClassifier.predict")
+        proba = self.predict_proba(images, image_features=image_features)
         return self.classes_[proba.argmax(axis=1)]
 
     def score(self, corpus: Corpus | None = None, split: str | None = "dev", *,
@@ -396,7 +400,7 @@ class TopicImageClassifier(tr.BackboneInputsMixin, BaseEstimator):
         lab = lab.drop_duplicates("image_id")
         ids, feats = self._split_features(corpus, lab["image_id"].tolist(), image_features, "TopicImageClassifier.score")
         lab = lab.set_index("image_id").loc[ids].reset_index()
-        proba = self.predict_proba(features=feats)
+        proba = self.predict_proba(image_features=feats)
         cls_index = {c: i for i, c in enumerate(self.classes_)}
         y = np.array([cls_index.get(str(t), -1) for t in lab["topic"]])
         return self._scores(proba, y)

@@ -16,6 +16,7 @@ here:
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ __all__ = [
     "check_features",
     "check_ks",
     "check_numbers",
+    "renamed_features",
     "embed_images",
     "make_embedder",
     "resolved_paths",
@@ -119,6 +121,26 @@ def check_features(features, image_ids, owner: str):
     missing = pd.Index(pd.unique(pd.Series(list(image_ids), dtype=object))).difference(features.index)
     if len(missing):
         raise KeyError(f"{owner}: image_features has no row for {len(missing)} image_id(s), e.g. {list(missing[:5])}.")
+    return features
+
+
+def renamed_features(image_features, features, owner: str):
+    """``image_features``, or the value of its deprecated alias ``features`` (with a ``FutureWarning``).
+
+    Parameters
+    ----------
+    image_features : array-like or DataFrame or None
+    features : array-like or DataFrame or None
+        The old keyword; passing both is a ``TypeError``.
+    owner : str
+        The method, named in the warning and the error.
+    """
+    if features is None:
+        return image_features
+    if image_features is not None:
+        raise TypeError(f"{owner}: pass 'image_features' only (not also its deprecated alias 'features').")
+    warnings.warn(f"{owner}: the 'features' keyword is deprecated; use 'image_features' (same values).",
+                  FutureWarning, stacklevel=3)
     return features
 
 
