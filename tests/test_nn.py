@@ -167,3 +167,16 @@ def test_image_table_and_image_source():
     assert ImageSource(items=[], spec={}).mode == "pixels"
     with pytest.raises(ValueError, match="separable blocks"):
         backbone_stages(object())
+
+
+def test_the_toolkit_imports_no_model_package():
+    import ast
+    from pathlib import Path
+
+    import radmine.nn
+
+    for path in Path(radmine.nn.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not [n for n in names if n.startswith(("radmine.img2text", "radmine.cluster", "radmine.pipeline"))], path
