@@ -46,7 +46,7 @@ from radmine.img2text import training as tr
 from radmine.img2text.metrics import bleu_scores
 from radmine.img2text.training import check_features as _check_features
 from radmine.img2text.training import restrict_split as _restrict_split
-from radmine.nn import Trainer, cpu_threads, local_torch_seed, resolve_device, split_by_group
+from radmine.nn import Trainer, cpu_threads, image_frame, local_torch_seed, resolve_device, split_by_group
 
 logger = logging.getLogger(__name__)
 
@@ -549,7 +549,7 @@ class AnnotationGenerator(BaseEstimator):
     def _features_of(self, corpus_or_images: Any, image_ids: Sequence | None, owner: str) -> np.ndarray:
         """Backbone features ``(n, feature_dim)`` of a corpus's images (``image_ids`` rows) or of images."""
         if isinstance(corpus_or_images, Corpus):
-            im = corpus_or_images.images.assign(path=corpus_or_images.image_paths())
+            im = image_frame(corpus_or_images)
             im = im.drop_duplicates("image_id").set_index("image_id").loc[list(image_ids)].reset_index()
             return tr.embed_images(self._embedder(), im[["image_id", "path"]], owner)
         return tr.embed_images(self._embedder(), corpus_or_images, owner)
@@ -832,7 +832,7 @@ class AnnotationGenerator(BaseEstimator):
                 feats = _check_features(features, ids, owner).loc[ids].to_numpy(np.float32)
                 hyp = self.generate(image_features=feats, beam_size=beam_size)
             elif isinstance(corpus, (Corpus, pd.DataFrame)):
-                table = corpus.images.assign(path=corpus.image_paths()) if isinstance(corpus, Corpus) else corpus
+                table = image_frame(corpus)
                 unknown = pd.Index(ids).difference(pd.Index(table["image_id"]))
                 if len(unknown):
                     raise KeyError(f"{owner}: references has {len(unknown)} image_id(s) that are not in the images, "

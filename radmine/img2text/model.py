@@ -18,6 +18,17 @@ Objectives
 ``"contrastive"`` (CLIP; Radford et al. 2021)
     Both towers project to ``embed_dim``; symmetric InfoNCE over the batch
     with a learnable temperature.
+
+Where the pieces live
+---------------------
+This module orchestrates: the pairs (:func:`image_text_pairs`), the
+estimator (:class:`ImageTextModel`: validation, text encoder, kNN memory,
+describe vocabulary, persistence) and :class:`ImageTextEnsemble`. The torch
+module is :mod:`radmine.img2text.towers`, the losses
+:mod:`radmine.img2text.losses`, one member's training
+:mod:`radmine.img2text.members` (on :class:`radmine.nn.Trainer`), and the
+joining of members (``n_ensemble`` and :class:`ImageTextEnsemble` alike)
+:mod:`radmine.img2text.ensemble`.
 """
 
 from __future__ import annotations
@@ -1090,10 +1101,6 @@ def _jsonable(v):
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-_resolved_paths = tr.resolved_paths  # kept importable from here
-_check_features = tr.check_features
 
 
 def _retrieval_scores(image_emb: np.ndarray, ids: list, pairs: pd.DataFrame, encode_texts, ks) -> dict:

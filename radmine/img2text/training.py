@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 
 from radmine.nn.backbones import set_trainable_blocks
-from radmine.nn.inputs import PREPROCESS, PREPROCESSINGS, ImageSource, image_table, pixel_features, prefix_maps
+from radmine.nn.inputs import (
+    PREPROCESS,
+    PREPROCESSINGS,
+    ImageSource,
+    image_frame,
+    image_table,
+    pixel_features,
+    prefix_maps,
+)
 from radmine.nn.runtime import cpu_threads
 from radmine.nn.trainer import Trainer
 
@@ -77,19 +85,13 @@ def embed_images(embedder, images, owner: str) -> np.ndarray:
     """Features ``(n, dim)`` float32 of ``images`` (see :func:`radmine.nn.image_table`)."""
     import pandas as pd
 
-    from radmine.corpus import Corpus
-
-    if isinstance(images, (Corpus, pd.DataFrame)):
-        if isinstance(images, Corpus):
-            tab = images.images.copy()
-            tab["path"] = images.image_paths()
-            images = tab
+    images = image_frame(images)
+    if isinstance(images, pd.DataFrame):
         feats = embedder.transform(images)
     else:
         items, _ = image_table(images, owner)
         feats = embedder.transform(items)
     return np.asarray(feats, dtype=np.float32)
-
 
 
 # ---------------------------------------------------------------------------
@@ -108,7 +110,7 @@ def restrict_split(corpus, split: str | None, owner: str):
 
 def resolved_paths(corpus, im) -> list:
     """Absolute paths of the images ``im`` (rows of ``corpus.images``), in ``im`` order."""
-    paths = corpus.images.assign(_p=corpus.image_paths()).set_index("image_id")["_p"]
+    paths = image_frame(corpus).set_index("image_id")["path"]
     return [paths.get(i) for i in im["image_id"]]
 
 
@@ -244,17 +246,11 @@ class BackboneInputsMixin:
 
     def _backbone_features(self, images, owner: str) -> np.ndarray:
         """Backbone features ``(n, dim)`` of images (Corpus, DataFrame, paths, arrays) for inference."""
-        from radmine.corpus import Corpus
-
         if self._trains_backbone():
             items, _ = image_table(images, owner)
             self.module_.eval()
             with cpu_threads(None):
                 return pixel_features(self.module_.backbone, items, self._spec_, self.device_).cpu().numpy()
-        if isinstance(images, Corpus):
-            tab = images.images.copy()
-            tab["path"] = images.image_paths()
-            images = tab
         return embed_images(self._embedder(), images, owner)
 
     def _split_features(self, corpus, ids, image_features, owner):

@@ -1,5 +1,6 @@
 """Images in, tensors out: every way a model reads images.
 
+* :func:`image_frame` -- a Corpus's images table with absolute paths;
 * :func:`image_table` -- a Corpus, an images DataFrame, a path, a list of paths
   or arrays, or an array of images, normalised to a list of items (path or array);
 * :func:`pixel_tensor` -- one item to a preprocessed ``(3, S, S)`` tensor under
@@ -33,6 +34,26 @@ PREPROCESSINGS = {
     "plain": {**PREPROCESS, "crop": "none"},
     "content": {"channels": "replicate", "resize": "pad", "intensity": "percentile", "crop": "content"},
 }
+
+
+def image_frame(images):
+    """A Corpus's ``images`` table with the absolute ``path`` of every image; anything else unchanged.
+
+    Parameters
+    ----------
+    images : Corpus or any
+        Relative paths of a Corpus are resolved against its root
+        (:meth:`radmine.Corpus.image_paths`).
+
+    Returns
+    -------
+    DataFrame (for a Corpus) or ``images``
+    """
+    from radmine.corpus import Corpus
+
+    if isinstance(images, Corpus):
+        return images.images.assign(path=images.image_paths())
+    return images
 
 
 def image_table(images, owner: str):
