@@ -184,7 +184,8 @@ def _placeholders(text: str) -> list[str]:
 
 # -- the runner ------------------------------------------------------------
 MANIFEST = Artifact(RUN, "manifest.json", "json",
-                    "finished steps: fingerprint, status, seconds, summary, info, outputs (size + SHA-256 of each file), finished_at")
+                    "finished steps: fingerprint, status, seconds, summary, info, "
+                    "outputs (size + SHA-256 of each file), finished_at")
 LOCK = Artifact(RUN, ".radmine.lock", "lock", "the lock a run holds on DIR (empty when no run is active)")
 CONFIG = Artifact(RUN, "config.json", "json", "the settings of the last run (defaults + config file + --set)")
 QUARANTINE = Artifact(RUN, "quarantine.csv", "csv", "every item a step skipped", columns=("step", "source", "item", "reason"))
@@ -251,7 +252,8 @@ CLUSTER_CHECKPOINTS = Artifact("cluster", "cluster/checkpoints", "checkpoints",
 # -- img2text --------------------------------------------------------------
 METRICS = Artifact("img2text", "img2text/metrics.json", "json",
                    "Recall@K both ways, median/mean rank, n_images, n_texts, eval_split ({} when skipped)")
-IMG2TEXT_HISTORY = Artifact("img2text", "img2text/history.parquet", "parquet", "one row per epoch (and ensemble member)", columns=("epoch",))
+IMG2TEXT_HISTORY = Artifact("img2text", "img2text/history.parquet", "parquet", "one row per epoch (and ensemble member)",
+                            columns=("epoch",))
 IMG2TEXT_MODEL = Artifact("img2text", "img2text/model", "model",
                           'the fitted model, ImageTextModel.load("DIR/img2text/model")')
 DESCRIBE = Artifact("img2text", "img2text/describe.parquet", "parquet",

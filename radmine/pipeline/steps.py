@@ -351,7 +351,7 @@ def step_cluster(ctx: RunContext) -> dict[str, Any]:
         clusterer.save(tmp)
     assign = pd.DataFrame({"image_id": clusterer.image_ids_, "cluster": clusterer.labels_})
     save_table(ctx, assign, artifacts.ASSIGNMENTS)
-    info_df = clusterer.cluster_info(corpus)
+    info_df = clusterer.get_cluster_info(corpus)
     save_table(ctx, _jsonable(info_df), artifacts.CLUSTER_INFO)
     save_table(ctx, clusterer.history_, artifacts.CLUSTER_HISTORY)
     from radmine.plotting import clusters as cplot
@@ -438,7 +438,7 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
     shown = shown.head(ctx.config["report"]["n_examples"])
     rows = []
     if len(shown):
-        desc = model.describe(None, k=5, n_sentences=1, features=features.loc[shown["image_id"]].to_numpy(np.float32))
+        desc = model.describe(None, k=5, n_sentences=1, image_features=features.loc[shown["image_id"]].to_numpy(np.float32))
         for i, img in enumerate(shown.itertuples()):
             d = desc[desc["image"] == i]
             rows.append({
