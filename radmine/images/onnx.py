@@ -84,8 +84,10 @@ def sscd_install_command() -> str:
 
 
 def is_onnx_name(name: str) -> bool:
-    """Whether backbone ``name`` is an ONNX model: ``"onnx:<path>"``, a ``*.onnx`` path or an SSCD name."""
-    return name.startswith(ONNX_PREFIX) or name in SSCD_MODELS or name.lower().endswith(".onnx")
+    """Whether backbone ``name`` is an ONNX model: ``"onnx:<path>"``, a ``*.onnx`` file path or an SSCD name."""
+    if name.startswith(ONNX_PREFIX) or name in SSCD_MODELS:
+        return True
+    return name.lower().endswith(".onnx") and not name.startswith("hf:") and not Path(name).is_dir()
 
 
 def resolve_onnx_model(name: str) -> Path:
@@ -320,6 +322,13 @@ def _make_class():
             g = self.graph
             return (f"name={self.name!r}, dim={self.dim}, weights_id={self.weights_id[:19]!r}, "
                     f"input={g['dtype'].__name__} {g['layout']}, image_size={self.input_spec['image_size']}")
+
+        def __deepcopy__(self, memo):
+            """A new backbone on the same file and settings (onnxruntime sessions cannot be copied)."""
+            float_input = self.graph["dtype"] != np.uint8
+            return type(self)(self.path, name=self.name, image_size=self.input_spec["image_size"],
+                              mean=self.input_spec["mean"] if float_input else None,
+                              std=self.input_spec["std"] if float_input else None)
 
         def session(self, device_type: str = "cpu"):
             """The onnxruntime session for ``device_type`` and torch's current thread count."""
