@@ -117,7 +117,7 @@ def main() -> None:
                      "vocabulary": len(gen.vocabulary_), "fit_seconds": t_fit})
         for beam in (1, 3):
             t0 = time.perf_counter()
-            hyp = gen.generate(features=dv_F, beam_size=beam)
+            hyp = gen.generate(image_features=dv_F, beam_size=beam)
             name = f"CNN + GRU, {'greedy' if beam == 1 else f'beam {beam}'}"
             per_seed.setdefault(name, []).append((bleu_scores(hyp, refs), t_fit + time.perf_counter() - t0))
     for name, runs in per_seed.items():

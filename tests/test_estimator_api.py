@@ -40,8 +40,8 @@ ESTIMATORS = {
     radmine.JointClusterer: lambda e: e.predict(features=FEATURES),
     radmine.ImageTextModel: lambda e: e.encode_texts(["no effusion"]),
     ImageTextEnsemble: None,  # holds already fitted models; nothing of its own to learn
-    radmine.TopicImageClassifier: lambda e: e.predict(features=FEATURES),
-    radmine.AnnotationGenerator: lambda e: e.generate(features=FEATURES),
+    radmine.TopicImageClassifier: lambda e: e.predict(image_features=FEATURES),
+    radmine.AnnotationGenerator: lambda e: e.generate(image_features=FEATURES),
     Word2VecTextEncoder: lambda e: e.transform(["no effusion"]),
     TransformersTextEncoder: lambda e: e.transform(["no effusion"]),
     ImageIndex: lambda e: e.search(FEATURES),
