@@ -81,3 +81,14 @@ def test_plots(table):
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == tm.get_topic(0, 3)["word"].tolist()
     with pytest.raises(KeyError, match="Unknown topic"):
         tplot.barchart(tm, topics=[9])
+
+
+def test_default_candidates_are_minings():
+    """One rule for K: select_n_topics' default candidates are `radmine mine`'s [topics] candidates."""
+    import inspect
+
+    from radmine.pipeline.config import default_config
+    from radmine.topics.selection import N_TOPICS_CANDIDATES, select_n_topics
+
+    assert inspect.signature(select_n_topics).parameters["n_topics"].default == N_TOPICS_CANDIDATES
+    assert list(N_TOPICS_CANDIDATES) == default_config()["topics"]["candidates"]

@@ -382,6 +382,75 @@ def test_tomotopy_defaults_alpha_and_sweeps(blocks):
         radmine.TopicModel(3, alpha=-1.0).fit(texts)
 
 
+def test_pool_topics_keeps_best_distinct_topics():
+    from radmine.topics.model import pool_topics
+
+    # 3 terms; chain 0: topics on terms 0 and 1; chain 1: a near copy of term 0's topic and one on term 2
+    lam0 = np.array([[9.0, 1.0, 0.1], [0.1, 9.0, 1.0]])
+    lam1 = np.array([[8.0, 1.5, 0.1], [1.0, 0.1, 9.0]])
+    scores = np.array([0.5, 0.1, 0.6, 0.3])  # the copy scores best
+    lam, alpha, picked = pool_topics([lam0, lam1], [np.array([0.1, 0.2]), np.array([0.3, 0.4])], scores, 2)
+    assert picked.tolist() == [2, 3]  # the copy, then term 2's topic; term 0's topic is the same as the copy
+    np.testing.assert_allclose(lam, np.vstack([lam1[0], lam1[1]]))
+    np.testing.assert_allclose(alpha, [0.3, 0.4])
+    # fewer distinct topics than asked: the best of the rest fill up; NaN scores rank last
+    _, _, picked = pool_topics([lam0, lam1], [np.ones(2), np.ones(2)], np.array([np.nan, 0.1, 0.6, 0.3]), 4)
+    assert picked.tolist() == [2, 3, 1, 0]
+
+
+def test_n_chains_pools_seeded_chains(blocks):
+    from radmine.topics.model import chain_seed, tomotopy_chains
+
+    assert tomotopy_chains(3_000, 1000) == 6 and tomotopy_chains(30_000, 500) == 3 and tomotopy_chains(10**6, 500) == 1
+    assert chain_seed(5, 0) == 5 and chain_seed(5, 1) == chain_seed(5, 1) != chain_seed(6, 1)
+    texts, truth = blocks
+    one = radmine.TopicModel(3, random_state=2, n_chains=1, **FAST).fit(texts)
+    assert one.n_chains_ == 1 and np.isnan(one.chain_scores_).all()
+    auto = radmine.TopicModel(3, random_state=2, iterations=50, **FAST).fit(texts)
+    assert auto.n_chains_ == tomotopy_chains(int(auto.documents_["n_terms"].sum()), 50) == 6
+    pooled = radmine.TopicModel(3, random_state=2, n_chains=3, iterations=50, **FAST).fit(texts)
+    again = radmine.TopicModel(3, random_state=2, n_chains=3, iterations=50, **FAST).fit(texts)
+    assert pooled.n_chains_ == 3 and pooled.chain_scores_.shape == (9,)
+    np.testing.assert_array_equal(pooled.components_, again.components_)
+    # the kept topics are the three blocks, one each
+    for t in range(3):
+        words = set(pooled.get_topic(t, n_words=6)["word"])
+        assert max(len(words & set(b)) for b in BLOCKS) == 6
+    assert radmine.TopicModel(3, random_state=2, backend="gensim", **FAST).fit(texts).n_chains_ == 1
+    with pytest.raises(ValueError, match="n_chains"):
+        radmine.TopicModel(3, n_chains=0).fit(texts)
+
+
+def test_window_npmi_known_answer_and_gensim():
+    from gensim.corpora import Dictionary
+    from gensim.models import CoherenceModel
+
+    from radmine.topics.model import window_npmi
+
+    tokens = [["a", "b"], ["a", "b"], ["c", "d"]]
+    got = window_npmi([["a", "b"], ["a", "c"], ["a"]], tokens)
+    assert got[0] == pytest.approx(1.0)  # a and b always together
+    eps = 1e-12
+    assert got[1] == pytest.approx(np.log(eps / (2 / 3 * 1 / 3)) / -np.log(eps))  # never together: about -0.95
+    assert np.isnan(got[2])
+    # long texts: sliding windows of 10 tokens, no word repeated inside a window -> gensim's c_npmi
+    rng = np.random.default_rng(0)
+    vocab = [f"w{i}" for i in range(40)]
+    texts = [list(rng.permutation(vocab)[: rng.integers(3, 30)]) for _ in range(60)]
+    topics = [list(rng.choice(vocab, 6, replace=False)) for _ in range(4)]
+    ref = CoherenceModel(topics=topics, texts=texts, dictionary=Dictionary(texts), coherence="c_npmi", processes=1)
+    np.testing.assert_allclose(window_npmi(topics, texts), ref.get_coherence_per_topic(), atol=1e-9)
+
+
+def test_pooled_topics_are_scored_on_the_full_text():
+    tm = radmine.TopicModel(3, mark_negation="drop", drop_normal=True)
+    texts = ["The lungs are clear. No pleural effusion. Mild cardiomegaly."]
+    assert tm.make_preprocessor().fit_transform(texts) == [["mild", "cardiomegaly"]]
+    full = tm.make_reference_preprocessor().fit_transform(texts)[0]
+    assert {"lungs", "clear", "effusion", "cardiomegaly"} <= set(full)
+    assert "NEG_effusion" in radmine.TopicModel(3, mark_negation=True, phrases=False).make_reference_preprocessor().fit_transform(texts)[0]
+
+
 def test_drop_normal_leaves_out_normal_template_clauses():
     texts = ["Heart size is normal. Mild cardiomegaly, the lungs are clear. Osseous structures intact."]
     assert pp.tokenize_segments(texts, drop_normal=True) == [[["mild", "cardiomegaly"]]]

@@ -24,6 +24,10 @@ logger = logging.getLogger(__name__)
 
 MEASURES = ("perplexity", "c_v", "c_npmi", "u_mass")
 
+#: The K tried by default: :func:`select_n_topics` and ``radmine mine`` (``[topics] candidates``;
+#: a test keeps the two equal). Measured c_npmi of the defaults on Open-i: docs/topics.md, "Choosing K".
+N_TOPICS_CANDIDATES = (5, 10, 20)
+
 
 def _holdout_mask(X: Any, docs: pd.DataFrame, holdout: float, random_state: int | None) -> np.ndarray:
     """True for held-out documents; a Corpus is split by patient (never a patient on both sides)."""
@@ -43,7 +47,7 @@ def _holdout_mask(X: Any, docs: pd.DataFrame, holdout: float, random_state: int 
 
 def select_n_topics(
     X: Any,
-    n_topics: Sequence[int] = (10, 20, 40, 80),
+    n_topics: Sequence[int] = N_TOPICS_CANDIDATES,
     *,
     holdout: float = 0.2,
     random_state: int | None = 0,
@@ -56,7 +60,7 @@ def select_n_topics(
     Parameters
     ----------
     X : Corpus or list/Series of str
-    n_topics : sequence of int
+    n_topics : sequence of int, default :data:`N_TOPICS_CANDIDATES` (5, 10, 20)
         Values of K to try.
     holdout : float, default 0.2
         Fraction of documents held out for perplexity (a Corpus is split by
