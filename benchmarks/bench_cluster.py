@@ -1,21 +1,31 @@
-"""Benchmark: joint image clustering (Wang et al., WACV 2017) on the shared MedPix 2.0 images.
+"""Benchmark: image clusters (Wang et al., WACV 2017) on the shared MedPix 2.0 images.
 
-Prints NMI / AMI / purity of the final clusters against the known labels
-(modality x location category, and plane) for
+For each feature set and each k, fits ``JointClusterer`` with several settings on the
+images of ``--subset`` (all 1,850, the ``train`` cases or the ``dev`` cases) and prints
+NMI / AMI / purity against modality x location category, mean ± sd over ``--seeds``
+random states, with the number of rounds and the NMI trace of the last seed (one
+value per round: the convergence trace):
 
-a. one-shot k-means (+ RIM refine) on pretrained EfficientNet-Lite0 features;
-b. the loop from those features (``finetune_mode="adapter"`` on CPU; ``--mode
-   backbone`` fine-tunes the whole CNN, which wants a GPU);
-c. the loop from a random CNN (whole network trained, small images);
+* ``one-shot k-means``: one round of k-means on the reduced features (no refine,
+  no neighbour graph) -- the baseline at equal k;
+* ``one-shot k-means + RIM``: the same with the RIM refine/merge step (may lower k);
+* ``loop, k-means space``: the fine-tuning loop in k-means space
+  (``finetune=True, n_neighbors=None``), the previous default;
+* ``default``: ``JointClusterer()``'s settings (one round, k-means in the
+  spectral embedding of the 20-nearest-neighbour graph, RIM refine);
+* ``default + loop``: the same with the fine-tuning loop (``finetune=True``).
 
-plus the time per round and faiss vs scikit-learn k-means time at equal k.
-Pretrained features come from the ImageEmbedder cache
-(``benchmarks/results/cache``), so reruns are fast.
+Feature sets: ``effnet`` (EfficientNet-Lite0 via ``ImageEmbedder``, cached in
+``benchmarks/results/cache``), ``random_cnn`` (the random CNN at 64 px, cached),
+and precomputed ``.npz`` files (arrays ``X`` and ``image_id``) given with
+``--npz name=path`` (e.g. SSCD embeddings).
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_cluster.py            # full (~10 min on 2 CPU cores)
-    .venv/bin/python benchmarks/bench_cluster.py --quick    # short run
+    .venv/bin/python benchmarks/bench_cluster.py --subset train --k 10 30 50 --npz sscd=FILE.npz
+    .venv/bin/python benchmarks/bench_cluster.py --subset all --k 10 30 --npz sscd=FILE.npz
+    .venv/bin/python benchmarks/bench_cluster.py --subset dev --k 10 --npz sscd=FILE.npz
+    .venv/bin/python benchmarks/bench_cluster.py --quick                                   # one seed, k=10
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,161 +42,106 @@ import pandas as pd
 import radmine
 from radmine import _paths
 from radmine.cluster import loop
-from radmine.cluster.naming import format_words
 
 HERE = Path(__file__).resolve().parent
 
-
-def fmt_table(rows, title):
-    df = pd.DataFrame(rows)
-    return f"\n{title}\n" + df.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+METHODS = {
+    "one-shot k-means": dict(finetune=False, n_neighbors=None, merge=False),
+    "one-shot k-means + RIM": dict(finetune=False, n_neighbors=None, merge=True),
+    "loop, k-means space": dict(finetune=True, n_neighbors=None, merge=True),
+    "default": dict(),
+    "default + loop": dict(finetune=True),
+}
 
 
 def truths(corpus):
     im = corpus.images
     mod_loc = (im["modality"].astype(str) + " x " + im["location_category"].astype(str)).to_numpy()
-    plane = im["plane"].fillna("none").astype(str).to_numpy()
     split = im["report_id"].map(corpus.reports.set_index("report_id")["split"]).fillna("").to_numpy()
-    return mod_loc, plane, split
+    return mod_loc, split
 
 
-def score(name, labels, mod_loc, plane, split, extra=None):
-    dev = split == "dev"
-    row = {
-        "method": name,
-        "k": int(len(np.unique(labels))),
-        "NMI mod x loc": loop.nmi(mod_loc, labels),
-        "AMI mod x loc": loop.ami(mod_loc, labels),
-        "purity mod x loc": loop.purity(mod_loc, labels),
-        "NMI plane": loop.nmi(plane, labels),
-        "purity plane": loop.purity(plane, labels),
-        "NMI mod x loc (dev)": loop.nmi(mod_loc[dev], np.asarray(labels)[dev]) if dev.any() else float("nan"),
-    }
-    row.update(extra or {})
-    return row
-
-
-def pretrained_features(corpus, batch_size, progress):
-    emb = radmine.ImageEmbedder("efficientnet_lite0", batch_size=batch_size, cache_dir=HERE / "results" / "cache",
-                                progress=progress)
-    t = time.time()
-    F = emb.fit().transform(corpus)
-    return F, time.time() - t, emb.n_cached_
-
-
-def kmeans_timing(Z, k, seed=0):
-    rows = []
-    for engine in ("faiss", "sklearn"):
-        t = time.time()
-        lab, _ = loop.kmeans(Z, k, seed=seed, niter=25, nredo=1, engine=engine)
-        rows.append({"engine": engine, "n": len(Z), "dim": Z.shape[1], "k": k, "seconds": time.time() - t})
-    base = rows[0]["seconds"]
-    for r in rows:
-        r["ratio vs faiss"] = r["seconds"] / base
-    return rows
+def feature_sets(corpus, names, npz, batch_size):
+    ids = corpus.images["image_id"].astype(str).to_numpy()
+    out = {}
+    for name in names:
+        if name in ("effnet", "random_cnn"):
+            kw = dict(pretrained=False, image_size=64, random_state=0) if name == "random_cnn" else {}
+            emb = radmine.ImageEmbedder("efficientnet_lite0" if name == "effnet" else "random_cnn", batch_size=batch_size,
+                                        cache_dir=HERE / "results" / "cache", progress=False, **kw)
+            out[name] = emb.fit().transform(corpus).astype(np.float32)
+    for spec in npz:
+        name, path = spec.split("=", 1)
+        data = np.load(path, allow_pickle=True)
+        pos = pd.Series(np.arange(len(data["image_id"])), index=data["image_id"].astype(str))
+        out[name] = data["X"][pos.reindex(ids).to_numpy()].astype(np.float32)
+    return out
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer rounds, smaller random CNN run")
-    ap.add_argument("--k", type=int, default=50, help="k-means clusters in round 0 (default 50)")
-    ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--mode", choices=["adapter", "backbone"], default="adapter",
-                    help="fine-tuning of the pretrained loop (b); 'backbone' needs a GPU for a full run")
-    ap.add_argument("--random-size", type=int, default=64, help="image size of the random-CNN loop (c)")
-    ap.add_argument("--skip-random", action="store_true")
+    ap.add_argument("--subset", choices=["all", "train", "dev"], default="all",
+                    help="images clustered: all, or only those of the train / dev cases")
+    ap.add_argument("--k", type=int, nargs="+", default=[10, 30])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--features", nargs="+", default=["effnet", "random_cnn"],
+                    help="feature sets computed here: effnet, random_cnn")
+    ap.add_argument("--npz", nargs="*", default=[], help="NAME=PATH of precomputed features (X, image_id)")
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", default=None, help="also write the results as JSON here")
-    ap.add_argument("--docs-table", action="store_true", help="print the cluster table as markdown")
+    ap.add_argument("--quick", action="store_true", help="one seed, k=10")
+    ap.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.seeds, args.k = 1, [10]
 
     folder = _paths.medpix_dir()
     if folder is None:
         raise SystemExit("MedPix 2.0 not found: set $RADMINE_CORPORA or put it in ../shared/corpora")
     corpus = radmine.read_medpix(folder, progress=False)
-    mod_loc, plane, split = truths(corpus)
-    n_rounds = args.rounds or (3 if args.quick else 5)
-    print(f"MedPix 2.0: {corpus.n_images} images; {len(set(mod_loc))} modality x location classes, "
-          f"{len(set(plane))} planes; k={args.k}, rounds<={n_rounds}")
-
-    F, t_feat, n_cached = pretrained_features(corpus, args.batch_size, progress=not args.quick)
-    print(f"EfficientNet-Lite0 features (224 px): {F.shape}, {t_feat:.1f}s ({n_cached} from cache)")
-    ok = np.isfinite(F).all(1)
-    if not ok.all():
-        print(f"  {int((~ok).sum())} unreadable images left out")
-    images = corpus.images[ok].reset_index(drop=True)
-    F, mod_loc, plane, split = F[ok], mod_loc[ok], plane[ok], split[ok]
-    sub = radmine.Corpus(corpus.reports, images, annotations=corpus.annotations, root=corpus.root, name="medpix")
-
-    common = dict(n_clusters=args.k, random_state=args.seed, progress=False, batch_size=args.batch_size)
-    print("(NMI depends on k: compare rows at similar k; AMI corrects for chance)")
-    rows, hist = [], {}
-    # (a0) plain k-means, no refine; (a) one-shot k-means + RIM refine
-    for name, merge in [("a0. one-shot k-means (no refine), pretrained", False),
-                        ("a. one-shot k-means + RIM, pretrained", True)]:
-        t = time.time()
-        jc = radmine.JointClusterer(finetune=False, merge=merge, **common).fit(sub, features=F)
-        rows.append(score(name, jc.labels_, mod_loc, plane, split, {"rounds": 1, "s/round": time.time() - t}))
-        one_shot = jc
-    # (b) the loop from pretrained features
-    t = time.time()
-    jl = radmine.JointClusterer(finetune=True, finetune_mode=args.mode, n_rounds=n_rounds, finetune_epochs=3
-                                if args.mode == "adapter" else 1, lr=1e-3 if args.mode == "adapter" else 1e-4,
-                                image_size=128 if args.mode == "backbone" else None, **common)
-    jl.fit(sub, features=F, y_true=mod_loc)
-    rows.append(score(f"b. loop ({args.mode}), pretrained", jl.labels_, mod_loc, plane, split,
-                      {"rounds": len(jl.history_), "s/round": (time.time() - t) / len(jl.history_)}))
-    hist["b"] = jl.history_
-    # (c) the loop from a random CNN
-    if not args.skip_random:
-        t = time.time()
-        jr = radmine.JointClusterer(backbone="random_cnn", pretrained=False, image_size=args.random_size,
-                                    finetune=True, n_rounds=2 if args.quick else n_rounds, finetune_epochs=1,
-                                    lr=1e-3, **common)
-        jr.fit(sub, y_true=mod_loc)
-        r0 = jr.history_.iloc[0]
-        rows.append({"method": "c0. one-shot k-means, random CNN", "k": int(r0["n_clusters"]),
-                     "NMI mod x loc": r0["nmi_true"], "AMI mod x loc": r0["ami_true"],
-                     "purity mod x loc": r0["purity_true"], "rounds": 1})
-        rows.append(score(f"c. loop (backbone), random CNN {args.random_size}px", jr.labels_, mod_loc, plane,
-                          split, {"rounds": len(jr.history_), "s/round": (time.time() - t) / len(jr.history_)}))
-        hist["c"] = jr.history_
-
-    print(fmt_table(rows, "Final clusters vs known labels (MedPix, all images)"))
-    base = rows[1]["NMI mod x loc"]
-    best = rows[2]["NMI mod x loc"]
-    print(f"\nloop (b) vs one-shot (a): NMI {best:.3f} vs {base:.3f} ({best - base:+.3f}, "
-          f"{100 * (best - base) / base:+.1f}%)")
-    cols = ["round", "n_clusters", "nmi_prev", "purity_prev", "nmi_true", "purity_true", "size_min",
-            "size_median", "size_max", "n_empty_reseeded", "n_merged", "finetune_loss", "val_acc", "seconds"]
-    for key, h in hist.items():
-        print(fmt_table(h[[c for c in cols if c in h]].to_dict("records"), f"Convergence history ({key})"))
-
-    Z = one_shot.features_
-    print(fmt_table(kmeans_timing(Z, args.k, args.seed), "k-means time at equal k (same features, 25 iterations)"))
-
-    info = jl.get_cluster_info(sub, n_words=8)
-    im = images.set_index("image_id")
-    info["majority"] = [pd.Series(mod_loc[jl.labels_ == c]).value_counts().index[0] for c in info["cluster"]]
-    info["share"] = [pd.Series(mod_loc[jl.labels_ == c]).value_counts(normalize=True).iloc[0]
-                     for c in info["cluster"]]
-    info["plane"] = [im.loc[list(jl.members(c)), "plane"].value_counts().index[0] for c in info["cluster"]]
-    show = info.head(20 if args.quick else len(info))
-    print("\nClusters of the loop (b), largest first")
-    for r in show.itertuples():
-        print(f"#{r.cluster:>3} ({r.size:>3}) {r.name:<36} | {r.majority:<40} {r.share:.2f} {r.plane:<9} | "
-              f"{format_words(r.top_words, 6)}")
-    if args.docs_table:
-        print("\n| cluster | size | name (distinctive words) | top words (count) | majority modality x location "
-              "(share) | plane |")
-        print("|---|---|---|---|---|---|")
-        for r in info.itertuples():
-            print(f"| {r.cluster} | {r.size} | {r.name} | {format_words(r.top_words, 5)} | "
-                  f"{r.majority} ({r.share:.0%}) | {r.plane} |")
+    y, split = truths(corpus)
+    feats = feature_sets(corpus, args.features, args.npz, args.batch_size)
+    keep = np.ones(len(y), bool) if args.subset == "all" else split == args.subset
+    print(f"MedPix 2.0: {int(keep.sum())} images ({args.subset}); {len(set(y[keep]))} modality x location classes; "
+          f"seeds 0..{args.seeds - 1}")
+    rows = []
+    for fname, F in feats.items():
+        ok = keep & np.isfinite(F).all(1)
+        X, yt = F[ok], y[ok]
+        for k in args.k:
+            for method in args.methods:
+                nmi, ami, pur, kk, rounds, t = [], [], [], [], [], time.time()
+                for seed in range(args.seeds):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        jc = radmine.JointClusterer(n_clusters=k, random_state=seed, progress=False, device="cpu",
+                                                    **METHODS[method]).fit(None, features=X, y_true=yt)
+                    nmi.append(loop.nmi(yt, jc.labels_))
+                    ami.append(loop.ami(yt, jc.labels_))
+                    pur.append(loop.purity(yt, jc.labels_))
+                    kk.append(jc.n_clusters_)
+                    rounds.append(len(jc.history_))
+                row = {"features": fname, "k": k, "method": method, "NMI": f"{np.mean(nmi):.3f} ± {np.std(nmi):.3f}",
+                       "AMI": f"{np.mean(ami):.3f} ± {np.std(ami):.3f}", "purity": f"{np.mean(pur):.3f}",
+                       "k final": f"{np.mean(kk):.0f}", "rounds": f"{np.mean(rounds):.1f}",
+                       "NMI per round (last seed)": " ".join(f"{v:.3f}" for v in jc.history_["nmi_true"]),
+                       "s/fit": f"{(time.time() - t) / args.seeds:.1f}", "nmi_mean": float(np.mean(nmi))}
+                rows.append(row)
+                print(" | ".join(str(v) for key, v in row.items() if key != "nmi_mean"), flush=True)
+    df = pd.DataFrame(rows)
+    print(f"\nClusters vs modality x location (MedPix, {args.subset} images, mean ± sd over {args.seeds} seeds)")
+    print(df.drop(columns="nmi_mean").to_string(index=False))
+    base = df[df["method"] == "one-shot k-means"].set_index(["features", "k"])["nmi_mean"]
+    print("\nNMI gain over one-shot k-means at the same k:")
+    for r in df[df["method"] != "one-shot k-means"].itertuples():
+        print(f"  {r.features:>10} k={r.k:<3} {r.method:<24} {r.nmi_mean - base[(r.features, r.k)]:+.3f}")
+    print("\n| features | k | method | NMI | AMI | purity | k final | rounds | NMI per round |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['features']} | {r['k']} | {r['method']} | {r['NMI']} | {r['AMI']} | {r['purity']} | "
+              f"{r['k final']} | {r['rounds']} | {r['NMI per round (last seed)']} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "history": {k: v.to_dict("records")
-                                               for k, v in hist.items()}}, indent=2, default=float))
+        Path(args.json).write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def pattern_images(n_per=16, size=32, seed=0):
 def small_loop(**kw):
     """The paper's loop (whole random CNN fine-tuned on pixels, one epoch per round), tiny."""
     params = dict(n_clusters=4, backbone="random_cnn", pretrained=False, image_size=32, n_rounds=3, pca_dim=8,
-                  finetune_mode="backbone", finetune_epochs=1,
+                  finetune=True, finetune_mode="backbone", finetune_epochs=1,
                   whiten=False,
                   batch_size=32, lr=1e-3, merge=False, min_cluster_size=2, progress=False, random_state=0,
                   device="cpu", tol=0.0)
@@ -144,9 +144,9 @@ def test_one_shot_on_blobs_recovers_classes():
 
 def test_merge_lowers_cluster_count_towards_truth():
     X, y = blobs(600, centers=4, d=32, std=1.5, seed=2)
-    base = radmine.JointClusterer(n_clusters=10, finetune=False, pca_dim=16, merge=False, progress=False,
+    base = radmine.JointClusterer(n_clusters=10, finetune=False, pca_dim=16, merge=False, n_neighbors=None, progress=False,
                                   random_state=0).fit(None, features=X)
-    rim = radmine.JointClusterer(n_clusters=10, finetune=False, pca_dim=16, merge=True, merge_reg=1.0,
+    rim = radmine.JointClusterer(n_clusters=10, finetune=False, pca_dim=16, merge=True, merge_reg=1.0, n_neighbors=None,
                                  progress=False, random_state=0).fit(None, features=X)
     assert base.n_clusters_ == 10
     assert rim.n_clusters_ < 10 and rim.history_.loc[0, "n_merged"] == 10 - rim.n_clusters_
@@ -185,7 +185,7 @@ def test_errors():
     with pytest.raises(ValueError, match="images .* or 'features'"):
         radmine.JointClusterer(finetune=False).fit(None)
     with pytest.raises(ValueError, match="fine-tuning the backbone needs the images"):
-        radmine.JointClusterer(n_clusters=3, finetune_mode="backbone").fit(None, features=X)
+        radmine.JointClusterer(n_clusters=3, finetune=True, finetune_mode="backbone").fit(None, features=X)
     with pytest.raises(ValueError, match="'merge' parameter"):
         radmine.JointClusterer(merge="nope").fit(None, features=X)
     with pytest.raises(ValueError, match="'dev_fraction' parameter of JointClusterer must be a float in \\[0, 1\\)"):
@@ -350,7 +350,7 @@ def test_embedded_corpus_image_classes_recovered(embedded_corpus):
 
 def test_adapter_mode_from_features_and_resume(tmp_path):
     X, y = blobs(300, centers=3, d=16, std=2.0)
-    kw = dict(n_clusters=3, finetune_mode="adapter", n_rounds=3, tol=0.0, pca_dim=8, merge=False, batch_size=64,
+    kw = dict(n_clusters=3, finetune=True, finetune_mode="adapter", n_rounds=3, tol=0.0, pca_dim=8, merge=False, batch_size=64,
               lr=1e-3, progress=False, random_state=0)
     jc = radmine.JointClusterer(**kw).fit(None, features=X, y_true=y)
     assert len(jc.history_) == 3 and jc.adapter_ is not None and jc.backbone_ is None

@@ -115,7 +115,7 @@ def run_image_embedder():
 
 
 def run_joint_clusterer_features():
-    jc = radmine.JointClusterer(n_clusters=4, pca_dim=8, n_rounds=3, tol=0.0, finetune_epochs=2,
+    jc = radmine.JointClusterer(n_clusters=4, pca_dim=8, finetune=True, n_rounds=3, tol=0.0, finetune_epochs=2,
                                 min_cluster_size=2, progress=False, random_state=0, device="cpu")
     jc.fit(None, features=blobs())
     return {"labels": jc.labels_, "features": jc.features_, "history": jc.history_.drop(columns="seconds")}
@@ -138,7 +138,7 @@ def dropout_cnn():
 
 
 def run_joint_clusterer_backbone():
-    jc = radmine.JointClusterer(n_clusters=2, backbone=dropout_cnn(), image_size=32, n_rounds=2,
+    jc = radmine.JointClusterer(n_clusters=2, backbone=dropout_cnn(), image_size=32, finetune=True, n_rounds=2,
                                 tol=0.0, finetune_mode="backbone", finetune_epochs=1, pca_dim=4, merge=False,
                                 min_cluster_size=2, batch_size=8, lr=1e-3, progress=False, random_state=0,
                                 device="cpu")
@@ -166,18 +166,25 @@ def run_image_text_ensemble():
     return {"images": ens.encode_image_features(F.to_numpy()), "texts": ens.encode_texts(WORDS)}
 
 
+def features_kw(method, X) -> dict:
+    """``{"image_features": X}`` where ``method`` takes that name, else the older ``{"features": X}``."""
+    import inspect
+
+    return {"image_features" if "image_features" in inspect.signature(method).parameters else "features": X}
+
+
 def run_topic_image_classifier():
     corpus, F, _, labels = toy_corpus()
     clf = radmine.TopicImageClassifier(epochs=4, lr=1e-2, random_state=0, progress=False, ks=(1, 2))
     clf.fit(corpus, labels=labels, image_features=F)
-    return {"proba": clf.predict_proba(features=F.to_numpy())}
+    return {"proba": clf.predict_proba(**features_kw(clf.predict_proba, F.to_numpy()))}
 
 
 def run_annotation_generator():
     corpus, F, S, _ = toy_corpus()
     gen = radmine.AnnotationGenerator(hidden_size=16, embed_size=8, epochs=3, batch_size=16, lr=1e-2, dropout=0.1,
                                       random_state=0, progress=False).fit(corpus, S, image_features=F)
-    return {"generated": np.asarray(gen.generate(features=F.to_numpy()[:6]), dtype=object)}
+    return {"generated": np.asarray(gen.generate(**features_kw(gen.generate, F.to_numpy()[:6])), dtype=object)}
 
 
 def run_word2vec():
@@ -241,8 +248,9 @@ CASES = {
 KNOWN_NONDETERMINISTIC: dict = {}
 
 
-#: runs whose outputs must be bit-identical (no 1e-6 slack)
-EXACT = {run_joint_clusterer_features, run_joint_clusterer_backbone}
+#: runs whose outputs must be bit-identical (no 1e-6 slack): the adapter loop computes in float64, so
+#: not even the CPU thread count shows; a float32 CNN's sums do depend on it (below 1e-6)
+EXACT = {run_joint_clusterer_features}
 
 
 def assert_same(a: dict, b: dict, atol: float = 1e-6) -> None:

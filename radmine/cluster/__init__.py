@@ -69,9 +69,13 @@ class JointClusterer(BaseEstimator):
         ``radmine mine`` uses the same.
     tol : float, default=0.02
         Stop when ``1 - NMI`` between two consecutive rounds is below ``tol``.
-    finetune : bool, default=True
-        ``False`` gives the one-shot baseline: one round of k-means + refine
-        on the backbone's (pretrained) features.
+    finetune : bool, default=False
+        Run the loop: fine-tune and cluster again, up to ``n_rounds`` rounds.
+        ``False`` (the default) is one round: cluster + refine on the
+        backbone's (pretrained) features. On MedPix the fine-tuning rounds
+        lowered NMI against modality x region once the clusters come from
+        the neighbour graph (``n_neighbors``), so one round measured best
+        (docs/clusters.md).
     finetune_epochs : int, default=3
         Epochs of fine-tuning per round.
     finetune_mode : {"backbone", "adapter"}, default="adapter"
@@ -89,6 +93,14 @@ class JointClusterer(BaseEstimator):
         Whiten the PCA components (DeepCluster does; on a few thousand
         images it amplifies noise directions and lowered NMI on MedPix from
         0.395 to 0.334, see ``docs/clusters.md``).
+    n_neighbors : int or None, default=20
+        Cluster in the spectral embedding of the ``n_neighbors``-nearest-
+        neighbour graph of the reduced features (spectral clustering, see
+        :func:`radmine.cluster.loop.spectral_embed`; at most ``n_images //
+        n_clusters - 1`` neighbours, the size of an average cluster): k-means, refine/merge
+        and the small-cluster rule run there. ``None``: k-means on the reduced
+        features themselves. ``cluster_centers_`` and ``predict`` use the
+        reduced features either way (new images go to the nearest centre).
     merge : bool or {"rim", "centroid"}, default=True
         Refine/merge step. ``True``/``"rim"``: RIM started at k-means (see
         :func:`radmine.cluster.loop.refine_rim`); ``"centroid"``: merge clusters
@@ -173,12 +185,13 @@ class JointClusterer(BaseEstimator):
         pretrained: bool = True,
         n_rounds: int = 5,
         tol: float = 0.02,
-        finetune: bool = True,
+        finetune: bool = False,
         finetune_epochs: int = 3,
         finetune_mode: str = "adapter",
         dev_fraction: float = 0.1,
         pca_dim: int | None = 128,
         whiten: bool = False,
+        n_neighbors: int | None = 20,
         merge: bool | str = True,
         merge_reg: float = 0.5,
         merge_threshold: float = 0.5,
@@ -206,6 +219,7 @@ class JointClusterer(BaseEstimator):
         self.dev_fraction = dev_fraction
         self.pca_dim = pca_dim
         self.whiten = whiten
+        self.n_neighbors = n_neighbors
         self.merge = merge
         self.merge_reg = merge_reg
         self.merge_threshold = merge_threshold
@@ -232,6 +246,8 @@ class JointClusterer(BaseEstimator):
         check_int(self.batch_size, "batch_size", owner, min_value=1)
         if self.pca_dim is not None:
             check_int(self.pca_dim, "pca_dim", owner, min_value=1)
+        if self.n_neighbors is not None:
+            check_int(self.n_neighbors, "n_neighbors", owner, min_value=1)
         if self.image_size is not None:
             check_int(self.image_size, "image_size", owner, min_value=8)
         if self.n_subclusters is not None:
@@ -451,7 +467,9 @@ class JointClusterer(BaseEstimator):
                                              progress=self.progress, desc=f"round {r}: extract")
             reducer = _loop.FeatureReducer(self.pca_dim, self.whiten, random_state=seed).fit(raw)
             Z = reducer.transform(raw)
-            labels, centers, n_reseeded, n_merged = self._cluster(Z, prev_labels, seed)
+            labels, centers, n_reseeded, n_merged = self._cluster(self._cluster_space(Z, prev_labels, seed),
+                                                                  prev_labels, seed)
+            centers = _loop.centers_of(Z, np.searchsorted(np.unique(labels), labels), len(centers))
             row = {"round": r, "n_clusters": int(len(np.unique(labels)))}
             if prev_labels is not None:
                 row["nmi_prev"] = _loop.nmi(prev_labels, labels)
@@ -503,6 +521,14 @@ class JointClusterer(BaseEstimator):
         if len(y) != len(ids):
             raise ValueError(f"y_true has {len(y)} values but there are {len(ids)} images.")
         return y
+
+    def _cluster_space(self, Z, prev_labels, seed):
+        """Where k-means runs: the spectral embedding of the kNN graph of ``Z`` (``n_neighbors``), or ``Z``."""
+        if self.n_neighbors is None:
+            return Z
+        k = min(self.n_clusters if prev_labels is None else int(len(np.unique(prev_labels))), len(Z))
+        # no more neighbours than the images of an average cluster, or small clusters merge in the graph
+        return _loop.spectral_embed(Z, k, min(self.n_neighbors, max(1, len(Z) // k - 1)), seed=seed)
 
     def _cluster(self, Z, prev_labels, seed):
         k = self.n_clusters if prev_labels is None else int(len(np.unique(prev_labels)))

@@ -3,6 +3,8 @@
 Each function works on plain arrays so it can be tested on Gaussian blobs:
 
 * :class:`FeatureReducer` -- PCA (+ whitening) and L2 normalisation;
+* :func:`spectral_embed` -- the spectral embedding of the k-nearest-neighbour
+  graph, where the loop runs k-means (spectral clustering);
 * :func:`kmeans` -- seeded faiss k-means (scikit-learn as a fallback engine);
 * :func:`reseed_empty` -- re-seed empty clusters by splitting the largest one;
 * :func:`refine_rim` -- regularised information maximisation (Krause et al.,
@@ -12,12 +14,11 @@ Each function works on plain arrays so it can be tested on Gaussian blobs:
 * :func:`match_labels` -- Hungarian matching of a new clustering to the
   previous round's ids, so ids keep their meaning across rounds;
 * :func:`extract_features` / :func:`finetune` -- torch feature extraction and
-  fine-tuning of a backbone + linear head on the cluster ids.
+  fine-tuning of a backbone + linear head on the cluster ids (on :class:`radmine.nn.Trainer`).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 
@@ -93,6 +94,45 @@ class FeatureReducer(BaseEstimator):
         out.components_ = np.asarray(state["reducer_components"])
         out.scale_ = np.asarray(state["reducer_scale"])
         return out
+
+
+def spectral_embed(Z: np.ndarray, n_components: int, n_neighbors: int, *, seed: int = 0) -> np.ndarray:
+    """Spectral embedding of the k-nearest-neighbour graph of ``Z``, rows L2-normalised.
+
+    The graph joins each row to its ``n_neighbors`` nearest rows (Euclidean; on
+    unit-norm features the same as cosine), symmetrised; its Laplacian
+    eigenmaps (:func:`sklearn.manifold.spectral_embedding`) with the rows scaled
+    to unit length are the space spectral clustering runs k-means in (Ng,
+    Jordan & Weiss 2001). Groups joined by chains of close neighbours become
+    compact there even when they are not round in ``Z``.
+
+    Parameters
+    ----------
+    Z : ndarray, shape (n, d)
+    n_components : int
+        Embedding dimension (the number of clusters).
+    n_neighbors : int
+    seed : int
+        Seed of the eigen-solver's start vector.
+
+    Returns
+    -------
+    ndarray of float32, shape (n, min(n_components, n - 1))
+    """
+    import warnings
+
+    from sklearn.manifold import spectral_embedding
+    from sklearn.neighbors import kneighbors_graph
+
+    n = len(Z)
+    A = kneighbors_graph(np.asarray(Z, dtype=np.float64), max(1, min(int(n_neighbors), n - 1)), include_self=False)
+    A = 0.5 * (A + A.T)
+    with warnings.catch_warnings():  # a graph of separate groups is the easy case here, not a problem
+        warnings.filterwarnings("ignore", message="Graph is not fully connected")
+        E = spectral_embedding(A, n_components=max(1, min(int(n_components), n - 1)), random_state=seed,
+                               drop_first=False)
+    E /= np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(E, dtype=np.float32)
 
 
 # --------------------------------------------------------------------------- k-means
@@ -519,12 +559,15 @@ def Adapter(dim: int, hidden: int | None = None, seed: int = 0):
 
 
 def _augment(x, gen):
-    """Random horizontal flip and a random shift of up to 1/8 of the side (reflect padding)."""
+    """Random horizontal flip and a random shift of up to 1/8 of the side (reflect padding).
+
+    ``gen``: a ``torch.Generator``, or None for torch's (locally seeded) RNG.
+    """
     import torch
     import torch.nn.functional as F
 
     n, _, h, w = x.shape
-    flip = torch.rand(n, generator=gen) < 0.5
+    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
     pad = max(1, h // 8)
     xp = F.pad(x, (pad, pad, pad, pad), mode="reflect")
@@ -550,16 +593,17 @@ def finetune(
 ) -> dict:
     """Fine-tune ``model`` + a fresh linear head to predict ``labels`` with cross-entropy.
 
-    A random ``holdout`` slice is held back; it is scored ``checks_per_epoch``
-    times per epoch and the weights with the lowest held-back loss are kept
-    (early stopping: training stops once the held-back loss got worse at two
-    checks in a row). Batches are drawn with class-balanced weights
-    (DeepCluster's uniform sampling over clusters) so large clusters do not
-    dominate. ``model`` is changed in place.
+    Runs on :class:`radmine.nn.Trainer` (``torch.optim.Adam``, the head at
+    ``head_lr_mult`` times ``lr``). A random ``holdout`` slice is held back;
+    it is scored ``checks_per_epoch`` times per epoch and the weights with the
+    lowest held-back loss are kept (early stopping: training stops once the
+    held-back loss got worse at two checks in a row). Batches are drawn with
+    class-balanced weights (DeepCluster's uniform sampling over clusters) so
+    large clusters do not dominate. ``model`` is changed in place.
 
-    Every random draw (the split, batches, augmentations, dropout or
-    drop-connect inside ``model``) comes from ``seed``; torch's global RNG is
-    left as it was.
+    Every random draw (the split, the head, batches, augmentations, dropout
+    or drop-connect inside ``model``) comes from ``seed``; torch's global RNG
+    is left as it was.
 
     Returns
     -------
@@ -567,51 +611,24 @@ def finetune(
     kept weights), ``steps``.
     """
     import torch
-
-    devices = [torch.device(device).index or 0] if str(device).startswith("cuda") and torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(int(seed))
-        return _finetune_seeded(model, tensors, labels, epochs=epochs, holdout=holdout, lr=lr,
-                                head_lr_mult=head_lr_mult, batch_size=batch_size, device=device, seed=seed,
-                                checks_per_epoch=checks_per_epoch, augment=augment, progress=progress)
-
-
-def _finetune_seeded(
-    model,
-    tensors,
-    labels: np.ndarray,
-    *,
-    epochs: int = 1,
-    holdout: float = 0.1,
-    lr: float = 1e-4,
-    head_lr_mult: float = 10.0,
-    batch_size: int = 64,
-    device: str = "cpu",
-    seed: int = 0,
-    checks_per_epoch: int = 2,
-    augment: bool = True,
-    progress: bool = False,
-) -> dict:
-    import torch
     import torch.nn.functional as F
-    from tqdm.auto import tqdm
+
+    from radmine.nn import Trainer
 
     labels = np.asarray(labels, dtype=np.int64)
     k = int(labels.max()) + 1
     n = len(labels)
-    gen = torch.Generator().manual_seed(int(seed))
-    perm = torch.randperm(n, generator=gen).numpy()
-    n_val = int(round(holdout * n)) if holdout else 0
-    n_val = min(n_val, n - 1)
+    rng = np.random.default_rng(int(seed))
+    perm = rng.permutation(n)
+    n_val = min(int(round(holdout * n)) if holdout else 0, n - 1)
     val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
 
     dtype = _param_dtype(model)
-    head = torch.nn.Linear(model.dim, k, dtype=dtype)
+    head = torch.nn.utils.skip_init(torch.nn.Linear, model.dim, k, dtype=dtype)
     with torch.no_grad():
-        torch.nn.init.normal_(head.weight, 0.0, 0.01, generator=gen)
+        torch.nn.init.normal_(head.weight, 0.0, 0.01, generator=torch.Generator().manual_seed(int(seed)))
         head.bias.zero_()
-    model.to(device)
-    head.to(device)
+    net = torch.nn.ModuleDict({"model": model, "head": head}).to(device)
     opt = torch.optim.Adam(
         [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr},
          {"params": head.parameters(), "lr": lr * head_lr_mult}],
@@ -619,67 +636,46 @@ def _finetune_seeded(
     y_all = torch.from_numpy(labels)
     counts = np.bincount(labels[train_idx], minlength=k).astype(np.float64)
     w = 1.0 / np.maximum(counts[labels[train_idx]], 1)
-    w = torch.from_numpy(w / w.sum())
-    n_steps = max(1, math.ceil(len(train_idx) / batch_size))
-    check_at = {max(1, round(n_steps * (i + 1) / checks_per_epoch)) for i in range(checks_per_epoch)}
+    w /= w.sum()
+
+    def make_batches(epoch_rng):
+        order = epoch_rng.choice(train_idx, size=len(train_idx), replace=True, p=w)
+        return [np.sort(order[s : s + batch_size]) for s in range(0, len(order), batch_size)]
+
+    train_losses = []
+
+    def step(idx):
+        x = tensors[idx].to(device=device, dtype=dtype)
+        if augment and x.ndim == 4:
+            x = _augment(x, None)
+        elif augment:  # feature inputs: dropout
+            x = x * (torch.rand(x.shape, dtype=x.dtype) > 0.1).to(x.dtype).to(device) / 0.9
+        loss = F.cross_entropy(head(model(x)), y_all[idx].to(device))
+        train_losses.append(float(loss.detach()))
+        return loss
 
     def evaluate():
-        if n_val == 0:
-            return float("nan"), float("nan")
-        model.eval()
-        losses, correct = 0.0, 0
+        loss_sum, correct = 0.0, 0
         with torch.no_grad():
             for i in range(0, n_val, batch_size):
                 idx = val_idx[i : i + batch_size]
-                x = tensors[idx].to(device=device, dtype=dtype)
+                logits = head(model(tensors[idx].to(device=device, dtype=dtype)))
                 y = y_all[idx].to(device)
-                logits = head(model(x))
-                losses += float(F.cross_entropy(logits, y, reduction="sum"))
+                loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
                 correct += int((logits.argmax(1) == y).sum())
-        return losses / n_val, correct / n_val
+        return {"val_loss": loss_sum / n_val, "val_acc": correct / n_val}
 
-    best = (float("inf"), float("nan"), None)
-    worse, train_losses, steps, stop = 0, [], 0, False
-    bar = tqdm(total=epochs * n_steps, disable=not progress, desc="fine-tune", leave=False)
-    for _epoch in range(epochs):
-        draw = torch.multinomial(w, len(train_idx), replacement=True, generator=gen).numpy()
-        order = train_idx[draw]
-        for s in range(n_steps):
-            model.train()
-            head.train()
-            idx = np.sort(order[s * batch_size : (s + 1) * batch_size])
-            x = tensors[idx].to(device=device, dtype=dtype)
-            if augment and x.ndim == 4:
-                x = _augment(x, gen)
-            elif augment:  # feature inputs: dropout drawn from our own generator
-                x = x * (torch.rand(x.shape, generator=gen) > 0.1).to(x.dtype) / 0.9
-            y = y_all[idx].to(device)
-            loss = F.cross_entropy(head(model(x)), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            train_losses.append(float(loss.detach()))
-            steps += 1
-            bar.update(1)
-            if (s + 1) in check_at and n_val:
-                vl, va = evaluate()
-                if vl < best[0]:
-                    best = (vl, va, copy.deepcopy(model.state_dict()))
-                    worse = 0
-                else:
-                    worse += 1
-                    if worse >= 2:
-                        stop = True
-                        break
-        if stop:
-            break
-    bar.close()
-    if best[2] is not None:
-        model.load_state_dict(best[2])
+    trainer = Trainer(net, optimizer=opt, epochs=epochs, patience=2 if n_val else None, monitor="val_loss",
+                      mode="min", checks_per_epoch=checks_per_epoch, random_state=int(seed), device=device,
+                      progress=progress, desc="fine-tune")
+    trainer.run(make_batches, step, evaluate if n_val else None, restore_best=bool(n_val))
     model.eval()
+    best = {"val_loss": float("nan"), "val_acc": float("nan")}
+    if n_val:
+        best = min(trainer.history, key=lambda row: row["val_loss"])
     return {
         "loss": float(np.mean(train_losses)) if train_losses else float("nan"),
-        "val_loss": best[0] if np.isfinite(best[0]) else float("nan"),
-        "val_acc": best[1],
-        "steps": steps,
+        "val_loss": float(best["val_loss"]),
+        "val_acc": float(best["val_acc"]),
+        "steps": len(train_losses),
     }
