@@ -4,11 +4,12 @@ Part 0 (defaults, ``--defaults``): what a user gets. On the IU reports (findings
 the whole set and random subsets of ``--subset`` reports (default 400; a new subset per
 seed), each model reads the report *texts* and brings its own preprocessing:
 
-- ``defaults``: ``TopicModel(K)`` (radmine's defaults);
+- ``defaults``: ``TopicModel(K)`` (radmine's defaults: pooled Gibbs chains, ``n_chains``);
+- ``defaults, one chain``: ``TopicModel(K, n_chains=1)`` (what pooling adds);
 - ``Shin settings``: ``TopicModel(K, **SHIN_PARAMS)`` (gensim, bigram phrases, every clause);
 - ``defaults, normal clauses kept``: ``TopicModel(K, drop_normal=False)``;
 - ``normal clauses kept, max_df=1.0, min_df=5``: :data:`COHERENCE_FIRST`, the most coherent
-  setting on the reference tokens at every size, with normal-template topics;
+  one-chain setting on the reference tokens at every size, with normal-template topics;
 - ``gensim LdaModel(passes=10)`` and ``tomotopy LDA, 1000 sweeps``: plain peers on the
   reference tokens below, no other filter.
 
@@ -16,8 +17,8 @@ Every model's top-10 words are split into single words (``pleural_effusion`` -> 
 ``effusion``; ``NEG_`` prefixes removed) and scored with gensim's ``c_npmi`` on the same
 reference tokens: lower-cased words of >= 3 letters of the findings + impression text minus
 a short stop list (:data:`SHORT_STOP`). ``fit_s`` is the sampler alone (peers: ``train`` /
-``LdaModel``; radmine: ``fit_seconds_``), ``total_s`` radmine's whole ``fit`` from text
-(tokenizing, negation scopes, vocabulary). ``boiler`` is the share of normal-template topics:
+``LdaModel``; radmine: ``fit_seconds_``, every chain and the pooling), ``total_s`` radmine's whole
+``fit`` from text (tokenizing, negation scopes, vocabulary). ``boiler`` is the share of normal-template topics:
 topics with >= 3 of their first 5 split words in ``boilerplate_words(texts)`` (words with >= half
 of their occurrences inside a clause with a normal cue or inside a negated scope,
 :func:`radmine.topics.preprocess.boilerplate_words`); ``c_npmi_findings`` the mean c_npmi of the
@@ -31,7 +32,7 @@ same K:
 
 - ``radmine[gensim]``: ``TopicModel(backend="gensim", eta=0.01)`` (gensim LdaModel,
   alpha=eta=0.01, 10 passes, 50 E-step iterations);
-- ``radmine[tomotopy]``: ``TopicModel(backend="tomotopy", eta=0.01)`` (Gibbs,
+- ``radmine[tomotopy]``: ``TopicModel(backend="tomotopy", eta=0.01, n_chains=1)`` (one Gibbs chain,
   alpha starts at 0.1 and is re-estimated, eta=0.01, ``15e6 / n_tokens``
   sweeps clipped to 500..1000);
 - ``gensim``: ``LdaModel(num_topics=K)`` defaults (1 pass);
@@ -58,7 +59,7 @@ radmine[tomotopy] at every size, the 1-pass gensim peer at every size,
 tomotopy's 1,000-sweep peer up to ``--peer-max`` and radmine[gensim] up to
 ``--gensim-max``.
 
-Part 2 fits ``TopicModel(backend="tomotopy", **SHIN_PREPROCESSING)`` (Shin's preprocessing,
+Part 2 fits ``TopicModel(backend="tomotopy", n_chains=1, **SHIN_PREPROCESSING)`` (one chain, Shin's preprocessing,
 ``drop_top=0``) so that its timings stay comparable across versions.
 
 Run::
@@ -163,8 +164,8 @@ def single_words(top: list[str]) -> list[str]:
     return out
 
 
-#: The setting that maximises c_npmi on the reference tokens at every corpus size, at the price of
-#: normal-template topics (docs/topics.md, Defaults).
+#: The one-chain setting that maximised c_npmi on the reference tokens at every corpus size, at the
+#: price of normal-template topics (docs/topics.md, Defaults).
 COHERENCE_FIRST = {"drop_normal": False, "max_df": 1.0, "min_df": 5}
 
 
@@ -210,7 +211,8 @@ def defaults_rows(texts: list[str], k: int, seed: int) -> list[dict]:
                      "c_npmi_findings": float(np.nanmean(per_topic[~is_boiler])) if (~is_boiler).any() else np.nan,
                      "fit_s": fit_s, "total_s": total_s})
 
-    for name, params in (("defaults", {}), ("Shin settings", SHIN_PARAMS), ("defaults, normal clauses kept", {"drop_normal": False}),
+    for name, params in (("defaults", {}), ("defaults, one chain", {"n_chains": 1}), ("Shin settings", SHIN_PARAMS),
+                         ("defaults, normal clauses kept", {"drop_normal": False}),
                          ("normal clauses kept, max_df=1.0, min_df=5", COHERENCE_FIRST)):
         t0 = time.perf_counter()
         tm = TopicModel(k, random_state=seed, **params).fit(texts)
@@ -290,7 +292,7 @@ def fit_all(k: int, pre, vocab, train, names, seed: int = 0):
     for name in names:
         if name.startswith("radmine"):
             backend = name[len("radmine[") : -1]
-            tm = TopicModel(k, random_state=seed, backend=backend, eta=0.01)
+            tm = TopicModel(k, random_state=seed, backend=backend, eta=0.01, n_chains=1)
             t0 = time.perf_counter()
             tm.fit_tokens(train, docs, pre, vocabulary=vocab)
             secs = time.perf_counter() - t0
@@ -372,7 +374,7 @@ def scale_one(n: int, k: int, models: list[str]) -> dict:
     texts = generated_reports(n, seed=n)
     row = {"reports": n}
     # drop_top=0: the grammar's vocabulary is small, Shin's top-10 drop would empty most reports
-    tm = TopicModel(k, random_state=0, backend="tomotopy", **SHIN_PREPROCESSING)
+    tm = TopicModel(k, random_state=0, backend="tomotopy", n_chains=1, **SHIN_PREPROCESSING)
     tm.make_preprocessor().fit_transform(["Warm-up: load spaCy and gensim before timing."])
     t0 = time.perf_counter()
     docs = tm.make_documents(texts)

@@ -107,7 +107,10 @@ class HierarchicalTopicModel(BaseEstimator):
         docs = level1.make_documents(X)
         pre = level1.make_preprocessor()
         tokens = pre.fit_transform(docs["text"])
-        level1.fit_tokens(tokens, docs.drop(columns="text"), pre)
+        reference = None
+        if (level1.n_chains or 1) > 1 or (level1.n_chains is None and level1.backend == "tomotopy"):
+            reference = level1.make_reference_preprocessor().fit_transform(docs["text"])
+        level1.fit_tokens(tokens, docs.drop(columns="text"), pre, reference=reference)
         info1 = level1.get_document_info()
         dom = info1["dominant_topic"].to_numpy()
         train = info1["in_training"].to_numpy()

@@ -13,7 +13,8 @@ The defaults are the setting that measured best on the Open-i reports
 (``benchmarks/bench_topics.py``, docs/topics.md): tomotopy's collapsed Gibbs
 sampler (alpha starts at 0.1 and is re-estimated while sampling, term
 smoothing 0.1, ``15e6 / n_tokens`` sweeps clipped to 500..1000,
-:func:`tomotopy_sweeps`); negated words and normal-template clauses ("the
+:func:`tomotopy_sweeps`) run as up to 6 chains whose K most coherent distinct
+topics are kept (``n_chains``, :func:`pool_topics`); negated words and normal-template clauses ("the
 lungs are clear") left out, so topics describe what reports find; single
 words of >= 3 characters in >= 3 documents, none in more than half of the
 documents; documents of >= 5 terms. Shin et al.'s Stanford TMT settings
