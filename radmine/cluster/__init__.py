@@ -4,20 +4,25 @@
 
 1. extract CNN features of all images (round 0: pretrained backbone, or the
    ``features`` given to ``fit``);
-2. PCA + whitening + L2 normalisation;
-3. faiss k-means (seeded; from round 1 on started at the previous round's
+2. PCA (+ optional whitening) + L2 normalisation;
+3. the spectral embedding of the k-nearest-neighbour graph of those features
+   (``n_neighbors``; spectral clustering), where steps 4-5 run;
+4. faiss k-means (seeded; from round 1 on started at the previous round's
    clusters), empty clusters re-seeded by splitting the largest one;
-4. refine/merge: regularised information maximisation (RIM, Krause et al.
+5. refine/merge: regularised information maximisation (RIM, Krause et al.
    2010) started at the k-means solution -- clusters it empties are merged --
    then clusters below ``min_cluster_size`` are dissolved into their nearest
    neighbour;
-5. cluster ids matched to the previous round's with the Hungarian algorithm;
-6. fine-tune the backbone + a linear head on the cluster ids (cross-entropy,
-   class-balanced batches, a held-back slice for early stopping);
+6. cluster ids matched to the previous round's with the Hungarian algorithm;
+7. with ``finetune=True``: fine-tune the backbone (or an adapter on frozen
+   features) + a linear head on the cluster ids (cross-entropy, class-balanced
+   batches, a held-back slice for early stopping, :class:`radmine.nn.Trainer`);
 
-and repeats 1-6 until the clusterings of two consecutive rounds agree
-(``1 - NMI < tol``) or ``n_rounds`` is reached. Clusters are then named from
-the words of the images' report text (:meth:`JointClusterer.get_cluster_info`).
+and repeats 1-7 until the clusterings of two consecutive rounds agree
+(``1 - NMI < tol``) or ``n_rounds`` is reached. The default is one round
+(``finetune=False``), which measured best on MedPix (docs/clusters.md).
+Clusters are then named from the words of the images' report text
+(:meth:`JointClusterer.get_cluster_info`).
 """
 
 from __future__ import annotations
@@ -63,10 +68,8 @@ class JointClusterer(BaseEstimator):
     pretrained : bool, default=True
         Load pretrained weights for a named backbone.
     n_rounds : int, default=5
-        Maximum number of clustering rounds (``n_rounds - 1`` fine-tunings).
-        The defaults (adapter mode, 3 epochs per round, lr 1e-3) are the loop
-        that measured best on a CPU on the MedPix key images (docs/clusters.md);
-        ``radmine mine`` uses the same.
+        Maximum number of clustering rounds (``n_rounds - 1`` fine-tunings)
+        with ``finetune=True``. ``radmine mine`` uses the same defaults.
     tol : float, default=0.02
         Stop when ``1 - NMI`` between two consecutive rounds is below ``tol``.
     finetune : bool, default=False
