@@ -84,7 +84,7 @@ def main(argv=None):
                     help="images clustered: all, or only those of the train / dev cases")
     ap.add_argument("--k", type=int, nargs="+", default=[10, 30])
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--features", nargs="+", default=["effnet", "random_cnn"],
+    ap.add_argument("--features", nargs="*", default=["effnet", "random_cnn"],
                     help="feature sets computed here: effnet, random_cnn")
     ap.add_argument("--npz", nargs="*", default=[], help="NAME=PATH of precomputed features (X, image_id)")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
