@@ -115,7 +115,7 @@ def main(argv=None):
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         jc = radmine.JointClusterer(n_clusters=k, random_state=seed, progress=False, device="cpu",
-                                                    **METHODS[method]).fit(None, features=X, y_true=yt)
+                                                    **METHODS[method]).fit(None, image_features=X, y_true=yt)
                     nmi.append(loop.nmi(yt, jc.labels_))
                     ami.append(loop.ami(yt, jc.labels_))
                     pur.append(loop.purity(yt, jc.labels_))

@@ -79,8 +79,8 @@ corpus"""),
         new_code_cell("embedder = radmine.ImageEmbedder(backbone='efficientnet_lite0', image_size=128, progress=False)\n"
                       "X = embedder.transform(corpus)\nX.shape"),
         new_code_cell("clusterer = radmine.JointClusterer(n_clusters=6, finetune=False, n_rounds=1, random_state=0, progress=False)\n"
-                      "clusterer.fit(corpus, features=X)\nclusterer"),
-        new_code_cell("info = clusterer.cluster_info(corpus)\ninfo[['cluster', 'size', 'name']]"),
+                      "clusterer.fit(corpus, image_features=X)\nclusterer"),
+        new_code_cell("info = clusterer.get_cluster_info(corpus)\ninfo[['cluster', 'size', 'name']]"),
         figure_cell("clusterer.plot_clusters(corpus, n=6)"),
         figure_cell("clusterer.plot_cluster(info['cluster'].iloc[0], corpus, n=9)"),
         figure_cell("clusterer.plot_sizes(corpus)"),

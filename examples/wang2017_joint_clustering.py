@@ -11,7 +11,7 @@ images, each with its caption) or on any corpus with images:
 1. images -> a pretrained CNN (EfficientNet-Lite0) -> features (cached);
 2. the one-shot baseline: k-means (+ merging) on those features;
 3. the joint loop: cluster, fine-tune on the cluster ids, re-cluster, repeat;
-4. names of the clusters from their captions/sentences (``cluster_info``);
+4. names of the clusters from their captions/sentences (``get_cluster_info``);
 5. agreement with the known category (modality x body location): NMI and purity;
 6. the loop's history and a montage per cluster, saved as PNG.
 
@@ -120,12 +120,12 @@ def main(argv=None) -> dict:
                   progress=False)
 
     # -- 2. The one-shot baseline: k-means + merging on the pretrained features.
-    baseline = radmine.JointClusterer(finetune=False, **common).fit(images, features=X, y_true=y)
+    baseline = radmine.JointClusterer(finetune=False, **common).fit(images, image_features=X, y_true=y)
 
     # -- 3. The joint loop: cluster -> fine-tune on the cluster ids -> re-cluster, until two rounds agree.
     loop = radmine.JointClusterer(finetune=True, finetune_mode=args.finetune_mode, n_rounds=rounds,
                                   checkpoint_dir=str(out / "checkpoints"), **common)
-    loop.fit(images, features=X, y_true=y)
+    loop.fit(images, image_features=X, y_true=y)
     history = loop.history_
     print("\n== the loop, round by round (nmi_prev: agreement with the previous round; *_true: with the category)")
     cols = [c for c in ("round", "n_clusters", "nmi_prev", "nmi_true", "purity_true", "n_merged",
@@ -135,7 +135,7 @@ def main(argv=None) -> dict:
     loop.plot_history().savefig(out / "history.png", dpi=90, bbox_inches="tight")
 
     # -- 4. Cluster names from the words of the images' sentences / captions.
-    info = loop.cluster_info(corpus)
+    info = loop.get_cluster_info(corpus)
     category = pd.Series(y, index=images["image_id"])
     info["main category"] = [category.reindex(loop.members(c)).value_counts().index[0] for c in info["cluster"]]
     info["category share"] = [category.reindex(loop.members(c)).value_counts(normalize=True).iloc[0]

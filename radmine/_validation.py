@@ -6,6 +6,8 @@ class (or function), what is allowed and what was given.
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Iterable
 from typing import Any
 
@@ -113,3 +115,36 @@ def reject_dask(x: Any, where: str, use: str) -> None:
             f"{where} works on in-memory tables; got a Dask {type(x).__name__}. Use {use} for Dask "
             f"collections (or call .compute() first for small data)."
         )
+
+
+def renamed_keyword(value: Any, old_value: Any, new: str, old: str, owner: str, *, stacklevel: int = 3) -> Any:
+    """The value of keyword ``new``, or of its deprecated alias ``old`` (with a ``FutureWarning``).
+
+    Parameters
+    ----------
+    value : object
+        What the caller passed as ``new`` (None when not given).
+    old_value : object
+        What the caller passed as ``old`` (None when not given).
+    new, old : str
+        The keyword names, shown in the warning and the error.
+    owner : str
+        The method, e.g. ``"JointClusterer.fit"``.
+
+    Returns
+    -------
+    object
+        ``value``, or ``old_value`` when only the old keyword was given.
+
+    Raises
+    ------
+    TypeError
+        Both keywords were given.
+    """
+    if old_value is None:
+        return value
+    if value is not None:
+        raise TypeError(f"{owner}: pass '{new}' only (not also its deprecated alias '{old}').")
+    warnings.warn(f"{owner}: the '{old}' keyword is deprecated; use '{new}' (same values).",
+                  FutureWarning, stacklevel=stacklevel)
+    return old_value

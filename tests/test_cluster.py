@@ -128,7 +128,7 @@ def test_one_shot_on_blobs_recovers_classes():
     X, y = blobs()
     jc = radmine.JointClusterer(n_clusters=4, finetune=False, pca_dim=None, merge=False, progress=False,
                                 random_state=0)
-    assert jc.fit(None, features=X, y_true=y) is jc
+    assert jc.fit(None, image_features=X, y_true=y) is jc
     assert loop.nmi(y, jc.labels_) == pytest.approx(1.0)
     assert jc.n_clusters_ == 4 and jc.cluster_centers_.shape == (4, X.shape[1])
     assert jc.features_.shape == X.shape
@@ -145,9 +145,9 @@ def test_one_shot_on_blobs_recovers_classes():
 def test_merge_lowers_cluster_count_towards_truth():
     X, y = blobs(600, centers=4, d=32, std=1.5, seed=2)
     base = radmine.JointClusterer(n_clusters=10, finetune=False, pca_dim=16, merge=False, n_neighbors=None, progress=False,
-                                  random_state=0).fit(None, features=X)
+                                  random_state=0).fit(None, image_features=X)
     rim = radmine.JointClusterer(n_clusters=10, finetune=False, pca_dim=16, merge=True, merge_reg=1.0, n_neighbors=None,
-                                 progress=False, random_state=0).fit(None, features=X)
+                                 progress=False, random_state=0).fit(None, image_features=X)
     assert base.n_clusters_ == 10
     assert rim.n_clusters_ < 10 and rim.history_.loc[0, "n_merged"] == 10 - rim.n_clusters_
     assert loop.nmi(y, rim.labels_) > loop.nmi(y, base.labels_)
@@ -156,22 +156,22 @@ def test_merge_lowers_cluster_count_towards_truth():
 def test_predict_features_matches_training_assignment():
     X, y = blobs(seed=3)
     jc = radmine.JointClusterer(n_clusters=4, finetune=False, merge=False, pca_dim=8, progress=False,
-                                random_state=0).fit(None, features=X)
-    pred = jc.predict(features=X)
+                                random_state=0).fit(None, image_features=X)
+    pred = jc.predict(image_features=X)
     assert np.mean(pred == jc.labels_) >= 0.99
     X2, _ = make_blobs(20, n_features=X.shape[1], centers=4, cluster_std=1.0, random_state=3)
-    assert set(jc.predict(features=X2)) <= set(jc.clusters_)
+    assert set(jc.predict(image_features=X2)) <= set(jc.clusters_)
 
 
 def test_hierarchical_ids_and_predict():
     X, y = blobs(400, centers=3, d=16)
     jc = radmine.JointClusterer(n_clusters=3, finetune=False, merge=False, n_subclusters=3, pca_dim=8,
-                                progress=False, random_state=0).fit(None, features=X)
+                                progress=False, random_state=0).fit(None, image_features=X)
     assert jc.labels_.dtype == object
     tops = np.array([int(s.split(".")[0]) for s in jc.labels_])
     assert np.array_equal(tops, jc.labels_level1_)
     assert {s.split(".")[1] for s in jc.labels_} <= {"0", "1", "2"}
-    assert np.mean(jc.predict(features=X) == jc.labels_) >= 0.95
+    assert np.mean(jc.predict(image_features=X) == jc.labels_) >= 0.95
     assert len(jc.members(jc.labels_[0])) > 0
     assert len(jc.members(int(jc.labels_level1_[0]))) >= len(jc.members(jc.labels_[0]))
 
@@ -179,31 +179,31 @@ def test_hierarchical_ids_and_predict():
 def test_errors():
     X, y = blobs(50)
     with pytest.raises(NotFittedError):
-        radmine.JointClusterer().predict(features=X)
+        radmine.JointClusterer().predict(image_features=X)
     with pytest.raises(ValueError, match="n_clusters"):
-        radmine.JointClusterer(n_clusters=80, finetune=False, progress=False).fit(None, features=X)
-    with pytest.raises(ValueError, match="images .* or 'features'"):
+        radmine.JointClusterer(n_clusters=80, finetune=False, progress=False).fit(None, image_features=X)
+    with pytest.raises(ValueError, match="images .* or 'image_features'"):
         radmine.JointClusterer(finetune=False).fit(None)
     with pytest.raises(ValueError, match="fine-tuning the backbone needs the images"):
-        radmine.JointClusterer(n_clusters=3, finetune=True, finetune_mode="backbone").fit(None, features=X)
+        radmine.JointClusterer(n_clusters=3, finetune=True, finetune_mode="backbone").fit(None, image_features=X)
     with pytest.raises(ValueError, match="'merge' parameter"):
-        radmine.JointClusterer(merge="nope").fit(None, features=X)
+        radmine.JointClusterer(merge="nope").fit(None, image_features=X)
     with pytest.raises(ValueError, match="'dev_fraction' parameter of JointClusterer must be a float in \\[0, 1\\)"):
-        radmine.JointClusterer(dev_fraction=1.5).fit(None, features=X)
+        radmine.JointClusterer(dev_fraction=1.5).fit(None, image_features=X)
     with pytest.warns(FutureWarning, match="'holdout' parameter of JointClusterer is deprecated"), \
             pytest.raises(ValueError, match="'holdout' parameter of JointClusterer must be a float"):
-        radmine.JointClusterer(holdout=1.5).fit(None, features=X)
+        radmine.JointClusterer(holdout=1.5).fit(None, image_features=X)
     with pytest.raises(ValueError, match="'device' parameter"):
-        radmine.JointClusterer(device="tpu", finetune=False).fit(None, features=X)
+        radmine.JointClusterer(device="tpu", finetune=False).fit(None, image_features=X)
     with pytest.raises(TypeError, match="'n_rounds' parameter"):
-        radmine.JointClusterer(n_rounds=2.5).fit(None, features=X)
+        radmine.JointClusterer(n_rounds=2.5).fit(None, image_features=X)
     with pytest.raises(TypeError, match="'backbone' parameter"):
-        radmine.JointClusterer(backbone=3).fit(None, features=X)
+        radmine.JointClusterer(backbone=3).fit(None, image_features=X)
     with pytest.raises(ValueError, match="features must be 2-D"):
-        radmine.JointClusterer(finetune=False).fit(None, features=X[0])
+        radmine.JointClusterer(finetune=False).fit(None, image_features=X[0])
     with pytest.raises(ValueError, match="y_true has"):
-        radmine.JointClusterer(n_clusters=2, finetune=False, progress=False).fit(None, features=X, y_true=y[:3])
-    jc = radmine.JointClusterer(n_clusters=3, finetune=False, progress=False, random_state=0).fit(None, features=X)
+        radmine.JointClusterer(n_clusters=2, finetune=False, progress=False).fit(None, image_features=X, y_true=y[:3])
+    jc = radmine.JointClusterer(n_clusters=3, finetune=False, progress=False, random_state=0).fit(None, image_features=X)
     with pytest.raises(ValueError, match="exactly one"):
         jc.predict()
     with pytest.raises(ValueError, match="fitted on features"):
@@ -213,7 +213,7 @@ def test_errors():
     with pytest.raises(KeyError, match="Unknown cluster"):
         jc.members(99)
     with pytest.raises(TypeError, match="images must be"):
-        radmine.JointClusterer(finetune=False).fit(42, features=X)
+        radmine.JointClusterer(finetune=False).fit(42, image_features=X)
 
 
 # ----------------------------------------------------------------------------- the loop on images
@@ -316,7 +316,7 @@ def test_plots(tmp_path):
     corpus = radmine.Corpus(reports, pd.DataFrame(rows), root=tmp_path)
     X = np.eye(4)[y] * 10 + np.random.default_rng(0).normal(0, 0.1, (len(y), 4))
     jc2 = radmine.JointClusterer(n_clusters=4, finetune=False, pca_dim=None, merge=False, min_cluster_size=1,
-                                 progress=False, random_state=0).fit(corpus, features=X)
+                                 progress=False, random_state=0).fit(corpus, image_features=X)
     c = jc2.clusters_[0]
     fig = jc2.plot_cluster(c, n=4)
     assert isinstance(fig, Figure)
@@ -352,11 +352,24 @@ def test_adapter_mode_from_features_and_resume(tmp_path):
     X, y = blobs(300, centers=3, d=16, std=2.0)
     kw = dict(n_clusters=3, finetune=True, finetune_mode="adapter", n_rounds=3, tol=0.0, pca_dim=8, merge=False, batch_size=64,
               lr=1e-3, progress=False, random_state=0)
-    jc = radmine.JointClusterer(**kw).fit(None, features=X, y_true=y)
+    jc = radmine.JointClusterer(**kw).fit(None, image_features=X, y_true=y)
     assert len(jc.history_) == 3 and jc.adapter_ is not None and jc.backbone_ is None
     assert loop.nmi(y, jc.labels_) >= 0.95
-    assert np.mean(jc.predict(features=X) == jc.labels_) >= 0.95
-    first = radmine.JointClusterer(checkpoint_dir=tmp_path, **kw).fit(None, features=X)
-    again = radmine.JointClusterer(checkpoint_dir=tmp_path, **kw).fit(None, features=X)
+    assert np.mean(jc.predict(image_features=X) == jc.labels_) >= 0.95
+    first = radmine.JointClusterer(checkpoint_dir=tmp_path, **kw).fit(None, image_features=X)
+    again = radmine.JointClusterer(checkpoint_dir=tmp_path, **kw).fit(None, image_features=X)
     assert again.resumed_from_ == 2 and np.array_equal(again.labels_, first.labels_)
     assert np.array_equal(first.labels_, jc.labels_)
+
+
+def test_features_keyword_is_a_deprecated_alias_of_image_features():
+    X, _ = blobs(n=120, centers=3, d=8)
+    kw = dict(n_clusters=3, finetune=False, progress=False, random_state=0)
+    new = radmine.JointClusterer(**kw).fit(None, image_features=X)
+    with pytest.warns(FutureWarning, match="'features' keyword is deprecated; use 'image_features'"):
+        old = radmine.JointClusterer(**kw).fit(None, features=X)
+    np.testing.assert_array_equal(new.labels_, old.labels_)
+    with pytest.warns(FutureWarning, match="JointClusterer.predict: the 'features' keyword"):
+        np.testing.assert_array_equal(old.predict(features=X), new.predict(image_features=X))
+    with pytest.raises(TypeError, match="pass 'image_features' only"):
+        new.predict(image_features=X, features=X)

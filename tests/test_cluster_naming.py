@@ -100,7 +100,7 @@ def test_cluster_info_through_the_estimator():
     X = np.array([[1, 0], [1.1, 0], [0.9, 0.1], [0, 1], [0.1, 1.1], [0, 0.9]], dtype=np.float32) * 10
     jc = radmine.JointClusterer(n_clusters=2, finetune=False, pca_dim=None, merge=False, min_cluster_size=1,
                                 progress=False, random_state=0)
-    jc.fit(c.images, features=X)
+    jc.fit(c.images, image_features=X)
     info = jc.get_cluster_info(c, n_words=3, n_nearest=2)
     assert list(info.columns) == ["cluster", "size", "name", "top_words", "distinctive_words", "top_annotations",
                                   "nearest_image_ids"]
@@ -124,11 +124,11 @@ def test_deprecated_names_warn_and_give_the_same_results():
     X = np.array([[1, 0], [1.1, 0], [0.9, 0.1], [0, 1], [0.1, 1.1], [0, 0.9]], dtype=np.float32) * 10
     kw = dict(n_clusters=2, pca_dim=None, merge=False, min_cluster_size=1, n_rounds=2, progress=False,
               random_state=0, device="cpu")
-    jc = radmine.JointClusterer(dev_fraction=0.2, **kw).fit(c.images, features=X)
+    jc = radmine.JointClusterer(dev_fraction=0.2, **kw).fit(c.images, image_features=X)
     old = radmine.JointClusterer(holdout=0.2, **kw)
     assert clone(old).get_params()["holdout"] == 0.2  # the old name survives clone / get_params
     with pytest.warns(FutureWarning, match="'holdout' parameter of JointClusterer is deprecated; use 'dev_fraction'"):
-        old.fit(c.images, features=X)
+        old.fit(c.images, image_features=X)
     np.testing.assert_array_equal(old.labels_, jc.labels_)
     np.testing.assert_array_equal(old.history_["val_loss"], jc.history_["val_loss"])
     with pytest.warns(FutureWarning, match="cluster_info is deprecated; use JointClusterer.get_cluster_info"):

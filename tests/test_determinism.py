@@ -117,7 +117,7 @@ def run_image_embedder():
 def run_joint_clusterer_features():
     jc = radmine.JointClusterer(n_clusters=4, pca_dim=8, finetune=True, n_rounds=3, tol=0.0, finetune_epochs=2,
                                 min_cluster_size=2, progress=False, random_state=0, device="cpu")
-    jc.fit(None, features=blobs())
+    jc.fit(None, image_features=blobs())
     return {"labels": jc.labels_, "features": jc.features_, "history": jc.history_.drop(columns="seconds")}
 
 

@@ -37,7 +37,7 @@ ESTIMATORS = {
     radmine.HierarchicalTopicModel: lambda e: e.transform(["no pleural effusion"]),
     radmine.WeakLabeler: lambda e: e.transform(["FINDINGS: No pneumothorax."]),
     radmine.ImageEmbedder: None,  # fit() only loads the pretrained backbone: transform loads it itself
-    radmine.JointClusterer: lambda e: e.predict(features=FEATURES),
+    radmine.JointClusterer: lambda e: e.predict(image_features=FEATURES),
     radmine.ImageTextModel: lambda e: e.encode_texts(["no effusion"]),
     ImageTextEnsemble: None,  # holds already fitted models; nothing of its own to learn
     radmine.TopicImageClassifier: lambda e: e.predict(image_features=FEATURES),

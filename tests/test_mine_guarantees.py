@@ -181,7 +181,7 @@ def test_trained_models_are_saved_and_load(clean):
     ids = pd.read_parquet(clean / "embed" / "image_ids.parquet")["image_id"].astype(str)
     assign = pd.read_parquet(clean / "cluster" / "assignments.parquet").set_index("image_id")["cluster"]
     np.testing.assert_array_equal(clusterer.labels_, assign.loc[ids].to_numpy())
-    np.testing.assert_array_equal(clusterer.predict(features=X), clusterer.labels_)
+    np.testing.assert_array_equal(clusterer.predict(image_features=X), clusterer.labels_)
 
     model = ImageTextModel.load(clean / "img2text" / "model", device="cpu")
     pd.testing.assert_frame_equal(model.history_, pd.read_parquet(clean / "img2text" / "history.parquet"))
@@ -382,10 +382,10 @@ def test_joint_clusterer_save_load_round_trip(tmp_path, kw):
 
     X = np.random.default_rng(0).normal(size=(60, 16)).astype(np.float32)
     fitted = JointClusterer(n_clusters=4, backbone="random_cnn", pca_dim=8, random_state=0, progress=False, **kw)
-    fitted.fit(None, features=X)
+    fitted.fit(None, image_features=X)
     loaded = JointClusterer.load(fitted.save(tmp_path / "model"))
     np.testing.assert_array_equal(loaded.labels_, fitted.labels_)
-    np.testing.assert_array_equal(loaded.predict(features=X[:7] + 0.01), fitted.predict(features=X[:7] + 0.01))
+    np.testing.assert_array_equal(loaded.predict(image_features=X[:7] + 0.01), fitted.predict(image_features=X[:7] + 0.01))
     pd.testing.assert_frame_equal(loaded.history_, fitted.history_)
     assert loaded.get_params() == {**fitted.get_params(), "checkpoint_dir": None}
     with pytest.raises(FileNotFoundError, match="is not a saved JointClusterer: clusterer.json not found"):

@@ -135,7 +135,7 @@ def test_cluster_history_without_finetuning_has_no_empty_panel():
     y = np.repeat(np.arange(3), 10)
     X = np.eye(3)[y] * 10 + rng.normal(0, 0.1, (30, 3))
     jc = radmine.JointClusterer(n_clusters=3, finetune=False, n_rounds=1, pca_dim=None, merge=False,
-                                min_cluster_size=1, progress=False, random_state=0).fit(None, features=X)
+                                min_cluster_size=1, progress=False, random_state=0).fit(None, image_features=X)
     fig = jc.plot_history()
     assert [ax.get_title() for ax in fig.axes] == ["clusters"]
     assert all(ax.has_data() for ax in fig.axes)
@@ -157,7 +157,7 @@ def test_cluster_montages_sizes_and_over_time(tmp_path):
     corpus = radmine.Corpus(reports, pd.DataFrame(rows), root=tmp_path)
     X = np.eye(3)[y] * 10 + rng.normal(0, 0.1, (len(y), 3))
     jc = radmine.JointClusterer(n_clusters=3, finetune=False, n_rounds=1, pca_dim=None, merge=False,
-                                min_cluster_size=1, progress=False, random_state=0).fit(corpus, features=X)
+                                min_cluster_size=1, progress=False, random_state=0).fit(corpus, image_features=X)
     fig = jc.plot_clusters(n=3)
     labels = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert sorted(lbl.split("\n")[0].split(" ")[1] for lbl in labels) == ["(4)"] * 3

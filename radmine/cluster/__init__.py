@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from radmine._io import atomic_write_json, atomic_write_parquet, fingerprint, read_saved_meta
-from radmine._validation import check_int, check_is_fitted, check_option, check_random_state
+from radmine._validation import check_int, check_is_fitted, check_option, check_random_state, renamed_keyword
 from radmine.base import BaseEstimator
 from radmine.cluster import loop as _loop
 
@@ -176,7 +176,7 @@ class JointClusterer(BaseEstimator):
     >>> X, y = make_blobs(300, n_features=16, centers=3, random_state=0)
     >>> jc = radmine.JointClusterer(n_clusters=3, finetune=False, pca_dim=None,
     ...                             merge=False, progress=False, random_state=0)
-    >>> jc.fit(None, features=X).n_clusters_
+    >>> jc.fit(None, image_features=X).n_clusters_
     3
     """
 
@@ -354,7 +354,7 @@ class JointClusterer(BaseEstimator):
         return np.asarray(ids, dtype=object)[keep], torch.stack(tensors), pd.DataFrame(bad, columns=qcols)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, corpus_or_images=None, features=None, y_true=None) -> JointClusterer:
+    def fit(self, corpus_or_images=None, image_features=None, y_true=None, *, features=None) -> JointClusterer:
         """Run the joint clustering loop.
 
         Parameters
@@ -362,8 +362,8 @@ class JointClusterer(BaseEstimator):
         corpus_or_images : Corpus, DataFrame, list of paths, list/array of 2-D arrays, array (n, 3, H, W) or None
             The images (a Corpus uses its ``images`` table and ``image_paths()``;
             a DataFrame needs ``path`` and uses ``image_id`` when present).
-            ``None`` is allowed with ``features`` and ``finetune=False``.
-        features : array-like of shape (n_images, dim), optional
+            ``None`` is allowed with ``image_features`` and ``finetune=False``.
+        image_features : array-like of shape (n_images, dim), optional
             Precomputed round-0 features (skips the first extraction).
         y_true : array-like of shape (n_images,) or str, optional
             Known classes to score each round against (or the name of a
@@ -373,6 +373,7 @@ class JointClusterer(BaseEstimator):
         -------
         self
         """
+        features = renamed_keyword(image_features, features, "image_features", "features", "JointClusterer.fit")
         self._validate()
         owner = type(self).__name__
         t_start = time.time()
@@ -391,10 +392,10 @@ class JointClusterer(BaseEstimator):
                 raise ValueError(f"features must be 2-D (n_images, dim); got shape {features.shape}.")
         if corpus_or_images is None:
             if features is None:
-                raise ValueError(f"{owner}.fit needs images (a Corpus, table, paths or arrays) or 'features'.")
+                raise ValueError(f"{owner}.fit needs images (a Corpus, table, paths or arrays) or 'image_features'.")
             if use_loop and not adapter_mode:
                 raise ValueError(f"{owner}.fit: fine-tuning the backbone needs the images; pass them, set "
-                                 "finetune_mode='adapter', or set finetune=False to cluster the given 'features'.")
+                                 "finetune_mode='adapter', or set finetune=False to cluster the given 'image_features'.")
         backbone, tensors = None, None
         self.quarantine_ = pd.DataFrame(columns=["source", "item", "reason"])
         need_pixels = features is None or (use_loop and not adapter_mode)
@@ -601,30 +602,33 @@ class JointClusterer(BaseEstimator):
         check_is_fitted(self, "labels_")
         return self._reducer.transform(np.asarray(features, dtype=np.float32))
 
-    def predict(self, images=None, features=None) -> np.ndarray:
+    def predict(self, images=None, image_features=None, *, features=None) -> np.ndarray:
         """Assign new images to the nearest final cluster centre.
 
         Parameters
         ----------
         images : same kinds as ``fit``, optional
             Extracted with the final (fine-tuned) backbone.
-        features : array-like of shape (n, dim), optional
+        image_features : array-like of shape (n, dim), optional
             Raw backbone features instead of images.
+        features : array-like, optional
+            Deprecated alias of ``image_features`` (``FutureWarning``).
 
         Returns
         -------
         ndarray of shape (n,)
             Cluster ids (strings ``"top.sub"`` when hierarchical).
         """
+        features = renamed_keyword(image_features, features, "image_features", "features", "JointClusterer.predict")
         check_is_fitted(self, "labels_")
         if (images is None) == (features is None):
-            raise ValueError("predict needs exactly one of 'images' or 'features'.")
+            raise ValueError("JointClusterer.predict needs exactly one of 'images' or 'image_features'.")
         if features is None:
             if self.backbone_ is None and getattr(self, "_lazy_backbone_seed", None) is not None:
                 self.backbone_ = self._build_backbone(self._lazy_backbone_seed)
             if self.backbone_ is None:
                 raise ValueError("predict(images=...) needs a backbone; this clusterer was fitted on features "
-                                 "only: pass 'features'.")
+                                 "only: pass 'image_features'.")
             _, tensors, q = self._load_tensors(images, self._spec(self.backbone_))
             if len(q):
                 raise ValueError(f"predict: {len(q)} image(s) could not be read; first: {q.iloc[0]['reason']}.")

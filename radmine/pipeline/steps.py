@@ -346,7 +346,7 @@ def step_cluster(ctx: RunContext) -> dict[str, Any]:
         device=ctx.config["run"]["device"],
         progress=ctx.progress,
     )
-    clusterer.fit(images, features=X)
+    clusterer.fit(images, image_features=X)
     with atomic_folder(ctx.path(artifacts.CLUSTER_MODEL)) as tmp:
         clusterer.save(tmp)
     assign = pd.DataFrame({"image_id": clusterer.image_ids_, "cluster": clusterer.labels_})
