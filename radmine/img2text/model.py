@@ -227,6 +227,8 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         L2-normalised pooled middle stage (EfficientNet-Lite0: 1280 + 112 =
         1392 dims; ``ImageEmbedder(features="last+mid")``). Pass the same
         kind of precomputed features to :meth:`fit` and :meth:`score`.
+        ONNX and transformers backbones (``backbone="sscd"``) give one
+        vector per image: ``"last"`` only.
     image_preprocessing : {"plain", "content"}, default "plain"
         Pixel preprocessing before the CNN (pinned, see
         :data:`radmine.nn.PREPROCESSINGS`): ``"plain"`` pads
@@ -409,6 +411,12 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
                             f"Got {self.extra_texts!r}.")
         if not isinstance(self.backbone, str):
             raise TypeError(f"The 'backbone' parameter of {owner} must be a backbone name. Got {self.backbone!r}.")
+        from radmine.images.backbones import allowed_features
+
+        if not self._trains_backbone() and self.image_features not in allowed_features(self.backbone):
+            raise ValueError(f"The 'image_features' parameter of {owner} must be 'last' for backbone {self.backbone!r} "
+                             f"(an ONNX or transformers model gives its own output only; 'last+mid' needs a built-in "
+                             f"CNN). Got {self.image_features!r} instead.")
 
     # -- fitting ----------------------------------------------------------
     def fit(self, corpus: Corpus, *, image_features: pd.DataFrame | None = None) -> ImageTextModel:
