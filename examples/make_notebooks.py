@@ -64,7 +64,8 @@ corpus"""),
     ],
     "02_image_clusters.ipynb": [
         new_markdown_cell("# Image clusters named by their reports\n\nEmbed key images with a pretrained CNN and "
-                          "group them with the joint clustering loop of Wang et al. (WACV 2017); name each cluster "
+                          "group them with `JointClusterer` (k-means on the nearest-neighbour graph of the features; "
+                          "Wang et al.'s (WACV 2017) fine-tuning loop is `finetune=True`); name each cluster "
                           "by the words of its images' text."),
         new_code_cell(SETUP + """\
 if (MEDPIX / "Case_topic.json").is_file():

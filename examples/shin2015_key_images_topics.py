@@ -108,9 +108,9 @@ def main(argv=None) -> dict:
     train = corpus.subset(train.reports["report_id"])  # train now carries sentences and links too
 
     # -- 3. Document-level LDA: choose K by held-out topic coherence (c_npmi), as select_n_topics does.
-    # select_n_topics' default candidates are 10/20/40/80 (Shin et al. chose 80 on ~780k reports); on a
-    # small corpus keep K below ~1 topic per 20 training reports, or the held-out coherence of
-    # topics with a handful of documents each decides K by noise.
+    # Shin et al. chose 80 topics on ~780k reports; this script tries 10/20/40/80 (select_n_topics'
+    # default candidates are 5/10/20) and, on a small corpus, keeps K below ~1 topic per 20 training
+    # reports, or the held-out coherence of topics with a handful of documents each decides K by noise.
     n_train = len(train.reports)
     candidates = [4, 8] if args.quick else [c for c in (10, 20, 40, 80) if c <= max(10, n_train // 20)]
     selection = radmine.select_n_topics(train, n_topics=candidates, random_state=args.seed,
