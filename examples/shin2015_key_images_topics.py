@@ -188,7 +188,7 @@ def main(argv=None) -> dict:
                                        progress=False)
         model.fit(corpus, image_features=features)             # train cases; early stopping on a slice of them
         scores = model.score(corpus, split="dev", image_features=features)
-        desc = model.describe(None, k=5, features=features.loc[dev_ids].to_numpy())
+        desc = model.describe(None, k=5, image_features=features.loc[dev_ids].to_numpy())
         words = desc[desc["kind"] == "word"].groupby("image")["text"].apply(list).reindex(range(len(dev_ids)))
         words = [w if isinstance(w, list) else [] for w in words]
         refs = [own_text.get(i, []) for i in dev_ids]
