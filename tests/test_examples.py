@@ -131,6 +131,27 @@ def test_cli_reference_lists_every_setting():
             assert re.search(rf"^\| `{re.escape(key)}` \|", doc, re.M), f"docs/cli.md does not document {section}.{key}"
 
 
+def test_cli_reference_shows_the_config_defaults():
+    """Each setting's row in docs/cli.md shows the value of default_config.toml (a TOML literal)."""
+    import tomllib
+
+    from radmine.pipeline.config import default_config
+
+    doc = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    wrong = []
+    for section, values in default_config().items():
+        block = doc.split(f"**`[{section}]`**", 1)[1].split("| **`[", 1)[0]
+        for key, value in values.items():
+            m = re.search(rf"^\| `{re.escape(key)}` \| `([^`]*)` \|", block, re.M)
+            if m is None:
+                wrong.append(f"{section}.{key}: no default shown")
+                continue
+            shown = tomllib.loads(f"v = {m.group(1)}")["v"]
+            if shown != value:
+                wrong.append(f"{section}.{key}: docs show {m.group(1)}, the config has {value!r}")
+    assert not wrong, "docs/cli.md settings table differs from default_config.toml: " + "; ".join(wrong)
+
+
 def test_cli_reference_lists_every_step_and_command():
     from radmine.cli import _parser
     from radmine.pipeline.steps import STEPS
