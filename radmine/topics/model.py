@@ -299,7 +299,7 @@ def _empty_documents() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in DOCUMENT_COLUMNS})
 
 
-#: Shin et al.'s Stanford TMT settings (the defaults before radmine measured better ones):
+#: Shin et al.'s Stanford TMT settings (the baseline radmine's defaults are measured against):
 #: ``TopicModel(20, **SHIN_PARAMS)``.
 SHIN_PARAMS: dict[str, Any] = {
     "backend": "gensim", "eta": 0.01, "phrases": True, "mark_negation": False, "drop_normal": False,
@@ -1236,7 +1236,7 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
         params = dict(meta["params"])
         if params.get("sections") is not None:
             params["sections"] = tuple(params["sections"])
-        # saved before these options existed: every clause was kept, no document-fraction filter
+        # files without these options: every clause kept, no document-fraction filter
         params.setdefault("drop_normal", False)
         params.setdefault("max_df", 1.0)
         obj = cls(**params)

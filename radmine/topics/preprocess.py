@@ -557,7 +557,7 @@ class Preprocessor(BaseEstimator):
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocessor:
         d = dict(d)
-        d.setdefault("drop_normal", False)  # saved before the option existed: clauses were all kept
+        d.setdefault("drop_normal", False)  # files without the option: all clauses kept
         grams = d.pop("phrasegrams", {})
         obj = cls(**d)
         obj.phrasegrams_ = {str(k): float(v) for k, v in grams.items()}
