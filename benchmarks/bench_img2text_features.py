@@ -41,6 +41,8 @@ Image features (all keyed by ``image_id``):
   ``"content"`` preprocessing (crop to the body, percentile clip): the
   features of ``ImageTextModel(backbone="sscd", image_features="last",
   image_preprocessing="content")``; needs the ``sscd`` extra;
+* ``effnet_content``: the same with the ``"content"`` preprocessing
+  (``ImageTextModel(image_preprocessing="content")``);
 * ``effnet_last``: the EfficientNet-Lite0 pooled last map (the TF-IDF
   baseline's neighbours, Shin's regression);
 * ``a+b``: the L2-normalised blocks side by side.
@@ -101,6 +103,8 @@ def feature_table(name: str, corpus, sscd_dir: Path, cache: dict) -> pd.DataFram
         F.columns = range(F.shape[1])
     elif name == "effnet":
         F = image_features(corpus, features="last+mid")
+    elif name == "effnet_content":
+        F = image_features(corpus, features="last+mid", preprocessing="content")
     elif name == "effnet_last":
         F = image_features(corpus)
     elif name.startswith("sscd"):
@@ -262,8 +266,9 @@ def estimator_rows(corpus, recipes: dict, features: dict, folds_of_case: dict, n
 
     ``recipes``: ``{name: [(feature set, params), ...]}``; one entry = one model fitted with
     ``fit(corpus, image_features=features[feature set])``; several = their
-    ``radmine.ImageTextEnsemble`` (equal weights, member seeds offset by 100 per entry). A model
-    (feature set, params, position, fold) is fitted once and shared by the recipes that name it.
+    ``radmine.ImageTextEnsemble`` (equal weights, member seeds offset by 100 per entry unless the
+    params set ``random_state``). A model
+    (feature set, params, seed, fold) is fitted once and shared by the recipes that name it.
     ``only_folds``: score these folds only (None: all).
     Returns ``{name: {"folds": (n_folds, 2) R@10 / median rank, "dev": score dict or None}}``.
     """
@@ -283,7 +288,7 @@ def estimator_rows(corpus, recipes: dict, features: dict, folds_of_case: dict, n
         for i, (fname, params) in enumerate(entries):
             p = {"random_state": seed + 100 * i, "progress": False, "text_encoder": minilm, **params,
                  "train_split": fit_split}
-            key = (tag, fname, i, json.dumps(params, sort_keys=True))
+            key = (tag, fname, p["random_state"], json.dumps(params, sort_keys=True))
             if key not in fitted:
                 fitted[key] = radmine.ImageTextModel(**p).fit(c, image_features=features[fname])
             models.append(fitted[key])
@@ -320,6 +325,12 @@ def estimator_rows(corpus, recipes: dict, features: dict, folds_of_case: dict, n
 RECIPES: dict = {
     "defaults: ImageTextModel()": [("effnet", {})],
     "ImageTextEnsemble: ImageTextModel() on EfficientNet-Lite0 last+mid & on SSCD": [("effnet", {}), ("sscd", {"image_features": "last"})],
+    # the same pair with a second EfficientNet view instead of SSCD, and all three (seeds as in the pair)
+    "ImageTextEnsemble: ImageTextModel() on the plain & content views": [
+        ("effnet", {}), ("effnet_content", {"image_preprocessing": "content", "random_state": 200})],
+    "ImageTextEnsemble: ImageTextModel() plain & SSCD & content": [
+        ("effnet", {}), ("sscd", {"image_features": "last"}),
+        ("effnet_content", {"image_preprocessing": "content", "random_state": 200})],
     # Shin et al.'s word-vector regression, as the "word2vec regression (Shin)" row of bench_img2text.py
     "word2vec regression (Shin)": [("effnet_last", {**BASELINE, "text_encoder": "word2vec", "objective": "regression",
                                                     "lr": 1e-3, "epochs": 40, "patience": 8})],
