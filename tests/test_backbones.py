@@ -167,3 +167,14 @@ def test_efficientnet_lite2_shapes_and_weights():
     if bool(df.loc["efficientnet_lite2", "pretrained_available"]):
         p = build_backbone("efficientnet_lite2")
         assert p.input_spec["image_size"] == 260 and p.weights_id.startswith("imagenet:efficientnet-lite2")
+
+
+def test_resolve_features_auto_is_the_richest_kind_the_backbone_has():
+    from radmine.images.backbones import resolve_features
+
+    assert resolve_features("auto", "efficientnet_lite0") == "last+mid"
+    assert resolve_features("auto", "random_cnn") == "last+mid"
+    assert resolve_features("auto", "sscd") == "last"
+    assert resolve_features("auto", "onnx:/models/encoder.onnx") == "last"
+    assert resolve_features("auto", "hf:microsoft/resnet-50") == "last"
+    assert resolve_features("last", "efficientnet_lite0") == "last"

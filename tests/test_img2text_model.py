@@ -153,7 +153,7 @@ def test_bad_params_and_not_fitted(toy):
         (dict(train_split="test"), ValueError, "no report has split == 'test'"),
         (dict(text_encoder=3), TypeError, "'text_encoder' parameter"),
         # ONNX backbones give one vector per image; checked before any model is loaded
-        (dict(backbone="sscd", image_features="last+mid"), ValueError, "'image_features' parameter .* 'last' for backbone 'sscd'"),
+        (dict(backbone="sscd", image_features="last+mid"), ValueError, "'image_features' parameter .* 'auto' or 'last' for backbone 'sscd'"),
     ]
     for params, err, match in cases:
         with pytest.raises(err, match=match):

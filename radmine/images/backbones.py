@@ -233,6 +233,19 @@ def allowed_features(name: str) -> tuple[str, ...]:
     return ("last",) if is_hf_name(name) or is_onnx_name(name) else FEATURES
 
 
+def resolve_features(features: str, name: str) -> str:
+    """The feature kind ``features`` means for backbone ``name``: ``"auto"`` is the richest it
+    supports (``"last+mid"`` for the built-in CNNs, ``"last"`` for transformers and ONNX models);
+    any other value is returned as given.
+
+    Examples
+    --------
+    >>> resolve_features("auto", "efficientnet_lite0"), resolve_features("auto", "sscd")
+    ('last+mid', 'last')
+    """
+    return allowed_features(name)[-1] if features == "auto" else features
+
+
 def _check_features(features: str, name: str) -> str:
     allowed = allowed_features(name)
     if features not in allowed:

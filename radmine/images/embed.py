@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from radmine.base import BaseEstimator
 from radmine.hub import ImageEmbedderHubMixin
 from radmine._validation import check_int, check_is_fitted, check_option
-from radmine.images.backbones import FEATURES, HF_POOLINGS, POOLINGS, allowed_features, build_backbone, is_hf_name
+from radmine.images.backbones import FEATURES, HF_POOLINGS, POOLINGS, allowed_features, build_backbone, is_hf_name, resolve_features
 from radmine.images.preprocess import (
     CHANNEL_MODES,
     CROP_MODES,
@@ -506,9 +506,7 @@ class ImageEmbedder(ImageEmbedderHubMixin, BaseEstimator):
         return self
 
     def _resolved_features(self) -> str:
-        if self.features != "auto":
-            return self.features
-        return "last+mid" if "last+mid" in allowed_features(str(self.backbone)) else "last"
+        return resolve_features(self.features, str(self.backbone))
 
     def _settings(self) -> dict[str, Any]:
         import radmine

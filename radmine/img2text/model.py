@@ -220,15 +220,17 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         the member size). Frozen CNN and text encoder only (not with
         ``train_backbone_blocks``, ``finetune_backbone`` or
         ``finetune_text_layers``).
-    image_features : {"last", "last+mid"}, default "last+mid"
-        Frozen backbone features computed by :class:`radmine.ImageEmbedder`
-        when ``image_features`` are not passed to :meth:`fit`: the pooled last
-        map, or the L2-normalised pooled last map concatenated with the
-        L2-normalised pooled middle stage (EfficientNet-Lite0: 1280 + 112 =
-        1392 dims; ``ImageEmbedder(features="last+mid")``). Pass the same
+    image_features : {"auto", "last", "last+mid"}, default "auto"
+        The kind of frozen backbone features computed by
+        :class:`radmine.ImageEmbedder` when ``image_features`` are not passed
+        to :meth:`fit`: the pooled last map, or the L2-normalised pooled last
+        map concatenated with the L2-normalised pooled middle stage
+        (EfficientNet-Lite0: 1280 + 112 = 1392 dims;
+        ``ImageEmbedder(features="last+mid")``). ``"auto"``: ``"last+mid"``
+        for the built-in CNNs, ``"last"`` for ONNX and transformers backbones
+        (``backbone="sscd"``), which give one vector per image
+        (:func:`radmine.images.backbones.resolve_features`). Pass the same
         kind of precomputed features to :meth:`fit` and :meth:`score`.
-        ONNX and transformers backbones (``backbone="sscd"``) give one
-        vector per image: ``"last"`` only.
     image_preprocessing : {"plain", "content"}, default "plain"
         Pixel preprocessing before the CNN (pinned, see
         :data:`radmine.nn.PREPROCESSINGS`): ``"plain"`` pads
@@ -313,7 +315,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         memory_k: int = 10,
         lr_schedule: str = "cosine",
         n_ensemble: int = 3,
-        image_features: str = "last+mid",
+        image_features: str = "auto",
         image_preprocessing: str = "plain",
         image_size: int | None = None,
         epochs: int = 30,
@@ -411,10 +413,11 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
                             f"Got {self.extra_texts!r}.")
         if not isinstance(self.backbone, str):
             raise TypeError(f"The 'backbone' parameter of {owner} must be a backbone name. Got {self.backbone!r}.")
-        from radmine.images.backbones import allowed_features
+        from radmine.images.backbones import allowed_features, resolve_features
 
-        if not self._trains_backbone() and self.image_features not in allowed_features(self.backbone):
-            raise ValueError(f"The 'image_features' parameter of {owner} must be 'last' for backbone {self.backbone!r} "
+        if not self._trains_backbone() and resolve_features(self.image_features, self.backbone) not in allowed_features(
+                self.backbone):
+            raise ValueError(f"The 'image_features' parameter of {owner} must be 'auto' or 'last' for backbone {self.backbone!r} "
                              f"(an ONNX or transformers model gives its own output only; 'last+mid' needs a built-in "
                              f"CNN). Got {self.image_features!r} instead.")
 

@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 #: Frozen-feature kinds of the image-to-text models (``ImageEmbedder(features=...)``).
-IMAGE_FEATURES = ("last", "last+mid")
+IMAGE_FEATURES = ("auto", "last", "last+mid")
 
 
 def make_embedder(backbone, *, cache_dir=None, random_state=None, progress=True, device=None, features="last",

@@ -397,12 +397,15 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
         return {"skipped": f"no held-out {eval_split!r} report with image-text pairs ({n_patients} patient(s)); "
                            "img2text needs at least 2 patients with linked images"}
     features = pd.DataFrame(X, index=pd.Index(ids["image_id"], name="image_id"))
-    if cfg["image_features"] != "last":
+    from radmine.images.backbones import resolve_features
+
+    kind = resolve_features(cfg["image_features"], ctx.config["embed"]["backbone"])
+    if kind != "last":
         # the model's own pinned embedder (e.g. last + middle CNN stage), cached beside the model
         from radmine.img2text.training import embed_images, make_embedder
 
         embedder = make_embedder(ctx.config["embed"]["backbone"], cache_dir=artifacts.IMG2TEXT_FEATURES.at(ctx.out),
-                                 progress=ctx.progress, features=cfg["image_features"],
+                                 progress=ctx.progress, features=kind,
                                  device=ctx.config["run"]["device"], random_state=ctx.random_state)
         F = embed_images(embedder, corpus, "radmine mine: img2text")
         features = pd.DataFrame(F, index=pd.Index(corpus.images["image_id"], name="image_id"))
