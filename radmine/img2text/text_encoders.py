@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import zlib
 from collections import Counter
@@ -282,6 +284,20 @@ def resolve_transformers_model(model: str) -> str:
     return str(model)
 
 
+@contextlib.contextmanager
+def _quiet_weight_loading():
+    """Hide transformers' "Loading weights" bar while a model loads (radmine's own bars report progress)."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 class TransformersTextEncoder(BaseEstimator):
     """A transformers encoder with attention-masked mean pooling.
 
@@ -331,8 +347,9 @@ class TransformersTextEncoder(BaseEstimator):
         if local is None:
             local = Path(name).is_dir()
         try:
-            self.tokenizer_ = AutoTokenizer.from_pretrained(name, local_files_only=local)
-            self.module_ = AutoModel.from_pretrained(name, local_files_only=local)
+            with _quiet_weight_loading():
+                self.tokenizer_ = AutoTokenizer.from_pretrained(name, local_files_only=local)
+                self.module_ = AutoModel.from_pretrained(name, local_files_only=local)
         except OSError as err:
             raise FileNotFoundError(f"TransformersTextEncoder: cannot load model {self.model!r} ({err}).") from None
         except ValueError as err:
