@@ -253,7 +253,7 @@ def bench_backbones(df: pd.DataFrame, n: int, rounds: int, batch_size: int | Non
     embs = {k: radmine.ImageEmbedder(batch_size=batch_size or "auto", progress=False, **kw).fit()
             for k, kw in runs.items()}
     for emb in embs.values():
-        emb.transform(paths[:8])  # warm-up (sessions, allocator)
+        emb.transform(paths[:8])  # warm-up (model load, allocator)
     names = list(runs)
     times: dict[str, list[float]] = {k: [] for k in names}
     cpu: dict[str, list[float]] = {k: [] for k in names}
@@ -445,20 +445,14 @@ def quality_rows(df: pd.DataFrame, feats: dict, n_splits: int = 0) -> list[dict]
             for task in ("modality", "region"):
                 row[f"dev-queries {task}"] = one_nn_accuracy(
                     X[ok], sub[task].astype(str).to_numpy(), sub["case"].to_numpy(), dev[ok])
-        for task in ("modality", "region"):
-            accs = [one_nn_accuracy(X[ok & m], df[ok & m][task].astype(str).to_numpy(), df[ok & m]["case"].to_numpy())
-                    for m in masks]
-            if accs:
-                row[f"200-splits {task}"] = float(np.mean(accs))
-                row[f"200-splits {task} sd"] = float(np.std(accs, ddof=1)) if len(accs) > 1 else float("nan")
-                per_split[(name, task)] = accs
-        for task in ("modality", "region"):
-            accs = [one_nn_accuracy(X[ok & m], df[ok & m][task].astype(str).to_numpy(), df[ok & m]["case"].to_numpy())
-                    for m in train_masks]
-            if accs:
-                row[f"train-splits {task}"] = float(np.mean(accs))
-                row[f"train-splits {task} sd"] = float(np.std(accs, ddof=1)) if len(accs) > 1 else float("nan")
-                per_split[(name, "train " + task)] = accs
+        for column, key_prefix, subsets in (("200-splits", "", masks), ("train-splits", "train ", train_masks)):
+            for task in ("modality", "region"):
+                accs = [one_nn_accuracy(X[ok & m], df[ok & m][task].astype(str).to_numpy(),
+                                        df[ok & m]["case"].to_numpy()) for m in subsets]
+                if accs:
+                    row[f"{column} {task}"] = float(np.mean(accs))
+                    row[f"{column} {task} sd"] = float(np.std(accs, ddof=1)) if len(accs) > 1 else float("nan")
+                    per_split[(name, key_prefix + task)] = accs
         rows.append(row)
     # paired on the same subsets: in how many splits each method scores >= the naive loop
     for row, name in zip(rows, feats):

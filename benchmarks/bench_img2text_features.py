@@ -70,6 +70,7 @@ import pandas as pd
 
 import radmine
 from radmine import _paths
+from radmine.nn import group_batches
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -130,23 +131,6 @@ def case_folds(groups: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
     return np.array([fold_of[g] for g in groups])
 
 
-def case_batches(codes: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Rows in a random order dealt into batches in which no case occurs twice (as ImageTextModel batches)."""
-    pending, batches = list(rng.permutation(len(codes))), []
-    while pending:
-        batch, seen, rest = [], set(), []
-        for i in pending:
-            if len(batch) < batch_size and codes[i] not in seen:
-                batch.append(i)
-                seen.add(codes[i])
-            else:
-                rest.append(i)
-        pending = rest
-        if len(batch) >= 2:
-            batches.append(np.asarray(batch))
-    return batches
-
-
 def train_heads(Xi, Xt, pos_text, groups, strata, *, loss="infonce", batching="mixed", seed=0, **kw):
     """Contrastive heads as in ImageTextModel; returns (encode_images, encode_texts) of unit vectors.
 
@@ -181,7 +165,7 @@ def train_heads(Xi, Xt, pos_text, groups, strata, *, loss="infonce", batching="m
     codes = pd.factorize(pd.Series(groups))[0]
     strata = pd.factorize(pd.Series(strata))[0]
     for epoch in range(p["epochs"]):
-        batches = case_batches(codes, p["batch_size"], rng)
+        batches = group_batches(codes, p["batch_size"], rng, min_size=2)
         if batching == "strata":
             # rows sorted by stratum within a random order, then cut into case-disjoint batches
             order = rng.permutation(n)

@@ -143,6 +143,15 @@ def file_sha256(path: str | os.PathLike) -> str:
     return _sha256(os.path.abspath(path), st.st_size, st.st_mtime_ns)
 
 
+def _normalisation(value, key: str, metadata: dict, default: list) -> list:
+    """``mean`` or ``std`` (``key``) of a float-input graph: the argument, else the graph's metadata, else ``default``."""
+    if value is not None:
+        return _check_mean_std(value, key, f"the '{key}' argument")
+    if key in metadata:
+        return _check_mean_std(json.loads(metadata[key]), key, "the graph's metadata")
+    return _check_mean_std(default, key, "the defaults")
+
+
 def _check_mean_std(values, what: str, found: str) -> list[float]:
     vals = [float(v) for v in np.ravel(np.asarray(values, dtype=float))]
     if len(vals) == 1:
@@ -155,12 +164,12 @@ def _check_mean_std(values, what: str, found: str) -> list[float]:
     return vals
 
 
-def describe_graph(session, name: str) -> dict[str, Any]:
-    """How to feed an onnxruntime session: its image input and embedding output.
+def describe_graph(runtime, name: str) -> dict[str, Any]:
+    """How to feed a loaded ONNX model: its image input and embedding output.
 
     Parameters
     ----------
-    session : onnxruntime.InferenceSession
+    runtime : onnxruntime.InferenceSession
     name : str
         The backbone name, for messages.
 
@@ -178,7 +187,7 @@ def describe_graph(session, name: str) -> dict[str, Any]:
         ``(batch, H, W, 3)`` uint8 / float tensor; a first output that is not
         ``(batch, dim)``.
     """
-    inputs = session.get_inputs()
+    inputs = runtime.get_inputs()
     if len(inputs) != 1:
         shown = ", ".join(f"{i.name!r} {i.type} {i.shape}" for i in inputs)
         raise ValueError(
@@ -200,7 +209,7 @@ def describe_graph(session, name: str) -> dict[str, Any]:
             "images (image_size x image_size)."
         )
     size = fixed[0] if fixed else None
-    out = session.get_outputs()[0]
+    out = runtime.get_outputs()[0]
     oshape = list(out.shape) if out.shape is not None else []
     if len(oshape) != 2:
         raise ValueError(
@@ -208,7 +217,7 @@ def describe_graph(session, name: str) -> dict[str, Any]:
             f"{out.name!r} {out.type} {oshape}."
         )
     dim = oshape[1] if isinstance(oshape[1], int) and oshape[1] > 0 else None
-    metadata = dict(session.get_modelmeta().custom_metadata_map or {})
+    metadata = dict(runtime.get_modelmeta().custom_metadata_map or {})
     return {"input": inp.name, "dtype": _DTYPES[inp.type], "layout": layout, "size": size,
             "output": out.name, "dim": dim, "metadata": metadata}
 
@@ -297,18 +306,8 @@ def _make_class():
                 mean, std = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
             else:
                 meta = self.graph["metadata"]
-                if mean is None:
-                    mean = json.loads(meta["mean"]) if "mean" in meta else IMAGENET_MEAN
-                    where = "the graph's metadata" if "mean" in meta else "the defaults"
-                else:
-                    where = "the 'mean' argument"
-                mean = _check_mean_std(mean, "mean", where)
-                if std is None:
-                    std = json.loads(meta["std"]) if "std" in meta else IMAGENET_STD
-                    where = "the graph's metadata" if "std" in meta else "the defaults"
-                else:
-                    where = "the 'std' argument"
-                std = _check_mean_std(std, "std", where)
+                mean = _normalisation(mean, "mean", meta, IMAGENET_MEAN)
+                std = _normalisation(std, "std", meta, IMAGENET_STD)
             self.input_spec = {"image_size": size, "mean": list(mean), "std": list(std)}
             self.weights_id = "sha256:" + file_sha256(self.path)
             dim = self.graph["dim"]
