@@ -12,14 +12,15 @@ samples whose top probability exceeds ``--threshold`` (inputs perturbed by dropo
 Several heads (``--heads``) are trained at once and the one with the lowest SCAN loss
 is kept, as in the paper.
 
-Feature sets: ``.npz`` files (arrays ``X`` and ``image_id``) given with ``--npz name=path``;
+Feature sets: ``.npz`` files (arrays ``X`` and ``image_id``, e.g. written by
+``bench_embed.py --save-features-dir``) given with ``--npz name=path``;
 ``--concat a+b`` adds the concatenation of the L2-normalised sets ``a`` and ``b``.
 NMI / AMI / purity against modality x location category, mean ± sd over ``--seeds``.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_cluster_scan.py --subset train \
-        --npz sscd=/work/feats/medpix_sscd_224.npz effnet=FILE.npz --concat sscd+effnet
+        --npz sscd=benchmarks/results/features/medpix_sscd_content_crop_pad_percentile_224_px.npz effnet=FILE.npz --concat sscd+effnet
 """
 
 from __future__ import annotations

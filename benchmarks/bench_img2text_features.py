@@ -330,7 +330,7 @@ def main(argv=None) -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--sscd-dir", type=Path, default=Path("/work/feats"))
+    ap.add_argument("--sscd-dir", type=Path, default=HERE / "results" / "features")
     ap.add_argument("--estimator", action="store_true", help="ImageTextModel() rows on the same folds")
     ap.add_argument("--only-folds", default="", help="with --estimator: comma-separated fold numbers to score "
                     "(to spread the folds over processes; default all)")

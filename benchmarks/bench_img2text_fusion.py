@@ -6,7 +6,7 @@ and cached as ``.npz`` under ``--cache-dir``:
 
 * ``effnet``: cosine of ``ImageTextModel()`` (EfficientNet-Lite0 last + mid features);
 * ``sscd``: cosine of ``ImageTextModel(image_features="last")`` on SSCD ResNet-50 features
-  (``/work/feats/medpix_sscd_224.npz``); ``effnet+sscd`` is their mean, the ``ImageTextEnsemble``;
+  (``benchmarks/results/features/medpix_sscd_224.npz`` when present, else computed); ``effnet+sscd`` is their mean, the ``ImageTextEnsemble``;
 * ``tfidf``: TF-IDF caption transfer: the query is the mean TF-IDF vector of the captions of the 10
   nearest fitting images (EfficientNet-Lite0 last-map cosine), scored by cosine against the candidates.
 
@@ -128,8 +128,8 @@ def part_score(M: dict, model: str, w: float, how: str, reps: int, sample: bool)
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--parts", default="0,1,2,3,4,dev", help="held-out parts to fit and cache")
-    ap.add_argument("--cache-dir", type=Path, default=Path("/tmp/img2text_fusion"))
-    ap.add_argument("--sscd-dir", type=Path, default=Path("/work/feats"))
+    ap.add_argument("--cache-dir", type=Path, default=HERE / "results" / "img2text_fusion")
+    ap.add_argument("--sscd-dir", type=Path, default=HERE / "results" / "features")
     ap.add_argument("--weights", default=WEIGHTS)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--table-only", action="store_true", help="only fuse the cached matrices")
