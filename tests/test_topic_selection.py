@@ -44,7 +44,10 @@ def test_select_measures_subset_and_errors():
     assert t["c_v"].isna().all() and t["perplexity"].notna().all()
     with pytest.raises(ValueError, match="'measures'"):
         radmine.select_n_topics(texts, measures=("bleu",))
-    with pytest.raises(ValueError, match="holdout"):
+    with pytest.raises(ValueError, match="'dev_fraction' must be a float in"):
+        radmine.select_n_topics(texts, dev_fraction=1.5)
+    with pytest.warns(FutureWarning, match="'holdout' keyword is deprecated; use 'dev_fraction'"), \
+            pytest.raises(ValueError, match="'dev_fraction' must be a float in"):
         radmine.select_n_topics(texts, holdout=1.5)
     with pytest.raises(ValueError, match="at least one K"):
         radmine.select_n_topics(texts, n_topics=())

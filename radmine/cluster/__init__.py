@@ -492,7 +492,7 @@ class JointClusterer(BaseEstimator):
             ft = {"loss": float("nan"), "val_loss": float("nan"), "val_acc": float("nan")}
             if not finished:
                 dense, _ = _loop.relabel_contiguous(labels)
-                ft = _loop.finetune(model, inputs, dense, epochs=self.finetune_epochs, holdout=self._dev_fraction(),
+                ft = _loop.finetune(model, inputs, dense, epochs=self.finetune_epochs, dev_fraction=self._dev_fraction(),
                                     lr=self._lr(), batch_size=self.batch_size, device=device, seed=seed + 1,
                                     progress=self.progress)
             row.update(finetune_loss=ft["loss"], val_loss=ft["val_loss"], val_acc=ft["val_acc"],

@@ -581,7 +581,7 @@ def finetune(
     labels: np.ndarray,
     *,
     epochs: int = 1,
-    holdout: float = 0.1,
+    dev_fraction: float = 0.1,
     lr: float = 1e-4,
     head_lr_mult: float = 10.0,
     batch_size: int = 64,
@@ -594,7 +594,7 @@ def finetune(
     """Fine-tune ``model`` + a fresh linear head to predict ``labels`` with cross-entropy.
 
     Runs on :class:`radmine.nn.Trainer` (``torch.optim.Adam``, the head at
-    ``head_lr_mult`` times ``lr``). A random ``holdout`` slice is held back;
+    ``head_lr_mult`` times ``lr``). A random ``dev_fraction`` slice is held back;
     it is scored ``checks_per_epoch`` times per epoch and the weights with the
     lowest held-back loss are kept (early stopping: training stops once the
     held-back loss got worse at two checks in a row). Batches are drawn with
@@ -620,7 +620,7 @@ def finetune(
     n = len(labels)
     rng = np.random.default_rng(int(seed))
     perm = rng.permutation(n)
-    n_val = min(int(round(holdout * n)) if holdout else 0, n - 1)
+    n_val = min(int(round(dev_fraction * n)) if dev_fraction else 0, n - 1)
     val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
 
     dtype = _param_dtype(model)

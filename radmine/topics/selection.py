@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,7 +50,8 @@ def select_n_topics(
     X: Any,
     n_topics: Sequence[int] = N_TOPICS_CANDIDATES,
     *,
-    holdout: float = 0.2,
+    dev_fraction: float = 0.2,
+    holdout: float | None = None,
     random_state: int | None = 0,
     measures: Sequence[str] = ("perplexity", "c_v", "c_npmi"),
     progress: bool = False,
@@ -62,10 +64,10 @@ def select_n_topics(
     X : Corpus or list/Series of str
     n_topics : sequence of int, default :data:`N_TOPICS_CANDIDATES` (5, 10, 20)
         Values of K to try.
-    holdout : float, default 0.2
+    dev_fraction : float, default 0.2
         Fraction of documents held out for perplexity (a Corpus is split by
         ``patient_id``). Phrases and vocabulary are learned on the training
-        part only.
+        part only. ``holdout=`` is a deprecated alias (``FutureWarning``).
     random_state : int, default 0
         Seed of the split and of every model.
     measures : subset of {"perplexity", "c_v", "c_npmi", "u_mass"}
@@ -91,16 +93,20 @@ def select_n_topics(
         raise ValueError("select_n_topics: 'n_topics' must list at least one K; got an empty sequence.")
     for m in measures:
         check_option(m, "measures", owner, MEASURES)
-    if not isinstance(holdout, (int, float)) or not 0 < holdout < 1:
-        raise ValueError(f"select_n_topics: 'holdout' must be a float in (0, 1); got {holdout!r}.")
+    if holdout is not None:
+        warnings.warn("select_n_topics: the 'holdout' keyword is deprecated; use 'dev_fraction' (same values).",
+                      FutureWarning, stacklevel=2)
+        dev_fraction = holdout
+    if isinstance(dev_fraction, bool) or not isinstance(dev_fraction, (int, float)) or not 0 < dev_fraction < 1:
+        raise ValueError(f"select_n_topics: 'dev_fraction' must be a float in (0, 1); got {dev_fraction!r}.")
     model_params.pop("n_topics", None)
     model_params["random_state"] = random_state
     base = TopicModel(ks[0], **model_params)
     base.check_params()
     docs = base.make_documents(X)
-    test = _holdout_mask(X, docs, holdout, random_state)
+    test = _holdout_mask(X, docs, dev_fraction, random_state)
     if test.all() or not test.any():
-        raise ValueError(f"select_n_topics: holdout={holdout} leaves no training or no held-out documents ({len(docs)} in all).")
+        raise ValueError(f"select_n_topics: dev_fraction={dev_fraction} leaves no training or no held-out documents ({len(docs)} in all).")
     pre = base.make_preprocessor()
     train_docs = docs[~test].reset_index(drop=True)
     tokens = pre.fit_transform(train_docs["text"])
