@@ -79,7 +79,8 @@ MINE_ONLY = {
     "topics": {"n_topics", "candidates"},  # 0 = choose K among the candidates by held-out c_npmi
     "labels": set(),
     "embed": set(),
-    "cluster": {"n_clusters"},  # 0 = about sqrt(n_images / 2)
+    # 0 = about sqrt(n_images / 2); which features the clusterer is given; the graph for that space
+    "cluster": {"n_clusters", "space", "n_neighbors"},
     "img2text": set(),
 }
 
@@ -98,6 +99,17 @@ def test_config_defaults_equal_estimator_defaults(section):
         for owner in owners:
             got = signature_defaults(owner)[key]
             assert got == want and type(got) is type(want), f"{section}.{key} = {cfg[key]!r} but {owner.__name__}({key}={got!r})"
+
+
+def test_cluster_auto_neighbours_on_cnn_features_is_the_clusterer_default():
+    from radmine.pipeline.steps import JOINT_CLUSTERER_NEIGHBORS, cluster_neighbors
+
+    assert JOINT_CLUSTERER_NEIGHBORS == signature_defaults(radmine.JointClusterer)["n_neighbors"]
+    assert cluster_neighbors(-1, "image") == JOINT_CLUSTERER_NEIGHBORS
+    assert cluster_neighbors(-1, "report") is None
+    assert cluster_neighbors(0, "image") is None and cluster_neighbors(15, "report") == 15
+    with pytest.raises(ValueError, match=r"cluster.n_neighbors must be an integer >= -1 .*found 'many'"):
+        cluster_neighbors("many", "image")
 
 
 def test_topic_settings_reach_the_model_unchanged():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -12,6 +13,7 @@ import radmine
 from radmine.pipeline import artifacts
 from radmine.pipeline import steps as steps_mod
 from radmine.pipeline.config import default_config, load_config
+from radmine.pipeline.runner import RunContext
 
 from tests.conftest import FAST_MINE as FAST
 
@@ -88,6 +90,47 @@ def test_report_setting_read_by_cluster_and_img2text_redraws_them(mined, tmp_pat
         assert result[name] == "skipped", name
 
 
+def test_cluster_groups_the_images_in_the_joint_image_text_space(mined):
+    out, _ = mined
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["steps"]["cluster"]["info"]["space"] == "report"
+    joint = artifacts.JOINT_EMBEDDINGS.read(out)
+    ids = artifacts.IMAGE_IDS.read(out)
+    model = radmine.ImageTextModel.load(out / "img2text" / "model")
+    assert joint.shape == (len(ids), model.dim_)
+    np.testing.assert_allclose(np.linalg.norm(joint, axis=1), 1.0, atol=1e-5)
+    clusterer = radmine.JointClusterer.load(out / "cluster" / "model")
+    assert clusterer.n_neighbors is None  # [cluster] n_neighbors = -1: k-means on the joint embeddings
+    assert list(clusterer.image_ids_) == list(ids["image_id"])
+    # the clusterer was given the joint embeddings: they go back to their own clusters (nearest centre)
+    assert (clusterer.predict(image_features=joint) == clusterer.labels_).mean() > 0.8
+    cnn = artifacts.EMBEDDINGS.read(out)
+    with pytest.raises(ValueError, match=rf"expected features of shape \(n, {joint.shape[1]}\).*got \({len(cnn)}, {cnn.shape[1]}\)"):
+        clusterer.predict(image_features=cnn)
+
+
+def test_cluster_space_image_and_a_skipped_img2text_use_the_cnn_features(mined, tmp_path):
+    out, _ = mined
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    result = _mine(copy, overrides={**FAST, "cluster.space": "image"}).set_index("step")["status"]
+    assert result["cluster"] == "ran" and result["img2text"] == "skipped"
+    info = json.loads((copy / "manifest.json").read_text())["steps"]["cluster"]["info"]
+    assert info["space"] == "image"
+    cnn = artifacts.EMBEDDINGS.read(copy)
+    clusterer = radmine.JointClusterer.load(copy / "cluster" / "model")
+    assert clusterer.n_neighbors == radmine.JointClusterer().n_neighbors
+    assert (clusterer.predict(image_features=cnn) == clusterer.labels_).mean() > 0.8
+    # img2text skipped (no joint embeddings): "report" falls back to the CNN features
+    artifacts.JOINT_EMBEDDINGS.at(copy).unlink()
+    np.save(artifacts.JOINT_EMBEDDINGS.at(copy), np.zeros((0, 0), dtype=np.float32))
+    ctx = RunContext(out=copy, config=load_config(overrides=FAST), source=None, progress=False)
+    X, space = steps_mod.cluster_features(ctx, "report", cnn, len(cnn))
+    assert space == "image" and X is cnn
+    with pytest.raises(ValueError, match=r"cluster.space must be one of \['report', 'image'\]; found 'pixels'"):
+        steps_mod.cluster_features(ctx, "pixels", cnn, len(cnn))
+
+
 def test_folder_source_fingerprint_sees_files_in_sub_folders(tmp_path):
     import os
 
@@ -111,7 +154,7 @@ def test_a_crashed_run_resumes_without_redoing_finished_steps(mined, tmp_path, m
     copy = tmp_path / "run"
     shutil.copytree(out, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
-    for name in ("cluster", "img2text", "report"):  # as if the run died during 'cluster'
+    for name in ("cluster", "report"):  # as if the run died during 'cluster', after 'img2text'
         manifest["steps"].pop(name)
     (copy / "manifest.json").write_text(json.dumps(manifest))
 
@@ -124,8 +167,8 @@ def test_a_crashed_run_resumes_without_redoing_finished_steps(mined, tmp_path, m
         _mine(copy)
     monkeypatch.undo()
     result = _mine(copy).set_index("step")["status"]
-    assert result[["read", "text", "labels", "topics", "embed"]].eq("skipped").all()
-    assert result[["cluster", "img2text", "report"]].eq("ran").all()
+    assert result[["read", "text", "labels", "topics", "embed", "img2text"]].eq("skipped").all()
+    assert result[["cluster", "report"]].eq("ran").all()
 
 
 def test_config_defaults_are_documented_and_typos_rejected(tmp_path):

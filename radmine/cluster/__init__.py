@@ -598,9 +598,23 @@ class JointClusterer(BaseEstimator):
 
     # ------------------------------------------------------------------ predict
     def transform_features(self, features) -> np.ndarray:
-        """Reduce raw backbone features with the fitted PCA/whitening; returns ``(n, dim_reduced)``."""
+        """Reduce raw backbone features with the fitted PCA/whitening; returns ``(n, dim_reduced)``.
+
+        Raises
+        ------
+        ValueError
+            The features do not have the width of those the clusterer was fitted on.
+        """
         check_is_fitted(self, "labels_")
-        return self._reducer.transform(np.asarray(features, dtype=np.float32))
+        return self._reducer.transform(self._checked_width(features, int(self._reducer.mean_.shape[0])))
+
+    def _checked_width(self, features, want: int) -> np.ndarray:
+        X = np.asarray(features, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != want:
+            raise ValueError(f"JointClusterer: expected features of shape (n, {want}), the width of those it was "
+                             f"fitted on; got {X.shape}. Embed new images the way the fitted ones were embedded "
+                             "(e.g. ImageTextModel.encode_images for a clusterer fitted in its joint space).")
+        return X
 
     def predict(self, images=None, image_features=None, *, features=None) -> np.ndarray:
         """Assign new images to the nearest final cluster centre.
@@ -637,7 +651,8 @@ class JointClusterer(BaseEstimator):
         if self.adapter_ is not None:
             import torch
 
-            features = _loop.extract_features(self.adapter_, torch.from_numpy(np.asarray(features, np.float32)),
+            features = self._checked_width(features, int(self.adapter_.dim))
+            features = _loop.extract_features(self.adapter_, torch.from_numpy(features),
                                               batch_size=1024, device=self._device())
         Z = self.transform_features(features)
         idx, _ = _loop.assign(Z, self.cluster_centers_)

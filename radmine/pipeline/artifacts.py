@@ -236,19 +236,6 @@ IMAGE_IDS = Artifact("embed", "embed/image_ids.parquet", "parquet", "the image o
                      columns=("image_id",))
 EMBED_CACHE = Artifact("embed", "embed/cache", "cache", "the resumable embedding cache (shards)")
 
-# -- cluster ---------------------------------------------------------------
-ASSIGNMENTS = Artifact("cluster", "cluster/assignments.parquet", "parquet", "the cluster of each image",
-                       columns=("image_id", "cluster"))
-CLUSTER_INFO = Artifact("cluster", "cluster/cluster_info.parquet", "parquet", "one row per cluster (lists as JSON)",
-                        columns=("cluster", "size", "name", "top_words", "distinctive_words"))
-CLUSTER_HISTORY = Artifact("cluster", "cluster/history.parquet", "parquet", "one row per round of the loop",
-                           columns=("round", "n_clusters"))
-CLUSTER_HISTORY_PLOT = Artifact("cluster", "cluster/history.png", "png", "the loop round by round")
-MONTAGES = Artifact("cluster", "cluster/montages", "figures", "the largest clusters' images, named", item="cluster_<id>.png")
-CLUSTER_MODEL = Artifact("cluster", "cluster/model", "model", "the fitted JointClusterer (JointClusterer.load)")
-CLUSTER_CHECKPOINTS = Artifact("cluster", "cluster/checkpoints", "checkpoints",
-                               "one folder round_XX/ per finished round (resume)", item="<fingerprint>/")
-
 # -- img2text --------------------------------------------------------------
 METRICS = Artifact("img2text", "img2text/metrics.json", "json",
                    "Recall@K both ways, median/mean rank, n_images, n_texts, eval_split ({} when skipped)")
@@ -262,8 +249,24 @@ DESCRIBE = Artifact("img2text", "img2text/describe.parquet", "parquet",
 IMG2TEXT_FEATURES = Artifact("img2text", "img2text/features", "cache",
                              "the model's own image features (last + middle stage), cached",
                              when='with image_features = "last+mid"')
+JOINT_EMBEDDINGS = Artifact("img2text", "img2text/image_embeddings.npy", "npy",
+                            "float32 (n_images, dim): each image in the model's joint image-text space (what cluster "
+                            "groups by default), rows in the order of embed/image_ids; (0, 0) when the step is skipped")
 IMG2TEXT_CHECKPOINTS = Artifact("img2text", "img2text/checkpoints", "checkpoints", "the last epoch's checkpoint (resume)",
                                 item="<fingerprint>/")
+
+# -- cluster ---------------------------------------------------------------
+ASSIGNMENTS = Artifact("cluster", "cluster/assignments.parquet", "parquet", "the cluster of each image",
+                       columns=("image_id", "cluster"))
+CLUSTER_INFO = Artifact("cluster", "cluster/cluster_info.parquet", "parquet", "one row per cluster (lists as JSON)",
+                        columns=("cluster", "size", "name", "top_words", "distinctive_words"))
+CLUSTER_HISTORY = Artifact("cluster", "cluster/history.parquet", "parquet", "one row per round of the loop",
+                           columns=("round", "n_clusters"))
+CLUSTER_HISTORY_PLOT = Artifact("cluster", "cluster/history.png", "png", "the loop round by round")
+MONTAGES = Artifact("cluster", "cluster/montages", "figures", "the largest clusters' images, named", item="cluster_<id>.png")
+CLUSTER_MODEL = Artifact("cluster", "cluster/model", "model", "the fitted JointClusterer (JointClusterer.load)")
+CLUSTER_CHECKPOINTS = Artifact("cluster", "cluster/checkpoints", "checkpoints",
+                               "one folder round_XX/ per finished round (resume)", item="<fingerprint>/")
 
 # -- report ----------------------------------------------------------------
 REPORT = Artifact("report", "report.html", "html", "the HTML report (self-contained: images inlined as base64 PNG)")
@@ -277,8 +280,8 @@ ARTIFACTS: tuple[Artifact, ...] = (
     LABELS, MENTIONS, PREVALENCE, MESH_EVALUATION,
     TOPIC_SELECTION, TOPIC_INFO, TOPIC_INFO_LEVEL2, DOCUMENT_INFO, IMAGE_TOPICS, TOPIC_MODEL,
     EMBEDDINGS, IMAGE_IDS, EMBED_CACHE,
+    METRICS, IMG2TEXT_HISTORY, IMG2TEXT_MODEL, DESCRIBE, JOINT_EMBEDDINGS, IMG2TEXT_FEATURES, IMG2TEXT_CHECKPOINTS,
     ASSIGNMENTS, CLUSTER_INFO, CLUSTER_HISTORY, CLUSTER_HISTORY_PLOT, MONTAGES, CLUSTER_MODEL, CLUSTER_CHECKPOINTS,
-    METRICS, IMG2TEXT_HISTORY, IMG2TEXT_MODEL, DESCRIBE, IMG2TEXT_FEATURES, IMG2TEXT_CHECKPOINTS,
 )
 
 

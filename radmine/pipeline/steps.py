@@ -32,6 +32,10 @@ NOT_RECORDED = "(not recorded: de-identified user data; folder names of exports 
 MIN_TOPIC_DOCUMENTS = 3
 #: fewer linked image-sentence pairs with features than this: the img2text step is skipped
 MIN_IMG2TEXT_PAIRS = 4
+#: what ``[cluster] space`` may name: the img2text model's joint image-text space, or the CNN features
+CLUSTER_SPACES = ("report", "image")
+#: ``JointClusterer``'s own default neighbour graph, what ``[cluster] n_neighbors = -1`` uses on CNN features
+JOINT_CLUSTERER_NEIGHBORS = 20
 
 
 # -- helpers ---------------------------------------------------------------
@@ -321,51 +325,6 @@ def step_embed(ctx: RunContext) -> dict[str, Any]:
             "from_cache": int(getattr(embedder, "n_cached_", 0))}
 
 
-def step_cluster(ctx: RunContext) -> dict[str, Any]:
-    from radmine.cluster import JointClusterer
-
-    cfg = ctx.config["cluster"]
-    corpus = _corpus(ctx)
-    X, ids = _embeddings(ctx)
-    if len(ids) < 4:
-        save_table(ctx, pd.DataFrame({"image_id": pd.Series(dtype=str), "cluster": pd.Series(dtype=str)}), artifacts.ASSIGNMENTS)
-        return {"images": len(ids), "skipped": f"{len(ids)} embedded image(s); clustering needs at least 4"}
-    k = int(cfg["n_clusters"]) or max(2, int(round(math.sqrt(len(ids) / 2))))
-    images = corpus.images.set_index("image_id").loc[ids["image_id"]].reset_index()
-    clusterer = JointClusterer(
-        n_clusters=k,
-        backbone=ctx.config["embed"]["backbone"],
-        image_size=ctx.config["embed"]["image_size"] or None,
-        n_rounds=cfg["n_rounds"],
-        finetune=cfg["finetune"],
-        finetune_mode=cfg["finetune_mode"],
-        finetune_epochs=cfg["finetune_epochs"],
-        hierarchical=cfg["hierarchical"],
-        checkpoint_dir=str(ctx.checkpoint_dir()),
-        random_state=ctx.random_state,
-        device=ctx.config["run"]["device"],
-        progress=ctx.progress,
-    )
-    clusterer.fit(images, image_features=X)
-    with atomic_folder(ctx.path(artifacts.CLUSTER_MODEL)) as tmp:
-        clusterer.save(tmp)
-    assign = pd.DataFrame({"image_id": clusterer.image_ids_, "cluster": clusterer.labels_})
-    save_table(ctx, assign, artifacts.ASSIGNMENTS)
-    info_df = clusterer.get_cluster_info(corpus)
-    save_table(ctx, _jsonable(info_df), artifacts.CLUSTER_INFO)
-    save_table(ctx, clusterer.history_, artifacts.CLUSTER_HISTORY)
-    from radmine.plotting import clusters as cplot
-
-    fig = cplot.history(clusterer)
-    atomic_save_figure(fig, ctx.path(artifacts.CLUSTER_HISTORY_PLOT), dpi=90, bbox_inches="tight")
-    shown = info_df.sort_values("size", ascending=False)["cluster"].head(ctx.config["report"]["n_examples"])
-    artifacts.MONTAGES.at(ctx.out).mkdir(parents=True, exist_ok=True)
-    for c in shown:
-        fig = cplot.montage(clusterer, corpus, c, n=9)
-        atomic_save_figure(fig, artifacts.MONTAGES.member(ctx.out, id=c), dpi=80, bbox_inches="tight")
-    return {"k": k, "n_clusters": int(clusterer.n_clusters_), "rounds": len(clusterer.history_)}
-
-
 def step_img2text(ctx: RunContext) -> dict[str, Any]:
     from radmine.img2text.model import ImageTextModel
 
@@ -381,6 +340,7 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
     n_pairs = int(corpus.links["resolved"].fillna(False).astype(bool).sum()) if "resolved" in corpus.links else len(corpus.links)
     if n_pairs < MIN_IMG2TEXT_PAIRS:
         atomic_write_json(ctx.path(artifacts.METRICS), {})
+        atomic_write_npy(ctx.path(artifacts.JOINT_EMBEDDINGS), np.zeros((0, 0), dtype=np.float32))
         return {"skipped": f"{n_pairs} linked image-sentence pair(s) with image features; img2text needs at least {MIN_IMG2TEXT_PAIRS}"}
     splits = set(corpus.reports["split"].dropna()) if "split" in corpus.reports.columns else set()
     if "train" not in splits or not (splits & {"dev", "test"}):
@@ -393,6 +353,7 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
     held_out = corpus.reports.loc[corpus.reports["split"] == eval_split, "report_id"]
     if not len(held_out) or not corpus.links["report_id"].isin(held_out).any():
         atomic_write_json(ctx.path(artifacts.METRICS), {})
+        atomic_write_npy(ctx.path(artifacts.JOINT_EMBEDDINGS), np.zeros((0, 0), dtype=np.float32))
         n_patients = corpus.reports["patient_id"].nunique()
         return {"skipped": f"no held-out {eval_split!r} report with image-text pairs ({n_patients} patient(s)); "
                            "img2text needs at least 2 patients with linked images"}
@@ -435,6 +396,9 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
     metrics["eval_split"] = eval_split
     atomic_write_json(ctx.path(artifacts.METRICS), metrics)
     save_table(ctx, model.history_, artifacts.IMG2TEXT_HISTORY)
+    # every embedded image in the joint space, in the rows of embed/image_ids: what cluster groups
+    joint = model.encode_image_features(features.loc[ids["image_id"].astype(str)].to_numpy(np.float32))
+    atomic_write_npy(ctx.path(artifacts.JOINT_EMBEDDINGS), joint.astype(np.float32))
     # A gallery of held-out images with the words and sentences the model gives them.
     held = corpus.reports.loc[corpus.reports["split"] == eval_split, "report_id"]
     shown = corpus.images[corpus.images["report_id"].isin(held) & corpus.images["image_id"].isin(features.index)]
@@ -453,6 +417,87 @@ def step_img2text(ctx: RunContext) -> dict[str, Any]:
     save_table(ctx, pd.DataFrame(rows, columns=list(artifacts.DESCRIBE.columns)), artifacts.DESCRIBE)
     key = next((k for k in metrics if k.endswith("R@10")), None)
     return {"eval_split": eval_split, "images": int(metrics.get("n_images", 0)), **({key: round(metrics[key], 3)} if key else {})}
+
+
+def step_cluster(ctx: RunContext) -> dict[str, Any]:
+    from radmine.cluster import JointClusterer
+
+    cfg = ctx.config["cluster"]
+    corpus = _corpus(ctx)
+    X, ids = _embeddings(ctx)
+    X, space = cluster_features(ctx, cfg["space"], X, len(ids))
+    if len(ids) < 4:
+        save_table(ctx, pd.DataFrame({"image_id": pd.Series(dtype=str), "cluster": pd.Series(dtype=str)}), artifacts.ASSIGNMENTS)
+        return {"images": len(ids), "skipped": f"{len(ids)} embedded image(s); clustering needs at least 4"}
+    k = int(cfg["n_clusters"]) or max(2, int(round(math.sqrt(len(ids) / 2))))
+    images = corpus.images.set_index("image_id").loc[ids["image_id"]].reset_index()
+    clusterer = JointClusterer(
+        n_clusters=k,
+        backbone=ctx.config["embed"]["backbone"],
+        image_size=ctx.config["embed"]["image_size"] or None,
+        n_neighbors=cluster_neighbors(cfg["n_neighbors"], space),
+        n_rounds=cfg["n_rounds"],
+        finetune=cfg["finetune"],
+        finetune_mode=cfg["finetune_mode"],
+        finetune_epochs=cfg["finetune_epochs"],
+        hierarchical=cfg["hierarchical"],
+        checkpoint_dir=str(ctx.checkpoint_dir()),
+        random_state=ctx.random_state,
+        device=ctx.config["run"]["device"],
+        progress=ctx.progress,
+    )
+    clusterer.fit(images, image_features=X)
+    with atomic_folder(ctx.path(artifacts.CLUSTER_MODEL)) as tmp:
+        clusterer.save(tmp)
+    assign = pd.DataFrame({"image_id": clusterer.image_ids_, "cluster": clusterer.labels_})
+    save_table(ctx, assign, artifacts.ASSIGNMENTS)
+    info_df = clusterer.get_cluster_info(corpus)
+    save_table(ctx, _jsonable(info_df), artifacts.CLUSTER_INFO)
+    save_table(ctx, clusterer.history_, artifacts.CLUSTER_HISTORY)
+    from radmine.plotting import clusters as cplot
+
+    fig = cplot.history(clusterer)
+    atomic_save_figure(fig, ctx.path(artifacts.CLUSTER_HISTORY_PLOT), dpi=90, bbox_inches="tight")
+    shown = info_df.sort_values("size", ascending=False)["cluster"].head(ctx.config["report"]["n_examples"])
+    artifacts.MONTAGES.at(ctx.out).mkdir(parents=True, exist_ok=True)
+    for c in shown:
+        fig = cplot.montage(clusterer, corpus, c, n=9)
+        atomic_save_figure(fig, artifacts.MONTAGES.member(ctx.out, id=c), dpi=80, bbox_inches="tight")
+    return {"k": k, "n_clusters": int(clusterer.n_clusters_), "rounds": len(clusterer.history_), "space": space}
+
+
+def cluster_neighbors(n_neighbors: int, space: str) -> int | None:
+    """``JointClusterer(n_neighbors=...)`` for ``[cluster] n_neighbors`` in ``space``.
+
+    ``-1`` (auto) is what measured best on MedPix train folds in each space
+    (docs/clusters.md): k-means on the features themselves (``None``) in the
+    joint image-text space, the estimator's default neighbour graph on CNN
+    features. ``0`` is no graph; a positive value is used as given.
+    """
+    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int) or n_neighbors < -1:
+        raise ValueError(f"cluster.n_neighbors must be an integer >= -1 (-1 = auto, 0 = no graph); found {n_neighbors!r}.")
+    if n_neighbors == -1:
+        return None if space == "report" else JOINT_CLUSTERER_NEIGHBORS
+    return n_neighbors or None
+
+
+def cluster_features(ctx: RunContext, space: str, X: np.ndarray, n_images: int) -> tuple[np.ndarray, str]:
+    """The features ``cluster`` groups: the img2text joint space (``"report"``) or the CNN's (``"image"``).
+
+    ``"report"`` falls back to the CNN features when the img2text step was
+    skipped (too few image-sentence pairs) or did not run.
+    """
+    if space not in CLUSTER_SPACES:
+        raise ValueError(f"cluster.space must be one of {list(CLUSTER_SPACES)}; found {space!r}.")
+    if space == "report":
+        Z = artifacts.JOINT_EMBEDDINGS.read(ctx.out) if artifacts.JOINT_EMBEDDINGS.exists(ctx.out) else np.zeros((0, 0))
+        if Z.ndim == 2 and Z.shape[0] == n_images and Z.shape[1] > 0:
+            return Z, "report"
+        logger.info("cluster: no joint image-text embeddings (img2text skipped); clustering the CNN features")
+    return X, "image"
+
+
+
 
 
 def step_report(ctx: RunContext) -> dict[str, Any]:
@@ -486,11 +531,11 @@ STEPS = [
     Step("labels", step_labels, ("text",), ("labels",), artifacts.of_step("labels"), "weak labels"),
     Step("topics", step_topics, ("text",), ("topics",), artifacts.of_step("topics"), "LDA topics (two levels)"),
     Step("embed", step_embed, ("read",), ("embed",), artifacts.of_step("embed"), "CNN image embeddings"),
-    Step("cluster", step_cluster, ("embed", "text"), ("cluster", "embed"), artifacts.of_step("cluster"), "joint image clusters",
-         ("report.n_examples",)),
     Step("img2text", step_img2text, ("embed", "text"), ("img2text", "embed"), artifacts.of_step("img2text"),
          "image-to-text model + Recall@K", ("report.n_examples",)),
-    Step("report", step_report, ("read", "text", "labels", "topics", "embed", "cluster", "img2text"), ("report",),
+    Step("cluster", step_cluster, ("embed", "text", "img2text"), ("cluster", "embed"), artifacts.of_step("cluster"),
+         "image clusters (in the joint image-text space)", ("report.n_examples",)),
+    Step("report", step_report, ("read", "text", "labels", "topics", "embed", "img2text", "cluster"), ("report",),
          artifacts.of_step("report"), "HTML report"),
 ]
 
