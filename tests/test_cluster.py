@@ -161,6 +161,11 @@ def test_predict_features_matches_training_assignment():
     assert np.mean(pred == jc.labels_) >= 0.99
     X2, _ = make_blobs(20, n_features=X.shape[1], centers=4, cluster_std=1.0, random_state=3)
     assert set(jc.predict(image_features=X2)) <= set(jc.clusters_)
+    with pytest.raises(ValueError, match=rf"expected features of shape \(n, {X.shape[1]}\).*got \(20, 3\)"):
+        jc.predict(image_features=X2[:, :3])
+    X2[4] = np.nan
+    with pytest.raises(ValueError, match=r"1 row\(s\) of the features are NaN or infinite \(first: row 4\)"):
+        jc.predict(image_features=X2)
 
 
 def test_hierarchical_ids_and_predict():

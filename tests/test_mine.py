@@ -94,6 +94,7 @@ def test_cluster_groups_the_images_in_the_joint_image_text_space(mined):
     out, _ = mined
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["steps"]["cluster"]["info"]["space"] == "report"
+    assert "Clustered in the joint image-text space" in (out / "report.html").read_text()
     joint = artifacts.JOINT_EMBEDDINGS.read(out)
     ids = artifacts.IMAGE_IDS.read(out)
     model = radmine.ImageTextModel.load(out / "img2text" / "model")

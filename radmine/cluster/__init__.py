@@ -603,7 +603,8 @@ class JointClusterer(BaseEstimator):
         Raises
         ------
         ValueError
-            The features do not have the width of those the clusterer was fitted on.
+            The features do not have the width of those the clusterer was fitted on, or a row is
+            not finite.
         """
         check_is_fitted(self, "labels_")
         return self._reducer.transform(self._checked_width(features, int(self._reducer.mean_.shape[0])))
@@ -614,6 +615,10 @@ class JointClusterer(BaseEstimator):
             raise ValueError(f"JointClusterer: expected features of shape (n, {want}), the width of those it was "
                              f"fitted on; got {X.shape}. Embed new images the way the fitted ones were embedded "
                              "(e.g. ImageTextModel.encode_images for a clusterer fitted in its joint space).")
+        bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
+        if len(bad):
+            raise ValueError(f"JointClusterer: {len(bad)} row(s) of the features are NaN or infinite (first: row "
+                             f"{int(bad[0])}), e.g. images that could not be read; leave them out before predict.")
         return X
 
     def predict(self, images=None, image_features=None, *, features=None) -> np.ndarray:

@@ -33,6 +33,13 @@ th{background:#f5f5f5} .note{color:#777;font-style:italic} .grid{display:flex;fl
 """
 
 
+#: what the report says of the features the clusters were made in (``[cluster] space``)
+SPACE_TEXT = {
+    "report": "the joint image-text space of the image-to-text model (images grouped by what their reports say)",
+    "image": "the CNN features of the embed step",
+}
+
+
 def _img_tag(path: str | Path | None, max_size: int = 240, alt: str = "") -> str:
     """An ``<img>`` with the picture inlined as base64 PNG (thumbnail), or a note if unreadable."""
     if path is None or (isinstance(path, float)) or not Path(str(path)).is_file():
@@ -209,6 +216,9 @@ def write_report(out: str | Path, *, n_examples: int | None = None, step_order: 
     if info is None:
         parts.append(_missing("cluster", skipped))
     else:
+        space = manifest.get("steps", {}).get("cluster", {}).get("info", {}).get("space")
+        if space in SPACE_TEXT:
+            parts.append(f"<p>Clustered in {SPACE_TEXT[space]}.</p>")
         cols = [c for c in ("cluster", "size", "name", "top_words", "distinctive_words", "top_annotations") if c in info.columns]
         parts.append(_table(info[cols].map(_pairs_text), 60))
         hist = _read(out, artifacts.CLUSTER_HISTORY)
