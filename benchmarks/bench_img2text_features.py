@@ -55,6 +55,8 @@ Usage (each with ``OMP_NUM_THREADS=1 nice .venv/bin/python``)::
     benchmarks/bench_img2text_features.py --tfidf
     benchmarks/bench_img2text_features.py --estimator --dev            # every recipe of RECIPES
     benchmarks/bench_img2text_features.py --estimator --recipes "word2vec regression (Shin)" --dev
+    # frozen vs trained last MiniLM layer, one member each (the trained layer: ~17 min a fold on one thread)
+    benchmarks/bench_img2text_features.py --features effnet --estimator --only-folds 0,1,2 --recipes "one member: frozen MiniLM (n_ensemble=1 epochs=10),one member: MiniLM last layer trained (finetune_text_layers=1 epochs=10)"
 """
 
 from __future__ import annotations
