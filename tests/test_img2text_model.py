@@ -195,6 +195,17 @@ def test_minilm_encoder_offline():
         TransformersTextEncoder(model=str(minilm_path() / "no_such_folder")).fit()
 
 
+def test_a_text_encoder_instance_with_other_finetune_layers_is_refused():
+    from radmine.img2text.text_encoders import build_text_encoder
+
+    frozen = TransformersTextEncoder()
+    assert build_text_encoder(frozen) is frozen and build_text_encoder(frozen, finetune_layers=0) is frozen
+    with pytest.raises(ValueError, match=r"finetune_text_layers=1 but the text_encoder instance passed has finetune_layers=0"):
+        build_text_encoder(frozen, finetune_layers=1)
+    trained = TransformersTextEncoder(finetune_layers=1)
+    assert build_text_encoder(trained, finetune_layers=1) is trained
+
+
 def test_embedded_corpus_end_to_end(embedded_corpus, tmp_path):
     """Pixels -> random CNN features -> contrastive heads, on the embedded synthetic corpus."""
     corpus = embedded_corpus.copy()

