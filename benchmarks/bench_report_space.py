@@ -14,8 +14,9 @@ the backbone's own features:
   (its defaults: k-means in the spectral embedding of the 20-nearest-neighbour
   graph, then RIM merging), of ``JointClusterer(n_clusters=10,
   n_neighbors=None)`` (k-means on the features, then RIM: what ``radmine mine``
-  runs in the joint space) and of one-shot k-means, mean over ``--seeds``, as
-  in ``bench_cluster.py``.
+  runs in the joint space), of the same with Wang et al.'s fine-tuning loop
+  (``finetune=True``: adapter rounds on the cluster ids) and of one-shot
+  k-means, mean over ``--seeds``, as in ``bench_cluster.py``.
 
 Feature sets (rows):
 
@@ -87,6 +88,7 @@ CLUSTERINGS = {
     "JointClusterer()": {},
     "k-means + RIM": dict(n_neighbors=None),
     "one-shot k-means": dict(n_neighbors=None, merge=False),
+    "k-means + RIM + loop": dict(n_neighbors=None, finetune=True),
 }
 
 
