@@ -79,7 +79,8 @@ def test_wang2017_example_on_embedded(tmp_path):
                       "--cache-dir", str(tmp_path / "cache"), *FAST_IMAGES)
     assert "NMI" in out and "purity" in out
     agreement = pd.read_csv(tmp_path / "o" / "agreement.csv", index_col=0)
-    assert len(agreement) == 2 and _in_unit_interval(agreement["NMI"]) and _in_unit_interval(agreement["purity"])
+    assert len(agreement) == 3 and _in_unit_interval(agreement["NMI"]) and _in_unit_interval(agreement["purity"])
+    assert "report-aligned space (radmine mine's default)" in agreement.index
     montages = list((tmp_path / "o" / "montages").glob("cluster_*.png"))
     assert montages and all(p.stat().st_size > 1000 for p in montages)
     assert (tmp_path / "o" / "history.png").is_file()
