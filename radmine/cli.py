@@ -237,9 +237,12 @@ def main(argv: list[str] | None = None) -> int:
             elif args.what == "windows":
                 obj = radmine.list_windows()
             else:
+                from radmine.pipeline.config import default_config
                 from radmine.pipeline.steps import STEPS
 
-                obj = pd.DataFrame([{"step": s.name, "depends_on": ",".join(s.deps), "description": s.description} for s in STEPS])
+                cfg = default_config()  # the dependencies under the default settings
+                obj = pd.DataFrame([{"step": s.name, "depends_on": ",".join(s.deps_for(cfg)), "description": s.description}
+                                    for s in STEPS])
             print(obj.to_string() if hasattr(obj, "to_string") else obj)
             return 0
     except (ValueError, TypeError, FileNotFoundError, KeyError, OutputLockedError) as err:

@@ -132,6 +132,23 @@ def test_cluster_space_image_and_a_skipped_img2text_use_the_cnn_features(mined, 
         steps_mod.cluster_features(ctx, "pixels", cnn, len(cnn))
 
 
+def test_cluster_needs_img2text_only_in_the_report_space(mined, tmp_path):
+    out, _ = mined
+    cluster = next(s for s in steps_mod.STEPS if s.name == "cluster")
+    cfg = load_config(overrides=FAST)
+    assert "img2text" in cluster.deps_for(cfg)
+    assert "img2text" not in cluster.deps_for(load_config(overrides={**FAST, "cluster.space": "image"}))
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["steps"].pop("img2text")  # as if img2text never ran in this folder
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"Step 'cluster' needs \['img2text'\] to have run"):
+        _mine(copy, steps=["cluster"])
+    result = _mine(copy, steps=["cluster"], overrides={**FAST, "cluster.space": "image"}).set_index("step")["status"]
+    assert result["cluster"] == "ran" and result["img2text"] == "not selected"
+
+
 def test_folder_source_fingerprint_sees_files_in_sub_folders(tmp_path):
     import os
 

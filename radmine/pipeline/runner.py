@@ -71,6 +71,18 @@ class Step:
     description: str = ""
     #: single settings of other sections the step reads, as ``"section.key"``
     extra_keys: tuple[str, ...] = ()
+    #: steps it depends on only under a setting: ``(step, "section.key", value)``, e.g. ``cluster``
+    #: reads the ``img2text`` output only with ``cluster.space = "report"``
+    deps_when: tuple[tuple[str, str, Any], ...] = ()
+
+    def deps_for(self, config: dict[str, dict[str, Any]]) -> tuple[str, ...]:
+        """The steps it depends on under ``config``: :attr:`deps` plus the :attr:`deps_when` that apply."""
+        extra = []
+        for dep, key, value in self.deps_when:
+            sec, _, name = key.partition(".")
+            if config.get(sec, {}).get(name) == value and dep not in self.deps:
+                extra.append(dep)
+        return tuple(self.deps) + tuple(extra)
 
     def owned(self) -> list[str]:
         """Top-level entries of DIR the step owns: the first component of each output."""
@@ -212,6 +224,7 @@ def run_steps(
     rows = []
     selected = set(only) if only else {s.name for s in steps}
     for step in steps:
+        deps = step.deps_for(ctx.config)
         settings = {sec: ctx.config.get(sec, {}) for sec in step.sections}
         for key in step.extra_keys:
             sec, _, name = key.partition(".")
@@ -222,7 +235,7 @@ def run_steps(
                 "settings": settings,
                 # a dependency counts by its settings and by the files it left: a step re-runs when
                 # what it reads changed, and not when its inputs were re-made identical
-                "deps": {d: [fps.get(d), _outputs_key(manifest["steps"].get(d))] for d in step.deps},
+                "deps": {d: [fps.get(d), _outputs_key(manifest["steps"].get(d))] for d in deps},
                 "source": _source_fingerprint(ctx.source),
                 "random_state": ctx.random_state,
                 "version": radmine.__version__,
@@ -233,7 +246,7 @@ def run_steps(
         if step.name not in selected:
             rows.append({"step": step.name, "status": "not selected", "seconds": 0.0, "summary": ""})
             continue
-        missing_deps = [d for d in step.deps if d in known and manifest["steps"].get(d, {}).get("fingerprint") != fps.get(d)]
+        missing_deps = [d for d in deps if d in known and manifest["steps"].get(d, {}).get("fingerprint") != fps.get(d)]
         if missing_deps:
             raise ValueError(
                 f"Step {step.name!r} needs {missing_deps} to have run with the current settings first; "

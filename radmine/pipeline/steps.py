@@ -533,8 +533,9 @@ STEPS = [
     Step("embed", step_embed, ("read",), ("embed",), artifacts.of_step("embed"), "CNN image embeddings"),
     Step("img2text", step_img2text, ("embed", "text"), ("img2text", "embed"), artifacts.of_step("img2text"),
          "image-to-text model + Recall@K", ("report.n_examples",)),
-    Step("cluster", step_cluster, ("embed", "text", "img2text"), ("cluster", "embed"), artifacts.of_step("cluster"),
-         "image clusters (in the joint image-text space)", ("report.n_examples",)),
+    Step("cluster", step_cluster, ("embed", "text"), ("cluster", "embed"), artifacts.of_step("cluster"),
+         "image clusters (in the joint image-text space)", ("report.n_examples",),
+         deps_when=(("img2text", "cluster.space", "report"),)),
     Step("report", step_report, ("read", "text", "labels", "topics", "embed", "img2text", "cluster"), ("report",),
          artifacts.of_step("report"), "HTML report"),
 ]
