@@ -102,10 +102,9 @@ def test_config_defaults_equal_estimator_defaults(section):
 
 
 def test_cluster_auto_neighbours_on_cnn_features_is_the_clusterer_default():
-    from radmine.pipeline.steps import JOINT_CLUSTERER_NEIGHBORS, cluster_neighbors
+    from radmine.pipeline.steps import cluster_neighbors
 
-    assert JOINT_CLUSTERER_NEIGHBORS == signature_defaults(radmine.JointClusterer)["n_neighbors"]
-    assert cluster_neighbors(-1, "image") == JOINT_CLUSTERER_NEIGHBORS
+    assert cluster_neighbors(-1, "image") == signature_defaults(radmine.JointClusterer)["n_neighbors"] == 20
     assert cluster_neighbors(-1, "report") is None
     assert cluster_neighbors(0, "image") is None and cluster_neighbors(15, "report") == 15
     with pytest.raises(ValueError, match=r"cluster.n_neighbors must be an integer >= -1 .*found 'many'"):

@@ -140,6 +140,9 @@ def test_cluster_needs_img2text_only_in_the_report_space(mined, tmp_path):
     assert "img2text" not in cluster.deps_for(load_config(overrides={**FAST, "cluster.space": "image"}))
     copy = tmp_path / "run"
     shutil.copytree(out, copy)
+    # the whole-CNN loop re-extracts CNN features: it cannot run in the joint space
+    with pytest.raises(ValueError, match=r"cluster.finetune_mode = 'backbone' fine-tunes the CNN"):
+        _mine(copy, steps=["cluster"], overrides={**FAST, "cluster.finetune": True, "cluster.finetune_mode": "backbone"})
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["steps"].pop("img2text")  # as if img2text never ran in this folder
     (copy / "manifest.json").write_text(json.dumps(manifest))

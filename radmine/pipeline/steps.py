@@ -34,8 +34,6 @@ MIN_TOPIC_DOCUMENTS = 3
 MIN_IMG2TEXT_PAIRS = 4
 #: what ``[cluster] space`` may name: the img2text model's joint image-text space, or the CNN features
 CLUSTER_SPACES = ("report", "image")
-#: ``JointClusterer``'s own default neighbour graph, what ``[cluster] n_neighbors = -1`` uses on CNN features
-JOINT_CLUSTERER_NEIGHBORS = 20
 
 
 # -- helpers ---------------------------------------------------------------
@@ -429,6 +427,10 @@ def step_cluster(ctx: RunContext) -> dict[str, Any]:
     if len(ids) < 4:
         save_table(ctx, pd.DataFrame({"image_id": pd.Series(dtype=str), "cluster": pd.Series(dtype=str)}), artifacts.ASSIGNMENTS)
         return {"images": len(ids), "skipped": f"{len(ids)} embedded image(s); clustering needs at least 4"}
+    if space == "report" and cfg["finetune"] and cfg["finetune_mode"] == "backbone":
+        raise ValueError("cluster.finetune_mode = 'backbone' fine-tunes the CNN, whose features are not the joint "
+                         "image-text space the clusters are made in: set cluster.space = 'image' for it, or use "
+                         "finetune_mode = 'adapter'.")
     k = int(cfg["n_clusters"]) or max(2, int(round(math.sqrt(len(ids) / 2))))
     images = corpus.images.set_index("image_id").loc[ids["image_id"]].reset_index()
     clusterer = JointClusterer(
@@ -477,7 +479,13 @@ def cluster_neighbors(n_neighbors: int, space: str) -> int | None:
     if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int) or n_neighbors < -1:
         raise ValueError(f"cluster.n_neighbors must be an integer >= -1 (-1 = auto, 0 = no graph); found {n_neighbors!r}.")
     if n_neighbors == -1:
-        return None if space == "report" else JOINT_CLUSTERER_NEIGHBORS
+        if space == "report":
+            return None
+        import inspect
+
+        from radmine.cluster import JointClusterer
+
+        return inspect.signature(JointClusterer).parameters["n_neighbors"].default
     return n_neighbors or None
 
 
