@@ -130,7 +130,7 @@ def link_key_images(
     cited_reports: set = set()
     iterator = by_report.items()
     if progress:
-        from tqdm.auto import tqdm
+        from radmine._progress import tqdm
 
         iterator = tqdm(iterator, total=len(by_report), desc="links", unit="report")
     for rid, sents in iterator:

@@ -324,7 +324,7 @@ class JointClusterer(BaseEstimator):
                 raise ValueError(f"images: a 4-D input must have shape (n, 3, H, W); got {tuple(t.shape)}.")
             return np.arange(len(t)), t.to(torch.float16), pd.DataFrame(columns=qcols)
         ids, items = _image_items(images)
-        from tqdm.auto import tqdm
+        from radmine._progress import tqdm
 
         from radmine.images.embed import decode_image
         from radmine.images.preprocess import preprocess

@@ -495,7 +495,7 @@ def extract_features(model, tensors, *, batch_size: int = 64, device: str = "cpu
                      desc: str = "extract") -> np.ndarray:
     """Run ``model`` (eval mode, no grad) over ``tensors`` ``(n, 3, H, W)``; returns float32 ``(n, dim)``."""
     import torch
-    from tqdm.auto import tqdm
+    from radmine._progress import tqdm
 
     model.eval()
     model.to(device)

@@ -1373,7 +1373,7 @@ def _generate(n_patients: int, seed: int, image_size: int, out_dir: Path, n_dico
     first_of_patient: dict[str, _Study] = {}
     iterator = range(n_studies)
     if progress:
-        from tqdm.auto import tqdm
+        from radmine._progress import tqdm
 
         iterator = tqdm(iterator, desc="synthetic studies")
     dicom_todo = {c: None for c in cls_names[:max(0, n_dicom)]}

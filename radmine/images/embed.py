@@ -706,7 +706,7 @@ class ImageEmbedder(ImageEmbedderHubMixin, BaseEstimator):
         return self._finish(out)
 
     def _run(self, runnable, sources, keys, paths, out_ids, out, quarantine, cache) -> None:
-        from tqdm.auto import tqdm
+        from radmine._progress import tqdm
 
         dataset = ImageDataset([sources[p] for p in runnable], self.input_spec_, self._preprocess_options())
         workers = self._n_workers(len(runnable))

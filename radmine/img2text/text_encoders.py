@@ -422,7 +422,7 @@ class TransformersTextEncoder(BaseEstimator):
 
     def _encode(self, texts: list, progress: bool) -> np.ndarray:
         import torch
-        from tqdm.auto import tqdm
+        from radmine._progress import tqdm
 
         parts = []
         was_training = self.module_.training

@@ -195,7 +195,7 @@ def prefix_maps(backbone, n_blocks: int, items, spec: dict, *, flip: bool = Fals
         Unreadable items (their maps are computed from zeros).
     """
     import torch
-    from tqdm.auto import tqdm
+    from radmine._progress import tqdm
 
     out, out_f, bad = [], [], np.zeros(len(items), dtype=bool)
     backbone.eval()

@@ -355,7 +355,7 @@ class Trainer:
 
     def _loop(self, start, make_batches, step, evaluate) -> None:
         import torch
-        from tqdm.auto import tqdm
+        from radmine._progress import tqdm
 
         bar = tqdm(total=self.epochs, initial=min(start, self.epochs), disable=not self.progress, desc=self.desc)
         try:

@@ -554,7 +554,7 @@ def read_dicom(
     seen: dict[str, str] = {}
     it = files
     if progress:
-        from tqdm.auto import tqdm
+        from radmine._progress import tqdm
 
         it = tqdm(files, desc="read_dicom", unit="file")
     for f in it:

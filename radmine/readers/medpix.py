@@ -261,7 +261,7 @@ def read_medpix(
     images, seen = [], set()
     it = enumerate(descs)
     if progress:
-        from tqdm.auto import tqdm
+        from radmine._progress import tqdm
 
         it = tqdm(it, total=len(descs), desc="read_medpix", unit="image")
     for i, d in it:

@@ -361,7 +361,7 @@ def read_openi(
             f"XML files, or one .xml file."
         )
     if progress:
-        from tqdm.auto import tqdm
+        from radmine._progress import tqdm
 
         items = tqdm(items, desc="read_openi", unit="report")
     reports, images, annotations = [], [], []

@@ -427,7 +427,7 @@ def sentence_table(
     rows_rid, rows_sec, rows_sid, rows_s, rows_e, rows_t = [], [], [], [], [], []
     iterator = range(len(texts))
     if progress:
-        from tqdm.auto import tqdm
+        from radmine._progress import tqdm
 
         iterator = tqdm(iterator, desc="sentences", unit="report")
     if nlp is None:
@@ -455,7 +455,7 @@ def sentence_table(
         bodies = (texts[i][s:e] for i, _, s, e in regions)
         docs = nlp.pipe(bodies, batch_size=batch_size)
         if progress:
-            from tqdm.auto import tqdm
+            from radmine._progress import tqdm
 
             docs = tqdm(docs, total=len(regions), desc="sentences", unit="section")
         counter: dict[int, int] = {}

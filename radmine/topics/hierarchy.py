@@ -119,7 +119,7 @@ class HierarchicalTopicModel(BaseEstimator):
         rows = []
         topics = range(level1.n_topics_)
         if self.progress:
-            from tqdm.auto import tqdm
+            from radmine._progress import tqdm
 
             topics = tqdm(topics, desc="level-2 topics")
         for t in topics:

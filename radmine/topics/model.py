@@ -827,7 +827,7 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
         corpus = bows
         bar = None
         if self.progress:
-            from tqdm.auto import tqdm
+            from radmine._progress import tqdm
 
             bar = tqdm(total=self.passes * len(bows), desc="LDA (gensim)", unit="doc")
             corpus = _ProgressCorpus(bows, bar)
@@ -861,7 +861,7 @@ class TopicModel(TopicModelHubMixin, BaseEstimator):
         step = max(1, min(50, total))
         bar = None
         if self.progress:
-            from tqdm.auto import tqdm
+            from radmine._progress import tqdm
 
             bar = tqdm(total=total, desc="LDA (tomotopy)", unit="sweep")
         done = 0

@@ -114,7 +114,7 @@ def select_n_topics(
     rows = []
     it = ks
     if progress:
-        from tqdm.auto import tqdm
+        from radmine._progress import tqdm
 
         it = tqdm(ks, desc="select_n_topics")
     for k in it:

@@ -294,7 +294,7 @@ def fit_topics_streaming(
     n_train = 0
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from radmine._progress import tqdm
 
         bar = tqdm(total=passes * len(parts), desc=bar_desc, unit="partition")
     try:
