@@ -44,8 +44,20 @@ Protocol (no choice looks at dev):
   (the dev images are unseen, the train images' captions were the training
   signal; modality and region labels are never used).
 
-Joint embeddings are cached in ``--cache`` (one ``.npz`` per fold and model),
-so the metrics can be recomputed without refitting.
+``--banks`` adds rows that smooth each query's joint embedding with a memory
+of the fitted cases (1-NN only; the fitted cases' captions and images are the
+bank, the query's own case never is):
+
+* ``aligned X, caption bank``: the softmax-weighted mean (temperature 0.05)
+  of the bank captions' joint embeddings, i.e. the image described by the
+  captions it would retrieve;
+* ``aligned X + caption bank``: that and the image's own embedding side by side;
+* ``aligned X + image bank``: the image's embedding plus the mean of its 10
+  nearest bank images (query expansion).
+
+Joint embeddings (and, for ``--banks``, every caption's) are cached in
+``--cache`` (one ``.npz`` per fold and model), so the metrics can be recomputed
+without refitting.
 
 Usage::
 
@@ -98,17 +110,24 @@ def unit(X: np.ndarray) -> np.ndarray:
 
 
 def fit_aligned(corpus, fit_split: str, feats: dict, models: list, seed: int, cache: Path, tag: str,
-                text_encoder) -> dict:
-    """Joint-space image embeddings of every image of ``corpus`` from models fitted on ``fit_split``."""
-    out = {}
+                text_encoder, with_captions: bool = False) -> tuple[dict, dict]:
+    """Joint-space embeddings of every image of ``corpus`` (and of its caption) from models fitted on ``fit_split``.
+
+    Returns ``({model: (n_images, dim)}, {model: (n_images, dim)})``; the second
+    dict (caption embeddings, row ``i`` for image ``i``'s caption) is empty
+    unless ``with_captions``.
+    """
+    out, captions = {}, {}
+    ids = corpus.images["image_id"].to_numpy(dtype=str)
     for i, name in enumerate(models):
         fset, params = MODELS[name]
         path = cache / f"aligned_{tag}_{name}_seed{seed}.npz"
-        ids = corpus.images["image_id"].to_numpy(dtype=str)
         if path.exists():
             d = np.load(path, allow_pickle=False)
-            if list(d["image_id"]) == list(ids):
+            if list(d["image_id"]) == list(ids) and (not with_captions or "T" in d.files):
                 out[name] = d["Z"]
+                if with_captions:
+                    captions[name] = d["T"]
                 continue
         t0 = time.perf_counter()
         model = radmine.ImageTextModel(random_state=seed + 100 * i, progress=False, train_split=fit_split,
@@ -117,17 +136,42 @@ def fit_aligned(corpus, fit_split: str, feats: dict, models: list, seed: int, ca
             warnings.simplefilter("ignore")
             model.fit(corpus, image_features=feats[fset])
         Z = model.encode_image_features(feats[fset].loc[ids]).astype(np.float32)
-        np.savez(path, Z=Z, image_id=ids)
+        T = model.encode_texts(corpus.images["caption"].fillna("").astype(str).tolist()).astype(np.float32)
+        np.savez(path, Z=Z, T=T, image_id=ids)
         print(f"  fitted {name} on {tag} ({time.perf_counter() - t0:.0f}s)", flush=True)
         out[name] = Z
-    return out
+        if with_captions:
+            captions[name] = T
+    return out, captions
 
 
-def metrics(X: np.ndarray, labels: pd.DataFrame, seeds: int, k: int) -> dict:
-    """1-NN modality / region (leave one case out) and NMI of JointClusterer() / one-shot k-means."""
+def bank_rows(aligned: dict, captions: dict, query: np.ndarray, bank: np.ndarray, tau: float = 0.05,
+              k: int = 10) -> dict:
+    """Joint embeddings of the ``query`` images smoothed with the ``bank`` images' captions or neighbours.
+
+    ``query`` and ``bank`` are boolean masks over the rows of ``aligned[m]``;
+    returns ``{row name: (n_query, d)}``.
+    """
+    rows = {}
+    for name, Z in aligned.items():
+        Zq, Zb, Tb = unit(Z[query]), unit(Z[bank]), unit(captions[name][bank])
+        S = Zq @ Tb.T / tau
+        P = np.exp(S - S.max(axis=1, keepdims=True))
+        text = unit((P / P.sum(axis=1, keepdims=True)) @ Tb)
+        near = np.argsort(-(Zq @ Zb.T), axis=1)[:, :k]
+        rows[f"aligned {name}, caption bank"] = text
+        rows[f"aligned {name} + caption bank"] = np.hstack([Zq, text])
+        rows[f"aligned {name} + image bank"] = unit(Zq + Zb[near].mean(axis=1))
+    return rows
+
+
+def metrics(X: np.ndarray, labels: pd.DataFrame, seeds: int, k: int, clusters: bool = True) -> dict:
+    """1-NN modality / region (leave one case out) and, with ``clusters``, NMI of each of CLUSTERINGS."""
     row = {}
     for task in ("modality", "location_category"):
         row[f"1-NN {task}"] = one_nn_accuracy(X, labels[task].astype(str).to_numpy(), labels["report_id"].to_numpy())
+    if not clusters:
+        return row
     y = (labels["modality"].astype(str) + " x " + labels["location_category"].astype(str)).to_numpy()
     for method, kw in CLUSTERINGS.items():
         vals = []
@@ -160,6 +204,7 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--stages", nargs="+", default=["folds", "dev", "all"], choices=["folds", "dev", "all"])
     ap.add_argument("--cache", default=str(HERE / "results" / "report_space"))
+    ap.add_argument("--banks", action="store_true", help="add the caption-bank and image-bank rows (1-NN only)")
     args = ap.parse_args(argv)
 
     folder = _paths.medpix_dir()
@@ -198,24 +243,34 @@ def main(argv=None) -> int:
         for f in range(args.folds):
             c = sub.copy()
             c.reports = c.reports.assign(split=np.where(c.reports["report_id"].map(fold_of) == f, "held", "fit"))
-            aligned = fit_aligned(c, "fit", feats, models, 0, cache, f"fold{f}", minilm)
+            aligned, captions = fit_aligned(c, "fit", feats, models, 0, cache, f"fold{f}", minilm, args.banks)
             held = (sub_images["report_id"].map(fold_of) == f).to_numpy()
             pos = pd.Series(np.arange(len(ids)), index=ids)[sub_images["image_id"]].to_numpy()
             rows = feature_rows({k: v[pos] for k, v in raw.items()}, aligned)
             for name, X in rows.items():
                 per_fold.append({"stage": "folds", "fold": f, "features": name,
                                  **metrics(X[held], sub_images[held], args.seeds, args.k)})
+            if args.banks:
+                for name, X in bank_rows(aligned, captions, held, ~held).items():
+                    per_fold.append({"stage": "folds", "fold": f, "features": name,
+                                     **metrics(X, sub_images[held], args.seeds, args.k, clusters=False)})
             print(pd.DataFrame([r for r in per_fold if r["fold"] == f]).round(3).to_string(index=False), flush=True)
         results += per_fold
 
     if {"dev", "all"} & set(args.stages):
-        aligned = fit_aligned(corpus, "train", feats, models, 0, cache, "train", minilm)
+        aligned, captions = fit_aligned(corpus, "train", feats, models, 0, cache, "train", minilm, args.banks)
         rows = feature_rows(raw, aligned)
         for stage in [s for s in ("dev", "all") if s in args.stages]:
             mask = (images["split"] == "dev").to_numpy() if stage == "dev" else np.ones(len(images), bool)
             for name, X in rows.items():
                 results.append({"stage": stage, "fold": -1, "features": name,
                                 **metrics(X[mask], images[mask], args.seeds, args.k)})
+        if args.banks and "dev" in args.stages:
+            dev = (images["split"] == "dev").to_numpy()
+            train = (images["split"] == "train").to_numpy()
+            for name, X in bank_rows(aligned, captions, dev, train).items():
+                results.append({"stage": "dev", "fold": -1, "features": name,
+                                **metrics(X, images[dev], args.seeds, args.k, clusters=False)})
 
     df = pd.DataFrame(results)
     cols = [c for c in df.columns if c.startswith(("1-NN", "NMI"))]
@@ -225,18 +280,25 @@ def main(argv=None) -> int:
     for (stage, name), g in df.groupby(["stage", "features"], sort=False):
         cells = []
         for c in cols:
-            v = g[c].to_numpy()
+            v = g[c].dropna().to_numpy()
+            if not len(v):
+                cells.append("")
+                continue
             cells.append(f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}")
         print(f"| {stage} | {name} | " + " | ".join(cells) + " |")
     if "folds" in args.stages:
         base = df[(df["stage"] == "folds")].pivot(index="fold", columns="features")
         print("\nPaired differences on the folds (mean, folds won):")
         for name in df.loc[df["stage"] == "folds", "features"].unique():
-            for ref in ("effnet", "sscd"):
+            # a bank row is compared with the joint embedding it smooths
+            refs = [f"aligned {m}" for m in MODELS if name.startswith(f"aligned {m}") and "bank" in name]
+            for ref in refs or ("effnet", "sscd"):
                 if ref == name or ref not in df["features"].values:
                     continue
                 for c in cols:
-                    d = base[c][name] - base[c][ref]
+                    d = (base[c][name] - base[c][ref]).dropna()
+                    if not len(d):
+                        continue
                     print(f"  {name} - {ref}: {c} {d.mean():+.3f} ({int((d > 0).sum())}/{len(d)})")
     out = cache / "results.csv"
     df.to_csv(out, index=False)
