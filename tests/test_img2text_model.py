@@ -317,6 +317,38 @@ def test_partial_backbone_training_on_embedded(embedded_corpus, tmp_path):
     assert full.encode_images(imgs).shape == (3, full.dim_)
 
 
+def test_param_groups_put_pretrained_layers_at_finetune_lr():
+    """Heads (and the temperature) at lr, the trained backbone / transformer layers at finetune_lr, frozen ones nowhere."""
+    import torch
+
+    from radmine.img2text.towers import ImageTextTowers
+
+    backbone, text = torch.nn.Linear(3, 3), torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    text[0].requires_grad_(False)
+    towers = ImageTextTowers(8, 4, objective="contrastive", embed_dim=4, hidden_dim=0, dropout=0.0, temperature=0.07,
+                             backbone=backbone, text_module=text)
+    heads, pretrained = towers.param_groups(1e-3, 1e-5)
+    assert (heads["lr"], pretrained["lr"]) == (1e-3, 1e-5)
+    assert {id(p) for p in pretrained["params"]} == {id(p) for p in [*backbone.parameters(), *text[1].parameters()]}
+    assert any(p is towers.logit_scale for p in heads["params"])
+    plain = ImageTextTowers(8, 4, objective="contrastive", embed_dim=4, hidden_dim=0, dropout=0.0, temperature=0.07)
+    (only,) = plain.param_groups(1e-3, 1e-5)  # frozen encoders: one group, in parameters() order
+    assert [id(p) for p in only["params"]] == [id(p) for p in plain.parameters()]
+
+
+def test_finetune_lr_reaches_the_trained_cnn_block(embedded_corpus):
+    corpus = embedded_corpus.copy()
+    kw = dict(CHEAP, backbone="random_cnn", train_backbone_blocks=1, epochs=1, batch_size=32, hidden_dim=32,
+              random_state=0, progress=False, train_split=None, word2vec_params={"vector_size": 16, "epochs": 2})
+    still = radmine.ImageTextModel(**kw, finetune_lr=1e-12).fit(corpus)
+    moved = radmine.ImageTextModel(**kw, finetune_lr=1e-2).fit(corpus)
+    trained = [k for k, p in still.module_.backbone.named_parameters() if p.requires_grad]
+    a, b = dict(still.module_.backbone.named_parameters()), dict(moved.module_.backbone.named_parameters())
+    assert max(float((a[k] - b[k]).abs().max()) for k in trained) > 1e-4
+    with pytest.raises(ValueError, match="'finetune_lr' parameter of ImageTextModel must be a number > 0"):
+        radmine.ImageTextModel(**kw, finetune_lr=0.0).fit(corpus)
+
+
 def test_seed_ensemble_on_embedded(embedded_corpus, tmp_path):
     """n_ensemble=2 with last+mid features: beats chance; dot product = mean member cosine; save/load identical."""
     corpus = embedded_corpus.copy()

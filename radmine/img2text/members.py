@@ -193,20 +193,24 @@ def dev_recall(member, data: PairData, ks, *, n_threads: int | None = None) -> d
 def train_member(member, data: PairData, *, objective: str, regression_loss: str, batch_size: int, lr: float,
                  weight_decay: float, epochs: int, patience: int | None, lr_schedule: str, ks, checkpoint_dir,
                  fingerprint: str, config: dict, random_state, progress: bool, desc: str,
-                 n_threads: int | None) -> Trainer:
+                 n_threads: int | None, finetune_lr: float | None = None) -> Trainer:
     """Train one member in place with :class:`radmine.nn.Trainer`.
 
     Batches never hold a case twice (:func:`radmine.nn.group_batches`); the
     loss is :func:`radmine.img2text.losses.towers_loss`; with dev pairs the
     run stops early on ``dev_R_mean`` (:func:`dev_recall`) with ``patience``
     and keeps the best epoch, else it runs ``epochs`` and keeps the last.
-    Gradients are clipped to norm 5.
+    Gradients are clipped to norm 5. AdamW trains the heads at ``lr`` and the
+    member's trained CNN or transformer layers at ``finetune_lr`` (None:
+    ``lr``), both on the same schedule.
 
     Returns
     -------
     Trainer
         After :meth:`~radmine.nn.Trainer.run` (history, best epoch, resume state).
     """
+    import torch
+
     from radmine.img2text.losses import towers_loss
 
     ks = [int(k) for k in ks]
@@ -225,8 +229,10 @@ def train_member(member, data: PairData, *, objective: str, regression_loss: str
     def evaluate():
         return dev_recall(member, data, ks, n_threads=n_threads)
 
+    param_groups = member.param_groups(lr, lr if finetune_lr is None else finetune_lr)
+    optimizer = torch.optim.AdamW(param_groups, lr=float(lr), weight_decay=float(weight_decay)) if param_groups else None
     trainer = Trainer(
-        member, lr=lr, weight_decay=weight_decay, epochs=epochs, patience=patience if use_dev else None,
+        member, optimizer=optimizer, lr=lr, weight_decay=weight_decay, epochs=epochs, patience=patience if use_dev else None,
         checkpoint_dir=checkpoint_dir, fingerprint=fingerprint, config=config, monitor="dev_R_mean",
         max_grad_norm=5.0, random_state=random_state, device=data.device, progress=progress, desc=desc,
         n_threads=n_threads, lr_schedule=lr_schedule,

@@ -247,6 +247,13 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
     epochs : int, default 30
     batch_size : int, default 64
     lr : float, default 1e-3
+        Learning rate of the projection heads (AdamW).
+    finetune_lr : float, default 1e-4
+        Learning rate of the pretrained layers that are trained: the CNN
+        (``finetune_backbone``, ``train_backbone_blocks``) and the last
+        transformer layers (``finetune_text_layers``). Pretrained weights
+        need a smaller step than freshly initialised heads; unused when both
+        encoders are frozen (the default).
     weight_decay : float, default 0.05
     patience : int, default 5
         Early stopping on ``dev_R_mean``: the mean of dev R@k over ``ks`` and
@@ -321,6 +328,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         epochs: int = 30,
         batch_size: int = 64,
         lr: float = 1e-3,
+        finetune_lr: float = 1e-4,
         weight_decay: float = 0.05,
         patience: int | None = 5,
         dev_fraction: float = 0.0,
@@ -359,6 +367,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.finetune_lr = finetune_lr
         self.weight_decay = weight_decay
         self.patience = patience
         self.dev_fraction = dev_fraction
@@ -388,7 +397,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         if self.batch_size < 2 and self.objective == "contrastive":
             raise ValueError(f"The 'batch_size' parameter of {owner} must be >= 2 for the contrastive objective. "
                              f"Got {self.batch_size}.")
-        tr.check_numbers(self, (("temperature", 0.0, None), ("lr", 0.0, None), ("dropout", -1e-12, 1.0),
+        tr.check_numbers(self, (("temperature", 0.0, None), ("lr", 0.0, None), ("finetune_lr", 0.0, None), ("dropout", -1e-12, 1.0),
                                 ("input_dropout", -1e-12, 1.0), ("dev_fraction", -1e-12, 1.0),
                                 ("weight_decay", -1e-12, None), ("memory_weight", -1e-12, None)), owner)
         tr.check_ks(self.ks, owner)
@@ -536,14 +545,17 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
                 input_dropout=self.input_dropout, temperature=self.temperature, backbone=backbone,
                 text_module=self.text_encoder_.module_ if self._finetune_text else None,
             )
-            fp = fingerprint({"config": {k: v for k, v in config.items() if k not in _NOT_FINGERPRINTED},
+            frozen = not (self._trains_backbone() or self._finetune_text)
+            fp = fingerprint({"config": {k: v for k, v in config.items()
+                                         if k not in _NOT_FINGERPRINTED and not (frozen and k == "finetune_lr")},
                               "pairs": pair_keys, **({"member": m} if m else {})})
             ckpt = self.checkpoint_dir
             if ckpt is not None and m:
                 ckpt = Path(ckpt) / f"member_{m}"
             trainers.append(train_member(
                 member, data, objective=self.objective, regression_loss=self.regression_loss,
-                batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, epochs=self.epochs,
+                batch_size=self.batch_size, lr=self.lr, finetune_lr=self.finetune_lr,
+                weight_decay=self.weight_decay, epochs=self.epochs,
                 patience=self.patience, lr_schedule=self.lr_schedule, ks=self.ks, checkpoint_dir=ckpt,
                 fingerprint=fp, config=config, random_state=train_seed, progress=self.progress,
                 desc="ImageTextModel" if n == 1 else f"ImageTextModel member {m + 1}/{n}",
@@ -596,7 +608,7 @@ class ImageTextModel(tr.BackboneInputsMixin, ImageTextModelHubMixin, BaseEstimat
         for k in ("objective", "backbone", "finetune_backbone", "train_backbone_blocks", "flip_augment",
                   "finetune_text_layers", "embed_dim", "hidden_dim", "dropout", "input_dropout", "temperature",
                   "regression_loss", "extra_texts", "memory_weight", "memory_k", "lr_schedule", "n_ensemble", "image_features", "image_preprocessing",
-                  "image_size", "batch_size", "lr", "weight_decay", "dev_fraction",
+                  "image_size", "batch_size", "lr", "finetune_lr", "weight_decay", "dev_fraction",
                   "train_split", "text_source", "max_phrases", "random_state", "epochs", "patience"):
             out[k] = getattr(self, k)
         out["ks"] = [int(k) for k in self.ks]

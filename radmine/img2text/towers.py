@@ -105,6 +105,20 @@ class ImageTextTowers(nn.Module):
             return feats
         return self.text_head((feats - self.txt_mean) / self.txt_std)
 
+    def param_groups(self, lr: float, finetune_lr: float) -> list[dict]:
+        """AdamW parameter groups: the heads (and temperature) at ``lr``, trained pretrained layers at ``finetune_lr``.
+
+        The pretrained layers are the trainable parameters of ``backbone`` and
+        ``text_module``. Groups without a trainable parameter are left out, so
+        a model that trains its heads only has one group, in the order of
+        ``parameters()``.
+        """
+        pretrained, heads = [], []
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                (pretrained if name.startswith(("backbone.", "text_module.")) else heads).append(p)
+        return [{"params": ps, "lr": float(rate)} for ps, rate in ((heads, lr), (pretrained, finetune_lr)) if ps]
+
     def standardise(self, image_feats=None, text_feats=None) -> None:
         """Set the input standardisation from training rows (arrays ``(n, dim)``; None: unchanged)."""
         for feats, mean, std in ((image_feats, self.img_mean, self.img_std), (text_feats, self.txt_mean, self.txt_std)):
