@@ -367,6 +367,27 @@ def test_adapter_mode_from_features_and_resume(tmp_path):
     assert np.array_equal(first.labels_, jc.labels_)
 
 
+@pytest.mark.parametrize("mode", ["adapter", "backbone"])
+def test_without_the_loop_nothing_is_trained_and_no_weights_are_saved(tmp_path, mode):
+    """finetune=False: no identity adapter, no copy of the frozen CNN on disk; the loaded model predicts the same."""
+    X, _ = blobs(120, centers=3, d=16)
+    jc = radmine.JointClusterer(n_clusters=3, finetune=False, finetune_mode=mode, pca_dim=8, merge=False,
+                                progress=False, random_state=0).fit(None, image_features=X)
+    assert jc.adapter_ is None
+    jc.save(tmp_path / "f")
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["clusterer.json", "history.parquet",
+                                                                   "state.safetensors"]
+    back = radmine.JointClusterer.load(tmp_path / "f")
+    np.testing.assert_array_equal(back.predict(image_features=X), jc.predict(image_features=X))
+    images, _ = pattern_images(n_per=6)
+    on_pixels = small_loop(finetune=False, finetune_mode=mode, n_rounds=1, n_clusters=3).fit(images)
+    assert on_pixels.adapter_ is None
+    on_pixels.save(tmp_path / "p")
+    assert [p.name for p in (tmp_path / "p").glob("*.safetensors")] == ["state.safetensors"]
+    back = radmine.JointClusterer.load(tmp_path / "p")
+    np.testing.assert_array_equal(back.predict(images), on_pixels.predict(images))
+
+
 def test_features_keyword_is_a_deprecated_alias_of_image_features():
     X, _ = blobs(n=120, centers=3, d=8)
     kw = dict(n_clusters=3, finetune=False, progress=False, random_state=0)

@@ -423,10 +423,14 @@ class JointClusterer(BaseEstimator):
                 features = _loop.extract_features(backbone, tensors, batch_size=self.batch_size, device=device,
                                                   progress=self.progress, desc="extract (frozen backbone)")
                 tensors = None  # the pixels are not needed any more
-            model = _loop.Adapter(features.shape[1], seed=base_seed)
-            inputs = torch.from_numpy(np.ascontiguousarray(features))
+            # the adapter starts as the identity and only the loop trains it: without the loop there is none
+            model = _loop.Adapter(features.shape[1], seed=base_seed) if use_loop else None
+            inputs = torch.from_numpy(np.ascontiguousarray(features)) if use_loop else None
         else:
             model, inputs = backbone, tensors
+        if backbone is not None and not (use_loop and not adapter_mode):
+            # used frozen only: predict(images) rebuilds it from its name and seed, save() stores no weights
+            self._lazy_backbone_seed = base_seed
         y = self._resolve_truth(y_true, corpus_or_images, ids)
         if self.n_clusters > len(ids):
             raise ValueError(f"n_clusters={self.n_clusters} is larger than the number of images ({len(ids)}).")
