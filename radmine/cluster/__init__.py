@@ -428,7 +428,7 @@ class JointClusterer(BaseEstimator):
             inputs = torch.from_numpy(np.ascontiguousarray(features)) if use_loop else None
         else:
             model, inputs = backbone, tensors
-        if backbone is not None and not (use_loop and not adapter_mode):
+        if backbone is not None and (adapter_mode or not use_loop):
             # used frozen only: predict(images) rebuilds it from its name and seed, save() stores no weights
             self._lazy_backbone_seed = base_seed
         y = self._resolve_truth(y_true, corpus_or_images, ids)

@@ -9,6 +9,11 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_CONFIG_NAME = "default_config.toml"
+#: what ``[cluster] space`` may name -> how the HTML report describes it
+CLUSTER_SPACES = {
+    "report": "the joint image-text space of the image-to-text model (images grouped by what their reports say)",
+    "image": "the CNN features of the embed step",
+}
 
 
 def default_config_text() -> str:

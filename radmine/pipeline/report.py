@@ -20,6 +20,7 @@ import pandas as pd
 from radmine._io import atomic_write_text
 from radmine.pipeline import artifacts
 from radmine.pipeline.artifacts import Artifact
+from radmine.pipeline.config import CLUSTER_SPACES
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +32,6 @@ th{background:#f5f5f5} .note{color:#777;font-style:italic} .grid{display:flex;fl
 .card{border:1px solid #ddd;padding:6px;width:250px;font-size:.85em} .card img{max-width:100%;display:block;margin-bottom:4px}
 .bar{background:#4c78a8;height:10px;display:inline-block;vertical-align:middle}
 """
-
-
-#: what the report says of the features the clusters were made in (``[cluster] space``)
-SPACE_TEXT = {
-    "report": "the joint image-text space of the image-to-text model (images grouped by what their reports say)",
-    "image": "the CNN features of the embed step",
-}
 
 
 def _img_tag(path: str | Path | None, max_size: int = 240, alt: str = "") -> str:
@@ -217,8 +211,8 @@ def write_report(out: str | Path, *, n_examples: int | None = None, step_order: 
         parts.append(_missing("cluster", skipped))
     else:
         space = manifest.get("steps", {}).get("cluster", {}).get("info", {}).get("space")
-        if space in SPACE_TEXT:
-            parts.append(f"<p>Clustered in {SPACE_TEXT[space]}.</p>")
+        if space in CLUSTER_SPACES:
+            parts.append(f"<p>Clustered in {CLUSTER_SPACES[space]}.</p>")
         cols = [c for c in ("cluster", "size", "name", "top_words", "distinctive_words", "top_annotations") if c in info.columns]
         parts.append(_table(info[cols].map(_pairs_text), 60))
         hist = _read(out, artifacts.CLUSTER_HISTORY)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from radmine._io import atomic_folder, atomic_save_figure, atomic_write_csv, atomic_write_json, atomic_write_npy
 from radmine.pipeline import artifacts
-from radmine.pipeline.config import load_config
+from radmine.pipeline.config import CLUSTER_SPACES, load_config
 from radmine.pipeline.runner import RunContext, Step, check_output_folder, output_lock, run_steps, save_table
 
 logger = logging.getLogger(__name__)
@@ -32,8 +32,6 @@ NOT_RECORDED = "(not recorded: de-identified user data; folder names of exports 
 MIN_TOPIC_DOCUMENTS = 3
 #: fewer linked image-sentence pairs with features than this: the img2text step is skipped
 MIN_IMG2TEXT_PAIRS = 4
-#: what ``[cluster] space`` may name: the img2text model's joint image-text space, or the CNN features
-CLUSTER_SPACES = ("report", "image")
 
 
 # -- helpers ---------------------------------------------------------------
